@@ -1,0 +1,127 @@
+"""Node parameters: one table per node, read from ROS 2 parameter YAML, checked at start-up.
+
+A table lists every parameter once (name, type, default, description, range or choices), as
+generate_parameter_library does. Values come from the table's defaults, then the YAML file
+(`/**:` or `<node name>:` -> `ros__parameters:`, keys nested by concern or dotted), then
+command-line overrides. A bad value stops start-up with one line naming the file, the key
+and the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+from pathlib import Path
+
+import yaml
+
+TYPES = ('bool', 'int', 'float', 'str', 'int_array', 'float_array', 'str_array')
+
+
+class ParameterError(ValueError):
+    """A parameter value or file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    name: str                       # dotted, grouped by concern: 'gate.threshold'
+    type: str                       # one of TYPES
+    default: object
+    description: str
+    min: float | None = None        # inclusive, numbers only
+    max: float | None = None        # inclusive, numbers only
+    choices: tuple = ()             # allowed values, strings mostly
+
+    def check(self, value: object, source: str) -> object:
+        """The value converted to this parameter's type, or ParameterError."""
+        where = f'{source}: {self.name}' if source else self.name
+        converted = _convert(self.type, value)
+        if converted is None:
+            raise ParameterError(f'{where} must be {self.type}, got {value!r}')
+        items = converted if self.type.endswith('_array') else [converted]
+        for item in items:
+            if self.choices and item not in self.choices:
+                raise ParameterError(f'{where} must be one of {self.choices}, got {item!r}')
+            if self.min is not None and item < self.min:
+                raise ParameterError(f'{where} must be >= {self.min}, got {item!r}')
+            if self.max is not None and item > self.max:
+                raise ParameterError(f'{where} must be <= {self.max}, got {item!r}')
+        return converted
+
+
+def _convert(kind: str, value: object) -> object:
+    if kind.endswith('_array'):
+        if not isinstance(value, (list, tuple)):
+            return None
+        items = [_convert(kind[:-len('_array')], item) for item in value]
+        return None if any(item is None for item in items) else tuple(items)
+    if kind == 'bool':
+        return value if isinstance(value, bool) else None
+    if isinstance(value, bool):
+        return None
+    if kind == 'int':
+        return value if isinstance(value, int) else None
+    if kind == 'float':
+        ok = isinstance(value, (int, float)) and math.isfinite(value)
+        return float(value) if ok else None
+    return value if isinstance(value, str) else None
+
+
+def flatten(tree: dict, prefix: str = '') -> dict[str, object]:
+    """{'gate': {'threshold': 1}} -> {'gate.threshold': 1}."""
+    flat = {}
+    for key, value in tree.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + '.'))
+        else:
+            flat[name] = value
+    return flat
+
+
+def read_yaml(path: Path, node_name: str) -> dict[str, object]:
+    """The flat parameters a ROS 2 parameter file gives to `node_name` (`/**` first)."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
+    except FileNotFoundError:
+        raise ParameterError(f'{path}: parameter file not found') from None
+    except yaml.YAMLError as error:
+        raise ParameterError(f'{path}: not valid YAML: {str(error).splitlines()[0]}') from None
+    if not isinstance(document, dict):
+        raise ParameterError(f'{path}: expected a mapping of node names')
+    values: dict[str, object] = {}
+    for key in ('/**', '**', node_name, '/' + node_name):
+        section = document.get(key)
+        if section is None:
+            continue
+        if not isinstance(section, dict) or not isinstance(section.get('ros__parameters'),
+                                                           dict):
+            raise ParameterError(f'{path}: {key}: expected a "ros__parameters" mapping')
+        values.update(flatten(section['ros__parameters']))
+    return values
+
+
+class ParameterTable:
+    """The parameters one node declares."""
+
+    def __init__(self, specs: list[ParameterSpec]):
+        self.specs = {spec.name: spec for spec in specs}
+        for spec in specs:
+            spec.check(spec.default, 'default')
+
+    def resolve(self, file_values: dict[str, object] | None = None, source: str = '',
+                overrides: dict[str, object] | None = None) -> dict[str, object]:
+        """Defaults <- file values <- overrides, each checked; unknown names are errors."""
+        values = {name: spec.default for name, spec in self.specs.items()}
+        for layer, where in ((file_values or {}, source), (overrides or {}, 'override')):
+            for name, value in layer.items():
+                if name not in self.specs:
+                    raise ParameterError(f'{where}: unknown parameter {name!r}')
+                values[name] = self.specs[name].check(value, where)
+        return values
+
+    def load(self, path: Path | None, node_name: str,
+             overrides: dict[str, object] | None = None) -> dict[str, object]:
+        file_values = read_yaml(path, node_name) if path else {}
+        return self.resolve(file_values, str(path or ''), overrides)

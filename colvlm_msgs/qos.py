@@ -1,0 +1,95 @@
+"""Named QoS profiles: read once from `config/qos.yaml`, validated, backend-neutral.
+
+The transports map a `QosProfile` onto rclpy's QoSProfile or Cyclone DDS policies; node
+code only names the intent ('frames', 'answers', ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from colvlm_msgs.resources import find
+
+RELIABILITY = ('reliable', 'best_effort')
+DURABILITY = ('volatile', 'transient_local')
+HISTORY = ('keep_last', 'keep_all')
+_KEYS = ('reliability', 'durability', 'history', 'depth', 'deadline_ms', 'lifespan_ms')
+
+
+class QosError(ValueError):
+    """A bad QoS profile definition or an unknown profile name."""
+
+
+@dataclass(frozen=True)
+class QosProfile:
+    name: str
+    reliability: str = 'reliable'
+    durability: str = 'volatile'
+    history: str = 'keep_last'
+    depth: int = 10                  # samples kept per instance with keep_last
+    deadline_ms: float = 0.0         # ms; 0 = no deadline
+    lifespan_ms: float = 0.0         # ms; 0 = samples never expire
+
+
+def _check_choice(source: str, profile: str, key: str, value: object, choices: tuple) -> None:
+    if value not in choices:
+        raise QosError(f'{source}: profiles.{profile}.{key} must be one of {choices}, '
+                       f'got {value!r}')
+
+
+def parse_profiles(document: object, source: str) -> dict[str, QosProfile]:
+    """Profiles from a loaded YAML document `{profiles: {name: {...}}}`."""
+    if not isinstance(document, dict) or not isinstance(document.get('profiles'), dict):
+        raise QosError(f'{source}: expected a mapping with a "profiles" mapping')
+    profiles = {}
+    for name, body in document['profiles'].items():
+        if not isinstance(body, dict):
+            raise QosError(f'{source}: profiles.{name} must be a mapping, got {body!r}')
+        unknown = sorted(set(body) - set(_KEYS))
+        if unknown:
+            raise QosError(f'{source}: profiles.{name} has unknown key {unknown[0]!r} '
+                           f'(known: {", ".join(_KEYS)})')
+        profile = QosProfile(name=name, **body)
+        _check_choice(source, name, 'reliability', profile.reliability, RELIABILITY)
+        _check_choice(source, name, 'durability', profile.durability, DURABILITY)
+        _check_choice(source, name, 'history', profile.history, HISTORY)
+        if not isinstance(profile.depth, int) or isinstance(profile.depth, bool) \
+                or profile.depth < 1:
+            raise QosError(f'{source}: profiles.{name}.depth must be an integer >= 1, '
+                           f'got {profile.depth!r}')
+        for key in ('deadline_ms', 'lifespan_ms'):
+            value = getattr(profile, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise QosError(f'{source}: profiles.{name}.{key} must be a number >= 0, '
+                               f'got {value!r}')
+        profiles[name] = profile
+    return profiles
+
+
+def load_profiles(path: Path | None = None) -> dict[str, QosProfile]:
+    path = Path(path) if path else find('config/qos.yaml')
+    try:
+        document = yaml.safe_load(path.read_text(encoding='utf-8'))
+    except yaml.YAMLError as error:
+        raise QosError(f'{path}: not valid YAML: {str(error).splitlines()[0]}') from None
+    return parse_profiles(document, str(path))
+
+
+@lru_cache(maxsize=1)
+def default_profiles() -> dict[str, QosProfile]:
+    return load_profiles()
+
+
+def profile(name: str | QosProfile, profiles: dict[str, QosProfile] | None = None) -> QosProfile:
+    """A profile by name (or passed through when already one)."""
+    if isinstance(name, QosProfile):
+        return name
+    profiles = default_profiles() if profiles is None else profiles
+    try:
+        return profiles[name]
+    except KeyError:
+        raise QosError(f'unknown QoS profile {name!r} (known: {", ".join(profiles)})') from None

@@ -1,0 +1,43 @@
+"""Create a node on the `ros` (rclpy) or `dds` (Cyclone DDS) backend.
+
+`auto` picks `ros` when rclpy imports and `dds` otherwise; COLVLM_TRANSPORT=ros|dds|auto
+or the `backend` argument forces it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from colvlm_msgs.transport.port import (  # noqa: F401 (the port's public names)
+    Client,
+    Node,
+    Publisher,
+    ServiceServer,
+    ServiceTimeout,
+    Subscription,
+    Timer,
+    TransportError,
+)
+
+BACKENDS = ('auto', 'ros', 'dds')
+
+
+def choose_backend(requested: str | None = None) -> str:
+    requested = (requested or os.environ.get('COLVLM_TRANSPORT') or 'auto').strip().lower()
+    if requested not in BACKENDS:
+        raise ValueError(f'transport must be one of {BACKENDS}, got {requested!r}')
+    if requested != 'auto':
+        return requested
+    return 'ros' if importlib.util.find_spec('rclpy') is not None else 'dds'
+
+
+def create_node(name: str, namespace: str = '', *, backend: str | None = None,
+                parameters_file: str | None = None, domain_id: int | None = None) -> Node:
+    """A started node; call `spin()` to serve and `shutdown()` to stop."""
+    chosen = choose_backend(backend)
+    if chosen == 'ros':
+        from colvlm_msgs.transport.ros import RosNode
+        return RosNode(name, namespace, parameters_file=parameters_file)
+    from colvlm_msgs.transport.dds import DdsNode
+    return DdsNode(name, namespace, domain_id=domain_id, parameters_file=parameters_file)

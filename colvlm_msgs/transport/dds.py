@@ -1,0 +1,408 @@
+"""The `dds` backend: Cyclone DDS (PyPI `cyclonedds`) speaking rmw_cyclonedds_cpp's wire.
+
+Topics `rt/<name>`, services `rq/<name>Request` + `rr/<name>Reply` carrying the 16-byte
+request header, type names `pkg::msg::dds_::Name_`, XCDR1 only (rmw's readers match
+nothing else), USER_DATA `typehash=RIHS01_...;` on endpoints and `clientid=`/`serviceid=`
+on service endpoints, `enclave=/;` on the participant, ROS_DOMAIN_ID and
+ROS_AUTOMATIC_DISCOVERY_RANGE honoured. Each reader has a thread; service handlers run on a
+small pool so that one may block on a call to another node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+import itertools
+import logging
+import secrets
+import threading
+import time
+
+from cyclonedds.core import (
+    InstanceState,
+    Policy,
+    Qos,
+    ReadCondition,
+    SampleState,
+    ViewState,
+    WaitSet,
+)
+from cyclonedds.domain import Domain, DomainParticipant
+from cyclonedds.pub import DataWriter
+from cyclonedds.sub import DataReader, InvalidSample
+from cyclonedds.topic import Topic
+from cyclonedds.util import duration
+
+from colvlm_msgs import names
+from colvlm_msgs.params import ParameterTable
+from colvlm_msgs.qos import QosProfile, profile
+from colvlm_msgs.transport import port
+from colvlm_msgs.transport.discovery import discovery_config, domain_id_from_environment
+from colvlm_msgs.transport.logs import node_logger
+from colvlm_msgs.typesupport import HEADER_GUID, HEADER_SEQUENCE, default_typesupport
+
+_POLL_S = 0.1                        # how often reader threads look at the shutdown flag
+_REPLY_READER_WAIT_S = 1.0           # rmw waits 100 ms; local threads may need longer
+_ANY_SAMPLE = SampleState.Any | ViewState.Any | InstanceState.Any
+
+
+class _Participant:
+    """One DDS participant per process and domain, shared by its nodes (like an rcl context)."""
+
+    _lock = threading.Lock()
+    _instances: dict[int, _Participant] = {}
+
+    def __init__(self, domain_id: int):
+        self.domain_id = domain_id
+        self.domain = Domain(domain_id, discovery_config())
+        self.participant = DomainParticipant(domain_id, qos=Qos(Policy.Userdata(b'enclave=/;')))
+        self.topics: dict[str, Topic] = {}
+        # rmw ids: 12 bytes of participant identity + a 4-byte big-endian counter.
+        self._id_prefix = secrets.token_bytes(12)
+        self._counter = itertools.count(1)
+
+    @classmethod
+    def get(cls, domain_id: int) -> _Participant:
+        with cls._lock:
+            if domain_id not in cls._instances:
+                cls._instances[domain_id] = cls(domain_id)
+            return cls._instances[domain_id]
+
+    def topic(self, name: str, data_type: type) -> Topic:
+        with self._lock:
+            if name not in self.topics:
+                self.topics[name] = Topic(self.participant, name, data_type)
+            return self.topics[name]
+
+    def endpoint_id(self) -> str:
+        """A client/service id formatted as rmw_cyclonedds' csid_to_string does."""
+        raw = self._id_prefix + next(self._counter).to_bytes(4, 'big')
+        return f'{raw[0]:>2x}' + ''.join(f'.{b:x}' for b in raw[1:])
+
+
+def _qos(qos: QosProfile, user_data: str) -> Qos:
+    policies = [
+        Policy.Reliability.Reliable(duration(seconds=1)) if qos.reliability == 'reliable'
+        else Policy.Reliability.BestEffort,
+        Policy.Durability.TransientLocal if qos.durability == 'transient_local'
+        else Policy.Durability.Volatile,
+        Policy.History.KeepLast(qos.depth) if qos.history == 'keep_last'
+        else Policy.History.KeepAll,
+        Policy.DataRepresentation(use_cdrv0_representation=True),
+        Policy.WriterDataLifecycle(autodispose=False),
+        Policy.Userdata(user_data.encode('ascii')),
+    ]
+    if qos.deadline_ms:
+        policies.append(Policy.Deadline(duration(milliseconds=qos.deadline_ms)))
+    if qos.lifespan_ms:
+        policies.append(Policy.Lifespan(duration(milliseconds=qos.lifespan_ms)))
+    return Qos(*policies)
+
+
+def _user_data_value(endpoint, key: str) -> str | None:
+    """The value of `key=...;` in a discovered endpoint's USER_DATA, or None."""
+    try:
+        raw = endpoint.qos[Policy.Userdata].data
+    except (KeyError, AttributeError, TypeError):
+        return None
+    for item in raw.decode('ascii', 'replace').rstrip('\0').split(';'):
+        name, _, value = item.partition('=')
+        if name == key:
+            return value
+    return None
+
+
+class _ReaderThread:
+    """Takes samples one at a time so that one malformed sample costs only itself."""
+
+    def __init__(self, reader: DataReader, on_sample: Callable, on_error: Callable,
+                 stop: threading.Event, name: str):
+        self.reader = reader
+        self._on_sample, self._on_error, self._stop = on_sample, on_error, stop
+        self._waitset = WaitSet(reader.participant)
+        self._waitset.attach(ReadCondition(reader, _ANY_SAMPLE))
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self._waitset.wait(duration(seconds=_POLL_S)) == 0:
+                continue
+            while not self._stop.is_set():
+                try:
+                    samples = self.reader.take(N=1)
+                except Exception as error:  # a sample that does not decode
+                    self._on_error(error)
+                    continue
+                if not samples:
+                    break
+                if isinstance(samples[0], InvalidSample):
+                    continue  # an instance-state change (a writer left), not data
+                self._on_sample(samples[0])
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
+class DdsPublisher(port.Publisher):
+    def __init__(self, writer: DataWriter, topic: str):
+        self.writer, self.topic = writer, topic
+
+    def publish(self, message) -> None:
+        self.writer.write(message)
+
+    def subscription_count(self) -> int:
+        return self.writer.get_publication_matched_status().current_count
+
+
+class DdsSubscription(port.Subscription):
+    def __init__(self, topic: str):
+        self.topic, self.dropped = topic, 0
+
+
+class DdsServiceServer(port.ServiceServer):
+    def __init__(self, service: str):
+        self.service = service
+
+
+class DdsTimer(port.Timer):
+    def __init__(self, period_s: float, callback: Callable, logger: logging.Logger,
+                 stop: threading.Event):
+        self._cancelled = threading.Event()
+        self._stop = stop
+
+        def run():
+            while not (self._cancelled.wait(period_s) or stop.is_set()):
+                try:
+                    callback()
+                except Exception as error:
+                    logger.error(f'timer callback failed: {error!r}')
+
+        threading.Thread(target=run, name='colvlm-timer', daemon=True).start()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+
+class DdsClient(port.Client):
+    def __init__(self, node: DdsNode, service_type, service: str):
+        self.service = service
+        self._node, self._type = node, service_type
+        request_topic, reply_topic = names.dds_service_topics(service)
+        participant = node._participant
+        client_id = participant.endpoint_id()
+        qos = profile('services', node.qos_profiles)
+        self._writer = DataWriter(
+            participant.participant,
+            participant.topic(request_topic, service_type.request_wire),
+            qos=_qos(qos, f'clientid={client_id};typehash={service_type.request_hash};'))
+        self._reader = DataReader(
+            participant.participant,
+            participant.topic(reply_topic, service_type.response_wire),
+            qos=_qos(qos, f'clientid={client_id};typehash={service_type.response_hash};'))
+        # rmw uses the request writer's instance handle as the client's 64-bit id.
+        self._guid = self._writer.get_instance_handle() & (2**64 - 1)
+        self._sequence = itertools.count(1)
+        self._pending: dict[int, Future] = {}
+        self._lock = threading.Lock()
+        node._add_reader(self._reader, self._on_reply, f'{service} replies')
+
+    def _on_reply(self, sample) -> None:
+        if getattr(sample, HEADER_GUID) != self._guid:
+            return  # another client's reply
+        with self._lock:
+            future = self._pending.pop(getattr(sample, HEADER_SEQUENCE), None)
+        if future is not None:
+            fields = {name: getattr(sample, name) for name in self._type.Response.__annotations__}
+            future.set_result(self._type.Response(**fields))
+
+    def wait_for_service(self, timeout: float) -> bool:
+        ready = threading.Event()
+        deadline = _deadline(timeout)
+        while not ready.wait(0.02):
+            if (self._writer.get_publication_matched_status().current_count > 0
+                    and self._reader.get_subscription_matched_status().current_count > 0):
+                return True
+            if _remaining(deadline) <= 0:
+                return False
+        return True
+
+    def call(self, request, timeout: float):
+        deadline = _deadline(timeout)
+        if not self.wait_for_service(timeout):
+            raise port.ServiceTimeout(f'service {self.service!r} is not available '
+                                      f'(no server within {timeout:.1f} s)')
+        sequence = next(self._sequence)
+        future: Future = Future()
+        with self._lock:
+            self._pending[sequence] = future
+        fields = {name: getattr(request, name) for name in self._type.Request.__annotations__}
+        self._writer.write(self._type.request_wire(
+            **{HEADER_GUID: self._guid, HEADER_SEQUENCE: sequence}, **fields))
+        try:
+            return future.result(timeout=max(0.0, _remaining(deadline)))
+        except TimeoutError:
+            raise port.ServiceTimeout(f'service {self.service!r} did not answer within '
+                                      f'{timeout:.1f} s') from None
+        finally:
+            with self._lock:
+                self._pending.pop(sequence, None)
+
+
+def _deadline(timeout: float) -> float:
+    return time.monotonic() + timeout
+
+
+def _remaining(deadline: float) -> float:
+    return deadline - time.monotonic()
+
+
+class DdsNode(port.Node):
+    backend = 'dds'
+
+    def __init__(self, name: str, namespace: str = '', domain_id: int | None = None,
+                 parameters_file: str | None = None, qos_profiles: dict | None = None):
+        self.name = names.validate_node_name(name)
+        self.namespace = names.validate_namespace(namespace)
+        self.logger = node_logger(self.namespace, self.name)
+        self.parameters_file = parameters_file
+        self.qos_profiles = qos_profiles
+        self.domain_id = domain_id_from_environment() if domain_id is None else domain_id
+        self._participant = _Participant.get(self.domain_id)
+        self._types = default_typesupport()
+        self._stop = threading.Event()
+        self._readers: list[_ReaderThread] = []
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f'{name}-service')
+
+    # Types and names
+    def message_type(self, name: str) -> type:
+        return self._types.message(name).cls
+
+    def service_type(self, name: str):
+        return self._types.service(name)
+
+    def resolve_name(self, name: str) -> str:
+        return names.resolve(name, self.namespace, self.name)
+
+    def serialized_size(self, message) -> int:
+        return len(message.serialize(use_version_2=False))
+
+    # Endpoints
+    def _add_reader(self, reader: DataReader, on_sample: Callable, what: str,
+                    counter: port.Subscription | None = None) -> None:
+        def on_error(error: Exception) -> None:
+            if counter is not None:
+                counter.dropped += 1
+            self.logger.warning(f'dropped a malformed sample on {what}: {error}')
+
+        self._readers.append(_ReaderThread(reader, on_sample, on_error, self._stop,
+                                           f'{self.name}:{what}'))
+
+    def create_publisher(self, msg_type: str, topic: str, qos) -> port.Publisher:
+        info = self._types.message(msg_type)
+        full = self.resolve_name(topic)
+        writer = DataWriter(
+            self._participant.participant,
+            self._participant.topic(names.dds_topic(full), info.cls),
+            qos=_qos(profile(qos, self.qos_profiles), f'typehash={info.type_hash};'))
+        return DdsPublisher(writer, full)
+
+    def create_subscription(self, msg_type: str, topic: str, callback: Callable,
+                            qos) -> port.Subscription:
+        info = self._types.message(msg_type)
+        full = self.resolve_name(topic)
+        reader = DataReader(
+            self._participant.participant,
+            self._participant.topic(names.dds_topic(full), info.cls),
+            qos=_qos(profile(qos, self.qos_profiles), f'typehash={info.type_hash};'))
+        subscription = DdsSubscription(full)
+
+        def on_sample(sample) -> None:
+            del sample.sample_info
+            try:
+                callback(sample)
+            except Exception as error:
+                subscription.dropped += 1
+                self.logger.error(f'callback on {full} failed: {error!r}')
+
+        self._add_reader(reader, on_sample, full, subscription)
+        return subscription
+
+    def create_service(self, srv_type: str, name: str, handler: Callable) -> port.ServiceServer:
+        service_type = self._types.service(srv_type)
+        full = self.resolve_name(name)
+        request_topic, reply_topic = names.dds_service_topics(full)
+        service_id = self._participant.endpoint_id()
+        qos = profile('services', self.qos_profiles)
+        reader = DataReader(
+            self._participant.participant,
+            self._participant.topic(request_topic, service_type.request_wire),
+            qos=_qos(qos, f'serviceid={service_id};typehash={service_type.request_hash};'))
+        writer = DataWriter(
+            self._participant.participant,
+            self._participant.topic(reply_topic, service_type.response_wire),
+            qos=_qos(qos, f'serviceid={service_id};typehash={service_type.response_hash};'))
+        reply_lock = threading.Lock()
+
+        def serve(sample) -> None:
+            guid, sequence = getattr(sample, HEADER_GUID), getattr(sample, HEADER_SEQUENCE)
+            client_id = _user_data_value(
+                reader.get_matched_publication_data(sample.sample_info.publication_handle) or
+                object(), 'clientid')
+            fields = {key: getattr(sample, key) for key in service_type.Request.__annotations__}
+            try:
+                response = handler(service_type.Request(**fields))
+            except Exception as error:
+                self.logger.error(f'service {full} handler failed: {error!r}')
+                response = service_type.Response()  # success=false where it has one
+            if not self._wait_for_reply_reader(writer, client_id):
+                self.logger.warning(f"service {full}: the caller's reply reader never matched; "
+                                    'reply dropped')
+                return
+            fields = {key: getattr(response, key) for key in service_type.Response.__annotations__}
+            with reply_lock:
+                writer.write(service_type.response_wire(
+                    **{HEADER_GUID: guid, HEADER_SEQUENCE: sequence}, **fields))
+
+        self._add_reader(reader, lambda sample: self._pool.submit(serve, sample), full)
+        return DdsServiceServer(full)
+
+    def _wait_for_reply_reader(self, writer: DataWriter, client_id: str | None) -> bool:
+        """Whether the caller's reply reader is matched (rmw's check before replying)."""
+        if client_id is None:
+            return True  # a caller that does not say who it is: assume it listens
+        deadline = _deadline(_REPLY_READER_WAIT_S)
+        while _remaining(deadline) > 0 and not self._stop.is_set():
+            for handle in writer.get_matched_subscriptions():
+                endpoint = writer.get_matched_subscription_data(handle)
+                if endpoint is not None and _user_data_value(endpoint, 'clientid') == client_id:
+                    return True
+            self._stop.wait(0.01)
+        return False
+
+    def create_client(self, srv_type: str, name: str) -> port.Client:
+        return DdsClient(self, self._types.service(srv_type), self.resolve_name(name))
+
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> port.Timer:
+        return DdsTimer(period_s, callback, self.logger, self._stop)
+
+    def declare_parameters(self, table: ParameterTable, overrides: dict | None = None) -> dict:
+        return table.load(self.parameters_file, self.name, overrides)
+
+    # Lifetime
+    def spin(self) -> None:
+        try:
+            while not self._stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        for reader in self._readers:
+            reader.join(timeout=2 * _POLL_S + 1)
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,125 @@
+"""The transport port: the little a colvlm node needs from a middleware.
+
+Node logic is written against `Node` and never imports rclpy or cyclonedds. Two backends
+implement it: `ros` (rclpy) and `dds` (Cyclone DDS speaking rmw_cyclonedds' wire).
+Threading contract, the same on both: callbacks may run on threads other than the caller's
+and concurrently with each other; a service handler may block (for example on a client call
+to another node); `Client.call` blocks its caller and must not be called from a
+subscription callback that the reply depends on.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+import logging
+import time
+
+from colvlm_msgs.params import ParameterTable
+from colvlm_msgs.qos import QosProfile
+
+
+class TransportError(RuntimeError):
+    """The middleware refused an operation (bad name, type, QoS, or a closed node)."""
+
+
+class ServiceTimeout(TimeoutError):
+    """A service call got no reply within its timeout."""
+
+
+class Publisher(abc.ABC):
+    topic: str                              # fully qualified name
+
+    @abc.abstractmethod
+    def publish(self, message) -> None: ...
+
+    @abc.abstractmethod
+    def subscription_count(self) -> int:
+        """Matched subscriptions now; lets a publisher skip work nobody will receive."""
+
+
+class Subscription(abc.ABC):
+    topic: str
+    dropped: int                            # samples that failed to decode or to handle
+
+
+class ServiceServer(abc.ABC):
+    service: str
+
+
+class Client(abc.ABC):
+    service: str
+
+    @abc.abstractmethod
+    def wait_for_service(self, timeout: float) -> bool:
+        """True once a server is matched, False after `timeout` seconds."""
+
+    @abc.abstractmethod
+    def call(self, request, timeout: float):
+        """The response, or ServiceTimeout naming the service after `timeout` seconds."""
+
+
+class Timer(abc.ABC):
+    @abc.abstractmethod
+    def cancel(self) -> None: ...
+
+
+class Node(abc.ABC):
+    """One named node in a namespace; owns its endpoints and timers."""
+
+    backend: str                            # 'ros' | 'dds'
+    name: str
+    namespace: str                          # '/' or '/a/b'
+    logger: logging.Logger
+
+    @abc.abstractmethod
+    def message_type(self, name: str) -> type:
+        """The message class for 'pkg/msg/Name' on this backend."""
+
+    @abc.abstractmethod
+    def service_type(self, name: str):
+        """An object with `.Request` and `.Response` classes for 'pkg/srv/Name'."""
+
+    @abc.abstractmethod
+    def create_publisher(self, msg_type: str, topic: str,
+                         qos: str | QosProfile) -> Publisher: ...
+
+    @abc.abstractmethod
+    def create_subscription(self, msg_type: str, topic: str, callback: Callable,
+                            qos: str | QosProfile) -> Subscription: ...
+
+    @abc.abstractmethod
+    def create_service(self, srv_type: str, name: str,
+                       handler: Callable) -> ServiceServer:
+        """`handler(request) -> response`; it should answer failures in the response."""
+
+    @abc.abstractmethod
+    def create_client(self, srv_type: str, name: str) -> Client: ...
+
+    @abc.abstractmethod
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer: ...
+
+    @abc.abstractmethod
+    def declare_parameters(self, table: ParameterTable,
+                           overrides: dict | None = None) -> dict[str, object]:
+        """Declare every parameter of `table`; return their checked values by name."""
+
+    @abc.abstractmethod
+    def serialized_size(self, message) -> int:
+        """Bytes the message takes on the wire (CDR, encapsulation header included)."""
+
+    @abc.abstractmethod
+    def resolve_name(self, name: str) -> str:
+        """The fully qualified form of a topic or service name."""
+
+    @abc.abstractmethod
+    def spin(self) -> None:
+        """Serve callbacks until `shutdown()` (or Ctrl-C)."""
+
+    @abc.abstractmethod
+    def shutdown(self) -> None:
+        """Stop serving and release the node's endpoints. Safe to call twice."""
+
+    def now_ns(self) -> int:
+        """Wall-clock time in ns, the clock stamps are taken from."""
+        return time.time_ns()

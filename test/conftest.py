@@ -1,0 +1,36 @@
+"""Shared fixtures: a private DDS domain per test, loopback-only discovery, no network."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_domain_ids = itertools.count((os.getpid() * 7) % 100)
+
+# Tests never touch a model hub, and find each other on loopback only.
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
+
+
+@pytest.fixture
+def dds_env(monkeypatch) -> dict[str, str]:
+    """An environment with a domain id no other test of this run uses, loopback discovery."""
+    # 101..230: away from the default 0 and inside Cyclone DDS's port range.
+    domain_id = 101 + next(_domain_ids) % 130
+    monkeypatch.setenv('ROS_DOMAIN_ID', str(domain_id))
+    monkeypatch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    monkeypatch.setenv('COLVLM_TRANSPORT', 'dds')
+    monkeypatch.delenv('CYCLONEDDS_URI', raising=False)
+    return dict(os.environ)
+
+
+def spawn(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
+    """Start `python args...` from the repository root with line-buffered text pipes."""
+    return subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1, **kwargs)

@@ -1,0 +1,225 @@
+"""Two processes over real Cyclone DDS on loopback, speaking rmw_cyclonedds' wire."""
+
+from __future__ import annotations
+
+import queue
+import struct
+import threading
+import time
+
+from cdr_reference import reference_typestore, to_rosbags
+from conftest import spawn
+from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
+from cyclonedds.core import Policy
+import pytest
+
+from colvlm_msgs.transport import ServiceTimeout, create_node
+
+PEER = 'test/integration/dds_peer.py'
+TIMEOUT_S = 20.0
+
+
+class Peer:
+    """A dds_peer.py process: send it commands, wait for its lines."""
+
+    def __init__(self, role: str, namespace: str, env: dict):
+        self.process = spawn([PEER, role, namespace], env, stdin=__import__('subprocess').PIPE)
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.expect('ready')
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line.strip())
+
+    def send(self, command: str) -> None:
+        self.process.stdin.write(command + '\n')
+        self.process.stdin.flush()
+
+    def expect(self, line: str) -> None:
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                if self.lines.get(timeout=0.5) == line:
+                    return
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    break
+        raise AssertionError(f'peer never printed {line!r}; stderr: {self.stderr()}')
+
+    def stderr(self) -> str:
+        if self.process.poll() is None:
+            return '(still running)'
+        return self.process.stderr.read()
+
+    def close(self) -> int:
+        if self.process.poll() is None:
+            self.send('quit')
+        code = self.process.wait(timeout=TIMEOUT_S)
+        self.stderr_text = self.process.stderr.read()
+        return code
+
+
+@pytest.fixture
+def node(dds_env):
+    node = create_node('test_client', 'robot')
+    yield node
+    node.shutdown()
+
+
+def collect(node, msg_type: str, topic: str, qos: str) -> queue.Queue:
+    received: queue.Queue = queue.Queue()
+    node.create_subscription(msg_type, topic, received.put, qos)
+    return received
+
+
+def drain(received: queue.Queue, count: int) -> list:
+    items = []
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(items) < count and time.monotonic() < deadline:
+        try:
+            items.append(received.get(timeout=0.2))
+        except queue.Empty:
+            pass
+    return items
+
+
+def test_reliable_topic_delivers_every_message_across_processes(node, dds_env):
+    received = collect(node, 'colvlm/msg/Query', 'colvlm/query', 'queries')
+    peer = Peer('talker', 'robot', dds_env)
+    peer.send('publish 30')
+    peer.expect('published')
+    messages = drain(received, 30)
+    assert [m.query_id for m in messages] == [f'q{i}' for i in range(30)]
+    assert messages[7].question == 'question 7'
+    assert peer.close() == 0
+
+
+def test_service_call_and_topic_round_trip_across_processes(node, dds_env):
+    peer = Peer('server', 'robot', dds_env)
+    crop = node.service_type('colvlm/srv/CropRoi')
+    client = node.create_client('colvlm/srv/CropRoi', 'colvlm/crop_roi')
+    request = crop.Request(margin=12, output_width=300_000, output_height=7, codec='png')
+    request.roi.x_offset, request.roi.width = 5, 640
+    request.frame_stamp.sec = 1234
+    response = client.call(request, timeout=TIMEOUT_S)
+    assert response.success and response.status_message == 'margin=12'
+    assert response.applied_roi.x_offset == 5 and response.applied_roi.width == 640
+    assert len(response.image.data) == 300_000 and response.image.format == 'png'
+    assert response.image.header.stamp.sec == 1234
+
+    # Concurrent callers each get their own reply (matched by the request header).
+    results = {}
+
+    def call(margin: int) -> None:
+        results[margin] = client.call(crop.Request(margin=margin), timeout=TIMEOUT_S)
+
+    threads = [threading.Thread(target=call, args=(m,)) for m in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {m: r.status_message for m, r in results.items()} == {
+        m: f'margin={m}' for m in range(8)}
+
+    answers = collect(node, 'colvlm/msg/Answer', 'colvlm/answer', 'answers')
+    publisher = node.create_publisher('colvlm/msg/Query', 'colvlm/query', 'queries')
+    deadline = time.monotonic() + TIMEOUT_S
+    while publisher.subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    query_type = node.message_type('colvlm/msg/Query')
+    publisher.publish(query_type(query_id='unique-7f3a', question='what is red?'))
+    [answer] = drain(answers, 1)
+    assert answer.query_id == 'unique-7f3a' and answer.answer == 'WHAT IS RED?'
+    assert peer.close() == 0
+
+
+def test_call_to_absent_service_times_out_naming_it(node):
+    client = node.create_client('colvlm/srv/CropRoi', 'colvlm/no_such_service')
+    with pytest.raises(ServiceTimeout, match='/robot/colvlm/no_such_service'):
+        client.call(node.service_type('colvlm/srv/CropRoi').Request(), timeout=0.5)
+    assert not client.wait_for_service(0.2)
+
+
+def test_best_effort_writer_does_not_reach_a_reliable_reader(node, dds_env):
+    """DDS QoS matching: a reliable reader refuses a best-effort writer, not the reverse."""
+    other = create_node('second', 'robot')
+    try:
+        reliable = collect(other, 'colvlm/msg/Query', 'colvlm/query', 'queries')
+        best_effort = collect(other, 'colvlm/msg/Query', 'colvlm/query', 'frames')
+        frames_writer = node.create_publisher('colvlm/msg/Query', 'colvlm/query', 'frames')
+        query_writer = node.create_publisher('colvlm/msg/Query', 'colvlm/query', 'queries')
+        deadline = time.monotonic() + TIMEOUT_S
+        while (frames_writer.subscription_count() < 1 or query_writer.subscription_count() < 2) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert frames_writer.subscription_count() == 1   # only the best-effort reader
+        assert query_writer.subscription_count() == 2
+        query_type = node.message_type('colvlm/msg/Query')
+        frames_writer.publish(query_type(query_id='best-effort'))
+        query_writer.publish(query_type(query_id='reliable'))
+        assert sorted(m.query_id for m in drain(best_effort, 2)) == ['best-effort', 'reliable']
+        assert [m.query_id for m in drain(reliable, 1)] == ['reliable']
+        time.sleep(0.3)
+        assert reliable.empty()
+    finally:
+        other.shutdown()
+
+
+def test_malformed_sample_is_logged_and_dropped_and_the_node_keeps_serving(node, dds_env,
+                                                                          caplog):
+    received = collect(node, 'colvlm/msg/Query', 'colvlm/query', 'queries')
+    logged = []
+    node.logger.addHandler(type('H', (__import__('logging').Handler,), {
+        'emit': lambda self, record: logged.append(record.getMessage())})())
+    peer = Peer('malformed', 'robot', dds_env)
+    peer.send('send')
+    peer.expect('sent')
+    [after] = drain(received, 1)
+    assert after.query_id == 'after'
+    assert any('malformed sample on /robot/colvlm/query' in line for line in logged)
+    assert peer.close() == 0
+
+
+def test_wire_names_user_data_and_request_header_follow_rmw_cyclonedds(node, dds_env):
+    from cyclonedds._clayer import ddspy_take  # raw bytes, as they crossed the wire
+    from cyclonedds.sub import DataReader
+
+    peer = Peer('server', 'robot', dds_env)
+    store = reference_typestore()
+    participant = node._participant.participant
+    builtin = BuiltinDataReader(participant, BuiltinTopicDcpsPublication)
+    seen = {}
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(seen) < 2 and time.monotonic() < deadline:
+        for endpoint in builtin.take(N=50):
+            if endpoint.topic_name in ('rt/robot/colvlm/answer', 'rr/robot/colvlm/crop_roiReply'):
+                seen[endpoint.topic_name] = endpoint
+        time.sleep(0.05)
+    answer_writer = seen['rt/robot/colvlm/answer']
+    assert answer_writer.type_name == 'colvlm::msg::dds_::Answer_'
+    user_data = answer_writer.qos[Policy.Userdata].data.decode()
+    assert user_data == f'typehash={store.hash_rihs01("colvlm/msg/Answer")};'
+    reply_writer = seen['rr/robot/colvlm/crop_roiReply']
+    assert reply_writer.type_name == 'colvlm::srv::dds_::CropRoi_Response_'
+    reply_user_data = reply_writer.qos[Policy.Userdata].data.decode()
+    assert reply_user_data.startswith('serviceid=')
+    assert reply_user_data.endswith(
+        f';typehash={store.hash_rihs01("colvlm/srv/CropRoi_Response")};')
+
+    # The request as it crossed the wire: header {guid, seq} then the body's CDR.
+    crop = node.service_type('colvlm/srv/CropRoi')
+    tap = DataReader(participant, node._participant.topic('rq/robot/colvlm/crop_roiRequest',
+                                                          crop.request_wire))
+    client = node.create_client('colvlm/srv/CropRoi', 'colvlm/crop_roi')
+    request = crop.Request(margin=3, codec='jpeg', quality=80)
+    client.call(request, timeout=TIMEOUT_S)
+    [(raw, _info)] = ddspy_take(tap._ref, 0xFFFF, 1)
+    reference = bytes(store.serialize_cdr(to_rosbags(request, 'colvlm/srv/CropRoi_Request', store),
+                                          'colvlm/srv/CropRoi_Request'))
+    assert raw[:4] == b'\x00\x01\x00\x00'                  # CDR little-endian, XCDR1
+    guid, sequence = struct.unpack('<Qq', raw[4:20])
+    assert guid == client._guid and sequence == 1
+    assert raw[20:20 + len(reference) - 4] == reference[4:]
+    assert set(raw[20 + len(reference) - 4:]) <= {0}     # rmw-style padding to 4 bytes
+    assert peer.close() == 0

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up .venv from a fresh clone (once) and runs one task in it.
+#   bash tools/dev.sh test [PYTEST ARGS...]   the test suite (what CI runs)
+#   bash tools/dev.sh demo [--out DIR]         the end-to-end demo
+#   bash tools/dev.sh shell                    a shell inside the environment
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+venv="$root/.venv"
+stamp="$venv/.colvlm-installed"
+python=${PYTHON:-python3}
+
+# Re-install only when the dependency declarations changed since the last install.
+want=$(cat pyproject.toml tools/constraints-cpu.txt | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "colvlm: setting up $venv" >&2
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet -c tools/constraints-cpu.txt -e '.[test]'
+  echo "$want" > "$stamp"
+fi
+
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+task=${1:-test}
+shift || true
+case "$task" in
+  test) exec "$venv/bin/python" -m pytest "$@" ;;
+  demo) exec "$venv/bin/colvlm" demo "$@" ;;
+  shell) exec bash --rcfile <(echo "source '$venv/bin/activate'") -i ;;
+  *) echo "usage: bash tools/dev.sh test|demo|shell [ARGS...]" >&2; exit 2 ;;
+esac
