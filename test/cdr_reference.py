@@ -12,7 +12,7 @@ import string
 import numpy as np
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from colvlm_msgs.interfaces import FieldType, SERVICE_SEPARATOR
+from colvlm_msgs.interfaces import SERVICE_SEPARATOR, FieldType
 from colvlm_msgs.library import default_library
 
 _NUMPY = {
