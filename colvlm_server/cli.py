@@ -12,6 +12,7 @@ import importlib
 import sys
 
 VERBS = {
+    'edge': 'colvlm_edge.cli',
     'dataset': 'colvlm_edge.glyphvqa.cli',
 }
 

@@ -51,3 +51,11 @@ def test_ci_runs_exactly_the_readme_test_command():
     command = 'bash tools/dev.sh test'
     assert f'\n{command}\n' in readme
     assert ci.rstrip().endswith(command)
+
+
+def test_readme_documents_every_edge_parameter():
+    from colvlm_edge.parameters import EDGE_PARAMETERS
+
+    readme = (ROOT / 'README.md').read_text()
+    missing = [name for name in EDGE_PARAMETERS.specs if f'| `{name}` |' not in readme]
+    assert not missing, f'README lacks edge parameters {missing}'

@@ -1,0 +1,101 @@
+"""Run the edge: publish global frames and serve RoI crops from a camera, folder, video or bag.
+
+Parameters come from config/edge.yaml (or --config), then flags. ROS_DOMAIN_ID and
+ROS_AUTOMATIC_DISCOVERY_RANGE select the network as for any ROS 2 node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+import yaml
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--source', help="'synthetic', a folder, video, device index, URL, "
+                        "rosbag2 path or topic:NAME (overrides source.uri)")
+    parser.add_argument('--config', help='parameter YAML (default: the shipped edge.yaml)')
+    parser.add_argument('--namespace', default='', help='camera namespace, e.g. cam0')
+    parser.add_argument('--transport', choices=('auto', 'ros', 'dds'), default=None,
+                        help='middleware backend (default: COLVLM_TRANSPORT or auto)')
+    parser.add_argument('-p', '--param', action='append', default=[], metavar='NAME=VALUE',
+                        help='override one parameter, value in YAML syntax; repeatable')
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, object]:
+    overrides = {}
+    for pair in pairs:
+        name, separator, value = pair.partition('=')
+        if not separator or not name:
+            raise ValueError(f'--param expects NAME=VALUE, got {pair!r}')
+        overrides[name.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from colvlm_edge.node import TOPIC_SOURCE_PREFIX, EdgeNode, run_source
+    from colvlm_edge.parameters import EDGE_PARAMETERS, EdgeConfig
+    from colvlm_edge.sources import open_source
+    from colvlm_msgs.resources import find
+    from colvlm_msgs.transport import create_node
+
+    try:
+        overrides = parse_overrides(args.param)
+        if args.source:
+            overrides['source.uri'] = args.source
+        config_path = args.config or str(find('config/edge.yaml'))
+        node = create_node('edge', args.namespace, backend=args.transport,
+                           parameters_file=config_path)
+    except (ValueError, FileNotFoundError) as error:
+        print(f'colvlm edge: {error}', file=sys.stderr)
+        return 2
+    try:
+        config = EdgeConfig.from_values(node.declare_parameters(EDGE_PARAMETERS, overrides))
+        if config.source.startswith(TOPIC_SOURCE_PREFIX):
+            source = None
+        else:
+            source = open_source(config.source, frame_id=config.frame_id,
+                                 **_source_options(config))
+        edge = EdgeNode(node, config)
+    except (ValueError, FileNotFoundError) as error:
+        node.logger.error(str(error))
+        node.shutdown()
+        return 2
+    stop = threading.Event()
+    if source is None:
+        topic = config.source[len(TOPIC_SOURCE_PREFIX):]
+        msg_type = ('sensor_msgs/msg/CompressedImage' if topic.endswith('/compressed')
+                    else 'sensor_msgs/msg/Image')
+        node.create_subscription(msg_type, topic, edge.on_image_message, 'frames')
+    else:
+        threading.Thread(target=run_source, args=(edge, source, config.source_fps, stop),
+                         name='edge-source', daemon=True).start()
+    node.logger.info(f'ready: source {config.source}, publishing '
+                     f'{node.resolve_name("colvlm/global/compressed")} '
+                     f'({config.publish_mode}), serving {node.resolve_name("colvlm/crop_roi")}')
+    # launch stops nodes with SIGINT, then SIGTERM: both end spin() and shut down cleanly.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        node.spin()
+    finally:
+        stop.set()
+    return 0
+
+
+def _source_options(config) -> dict:
+    """Only what the chosen kind takes: folders loop, paced sources stamp at source.fps,
+    bags may name their image topic."""
+    from pathlib import Path
+
+    uri = config.source
+    if uri == 'synthetic':
+        return {'fps': config.source_fps}
+    path = Path(uri).expanduser()
+    if path.is_dir() and not (path / 'metadata.yaml').is_file():
+        return {'loop': config.source_loop, 'fps': config.source_fps}
+    if config.bag_topic:
+        return {'topic': config.bag_topic}
+    return {}

@@ -1,0 +1,198 @@
+"""The edge node: wires the frame buffer, global encoder and RoI crop to a transport port.
+
+It publishes global frames (with their FrameGeometry) on `colvlm/global/*`, serves
+`colvlm/crop_roi` and `colvlm/request_frame`, and counts every serialized byte it sends.
+Failures answer `success=false` with a one-line status and never stop the node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import numpy as np
+
+from colvlm_edge.frame_buffer import FrameBuffer, FrameNotFound
+from colvlm_edge.global_encoder import GlobalEncoder
+from colvlm_edge.parameters import EdgeConfig
+from colvlm_edge.roi_crop import CropRejected, RateLimiter, crop_roi
+from colvlm_edge.sources import Frame, image_from_ros
+from colvlm_msgs import stamps
+from colvlm_msgs.transport.port import Node
+
+TOPIC_SOURCE_PREFIX = 'topic:'
+
+
+class UplinkCounter:
+    """Serialized bytes and messages sent, per kind ('global', 'crop', 'layers')."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.bytes: dict[str, int] = {}
+        self.messages: dict[str, int] = {}
+
+    def add(self, kind: str, size: int) -> None:
+        with self._lock:
+            self.bytes[kind] = self.bytes.get(kind, 0) + size
+            self.messages[kind] = self.messages.get(kind, 0) + 1
+
+    def summary(self) -> str:
+        with self._lock:
+            parts = [f'{kind} {self.messages[kind]} msgs {self.bytes[kind]} B'
+                     for kind in sorted(self.bytes)]
+        return ', '.join(parts) or 'nothing sent'
+
+
+class EdgeNode:
+    """The camera side of colvlm on one transport node."""
+
+    def __init__(self, node: Node, config: EdgeConfig):
+        self.node, self.config = node, config
+        self.buffer = FrameBuffer(config.buffer_max_frames, config.buffer_max_bytes)
+        self.encoder = GlobalEncoder(config.encoder)
+        self.limiter = RateLimiter(config.crop_max_requests, config.crop_window_s)
+        self.uplink = UplinkCounter()
+        self.dropped_frames = 0
+        self._last_publish_ns = 0
+        self._publish_lock = threading.Lock()
+        self._image_type = node.message_type('sensor_msgs/msg/CompressedImage')
+        self._geometry_type = node.message_type('colvlm/msg/FrameGeometry')
+        self._crop_type = node.service_type('colvlm/srv/CropRoi')
+        self._frame_type = node.service_type('colvlm/srv/RequestFrame')
+        self._images = node.create_publisher('sensor_msgs/msg/CompressedImage',
+                                             'colvlm/global/compressed', 'frames')
+        self._geometries = node.create_publisher('colvlm/msg/FrameGeometry',
+                                                 'colvlm/global/geometry', 'frame_info')
+        node.create_service('colvlm/srv/CropRoi', 'colvlm/crop_roi', self.serve_crop)
+        node.create_service('colvlm/srv/RequestFrame', 'colvlm/request_frame',
+                            self.serve_frame_request)
+        node.create_timer(config.status_period_s, self.log_status)
+
+    # Frames in
+    def on_frame(self, frame: Frame) -> None:
+        """Keep the original; publish its global frame if the publish mode says so."""
+        try:
+            self.buffer.put(frame.stamp_ns, frame.image)
+        except ValueError as error:
+            self.dropped_frames += 1
+            self.node.logger.warning(f'frame {frame.stamp_ns} dropped: {error}')
+            return
+        mode = self.config.publish_mode
+        due = mode == 'every_frame' or (
+            mode == 'rate' and frame.stamp_ns - self._last_publish_ns
+            >= 1e9 / self.config.publish_rate_hz)
+        if due:
+            self.publish(frame.stamp_ns, frame.image, frame.frame_id)
+
+    def on_image_message(self, message) -> None:
+        """A sensor_msgs Image/CompressedImage from a ROS topic source."""
+        try:
+            image = image_from_ros(message)
+        except ValueError as error:
+            self.dropped_frames += 1
+            self.node.logger.warning(f'undecodable frame dropped: {error}')
+            return
+        stamp_ns = stamps.to_ns(message.header.stamp) or self.node.now_ns()
+        self.on_frame(Frame(stamp_ns, image, message.header.frame_id or self.config.frame_id))
+
+    # Frames out
+    def publish(self, stamp_ns: int, image: np.ndarray, frame_id: str) -> None:
+        encoded = self.encoder.encode(image)  # (H, W, 3) uint8 BGR in, encoded file out
+        message = self._image_type(format=encoded.format, data=list(encoded.data))
+        stamps.fill(message.header.stamp, stamp_ns)
+        message.header.frame_id = frame_id
+        geometry = encoded.geometry
+        info = self._geometry_type(
+            original_width=geometry.original_width, original_height=geometry.original_height,
+            global_width=geometry.global_width, global_height=geometry.global_height,
+            preprocess=geometry.preprocess, scale_x=geometry.scale_x, scale_y=geometry.scale_y,
+            offset_x=geometry.offset_x, offset_y=geometry.offset_y)
+        info.header = message.header
+        with self._publish_lock:
+            # Geometry first: the server needs it to use the frame.
+            self._geometries.publish(info)
+            self._images.publish(message)
+            self._last_publish_ns = stamp_ns
+        self.uplink.add('global', self.node.serialized_size(message)
+                        + self.node.serialized_size(info))
+
+    # Services
+    def serve_crop(self, request):
+        response = self._crop_type.Response()
+        if not self.limiter.allow():
+            response.status_message = (
+                f'refused: more than {self.config.crop_max_requests} crop requests in '
+                f'{self.config.crop_window_s:g} s')
+            return response
+        stamp_ns = stamps.to_ns(request.frame_stamp)
+        try:
+            found_ns, original = self.buffer.get(stamp_ns, self.config.stamp_tolerance_ns)
+            roi = request.roi
+            result = crop_roi(
+                original, (roi.x_offset, roi.y_offset, roi.width, roi.height),
+                margin=request.margin,
+                output_size=(request.output_width, request.output_height),
+                codec=request.codec or None,
+                # 0 means "the edge's default" on the wire (a valid png level otherwise).
+                quality=request.quality or None, limits=self.config.crop_limits)
+        except (FrameNotFound, CropRejected) as error:
+            response.status_message = str(error).strip('"\'')
+            return response
+        response.success = True
+        response.status_message = result.message
+        response.clamped = result.clamped
+        response.image.format = result.format
+        response.image.data = list(result.data)
+        stamps.fill(response.image.header.stamp, found_ns)
+        response.image.header.frame_id = self.config.frame_id
+        x, y, w, h = result.applied_box
+        response.applied_roi.x_offset, response.applied_roi.y_offset = x, y
+        response.applied_roi.width, response.applied_roi.height = w, h
+        response.original_width, response.original_height = result.original_size
+        self.uplink.add('crop', self.node.serialized_size(response))
+        return response
+
+    def serve_frame_request(self, request):
+        response = self._frame_type.Response()
+        newer_than = stamps.to_ns(request.newer_than)
+        latest = self.buffer.latest()
+        if latest is None or latest[0] <= newer_than:
+            response.status_message = 'no frame newer than the requested stamp yet'
+            return response
+        stamp_ns, image = latest
+        self.publish(stamp_ns, image, self.config.frame_id)
+        response.success = True
+        stamps.fill(response.frame_stamp, stamp_ns)
+        return response
+
+    def log_status(self) -> None:
+        self.node.logger.info(
+            f'uplink: {self.uplink.summary()}; buffer {self.buffer.frames} frames '
+            f'{self.buffer.bytes} B, {self.buffer.evictions} evicted; dropped frames '
+            f'{self.dropped_frames}; crops refused {self.limiter.refused}')
+
+
+def run_source(edge: EdgeNode, source, fps: float, stop: threading.Event) -> None:
+    """Feed a file/camera source to the edge at `fps` until it ends or `stop` is set."""
+    period = 1.0 / fps
+    next_time = time.monotonic()
+    for frame in source:
+        if stop.is_set():
+            break
+        edge.on_frame(frame)
+        edge.dropped_frames = max(edge.dropped_frames, getattr(source, 'dropped', 0))
+        next_time += period
+        if stop.wait(max(0.0, next_time - time.monotonic())):
+            break
+    edge.node.logger.info('source ended')
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`ros2 run colvlm edge_node`: the `colvlm edge` verb; ROS arguments are left to rclpy."""
+    from colvlm_edge import cli
+
+    parser = argparse.ArgumentParser(prog='edge_node')
+    cli.add_arguments(parser)
+    args, _ros_arguments = parser.parse_known_args(argv)
+    return cli.run(args)
