@@ -147,3 +147,42 @@ def test_bad_configuration_stops_start_up_with_one_line(dds_env, flag, culprit):
     errors = [line for line in stderr.splitlines() if '[ERROR]' in line]
     assert len(errors) == 1 and culprit in errors[0], stderr
     assert 'Traceback' not in stderr
+
+
+def test_on_request_mode_publishes_only_when_asked(originals, dds_env):
+    folder, images = originals
+    process = spawn(['-m', 'colvlm_server.cli', 'edge', '--source', str(folder),
+                     '--namespace', 'cam1', '-p', 'publish.mode=on_request',
+                     '-p', 'source.fps=20'], dds_env)
+    client = create_node('on_request_client', 'cam1')
+    try:
+        frames = queue.Queue()
+        client.create_subscription('sensor_msgs/msg/CompressedImage', 'colvlm/global/compressed',
+                                   frames.put, 'frames')
+        service = client.create_client('colvlm/srv/RequestFrame', 'colvlm/request_frame')
+        request_type = client.service_type('colvlm/srv/RequestFrame').Request
+        response = service.call(request_type(), timeout=TIMEOUT_S)
+        while not response.success:   # the source may not have produced a frame yet
+            time.sleep(0.1)
+            response = service.call(request_type(), timeout=TIMEOUT_S)
+        asked = stamps.to_ns(response.frame_stamp)
+        frame = first(frames, lambda f: stamps.to_ns(f.header.stamp) == asked)
+        assert decode_image(bytes(frame.data)).shape == (336, 336, 3)
+        # Nothing newer than the last frame of a finished, non-looping source.
+        time.sleep(0.5)
+        while not frames.empty():
+            frames.get()
+        latest = service.call(request_type(), timeout=TIMEOUT_S)
+        again = request_type()
+        again.newer_than = latest.frame_stamp
+        refused = service.call(again, timeout=TIMEOUT_S)
+        assert not refused.success and 'no frame newer' in refused.status_message
+        time.sleep(0.5)
+        published = []
+        while not frames.empty():
+            published.append(stamps.to_ns(frames.get().header.stamp))
+        assert published in ([], [stamps.to_ns(latest.frame_stamp)])  # only what was asked
+    finally:
+        client.shutdown()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=TIMEOUT_S)
