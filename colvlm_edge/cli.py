@@ -65,14 +65,17 @@ def run(args: argparse.Namespace) -> int:
         node.shutdown()
         return 2
     stop = threading.Event()
+    reader = None
     if source is None:
         topic = config.source[len(TOPIC_SOURCE_PREFIX):]
         msg_type = ('sensor_msgs/msg/CompressedImage' if topic.endswith('/compressed')
                     else 'sensor_msgs/msg/Image')
         node.create_subscription(msg_type, topic, edge.on_image_message, 'frames')
     else:
-        threading.Thread(target=run_source, args=(edge, source, config.source_fps, stop),
-                         name='edge-source', daemon=True).start()
+        edge.source = source
+        reader = threading.Thread(target=run_source, name='edge-source', daemon=True,
+                                  args=(edge, source, config.source_fps, stop))
+        reader.start()
     node.logger.info(f'ready: source {config.source}, publishing '
                      f'{node.resolve_name("colvlm/global/compressed")} '
                      f'({config.publish_mode}), serving {node.resolve_name("colvlm/crop_roi")}')
@@ -82,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         node.spin()
     finally:
         stop.set()
+        if reader is not None:
+            reader.join(timeout=5.0)  # no publishing while DDS tears down at exit
+        edge.log_status()  # the final counts, whatever the status period
     return 0
 
 

@@ -53,7 +53,8 @@ class EdgeNode:
         self.encoder = GlobalEncoder(config.encoder)
         self.limiter = RateLimiter(config.crop_max_requests, config.crop_window_s)
         self.uplink = UplinkCounter()
-        self.dropped_frames = 0
+        self.dropped_frames = 0       # frames refused here (see also source.dropped)
+        self.source = None            # the frame source, when the node reads one
         self._last_publish_ns = 0
         self._publish_lock = threading.Lock()
         self._image_type = node.message_type('sensor_msgs/msg/CompressedImage')
@@ -167,10 +168,11 @@ class EdgeNode:
         return response
 
     def log_status(self) -> None:
+        dropped = self.dropped_frames + getattr(self.source, 'dropped', 0)
         self.node.logger.info(
             f'uplink: {self.uplink.summary()}; buffer {self.buffer.frames} frames '
             f'{self.buffer.bytes} B, {self.buffer.evictions} evicted; dropped frames '
-            f'{self.dropped_frames}; crops refused {self.limiter.refused}')
+            f'{dropped}; crops refused {self.limiter.refused}')
 
 
 def run_source(edge: EdgeNode, source, fps: float, stop: threading.Event) -> None:
@@ -181,7 +183,6 @@ def run_source(edge: EdgeNode, source, fps: float, stop: threading.Event) -> Non
         if stop.is_set():
             break
         edge.on_frame(frame)
-        edge.dropped_frames = max(edge.dropped_frames, getattr(source, 'dropped', 0))
         next_time += period
         if stop.wait(max(0.0, next_time - time.monotonic())):
             break

@@ -27,9 +27,10 @@ def originals(tmp_path):
         image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)  # (H, W, 3) BGR
         cv2.putText(image, f'F{index}', (50, 200), cv2.FONT_HERSHEY_SIMPLEX, 4, (255, 255, 255),
                     8)
-        cv2.imwrite(str(tmp_path / f'{index}.png'), image)
+        cv2.imwrite(str(tmp_path / f'{index + 1}.png'), image)
         images[(width, height)] = image
-    (tmp_path / '9_corrupt.png').write_bytes(b'\x89PNG\r\n\x1a\n not really an image')
+    # Sorted first, so it has been read (and refused) before the first frame is published.
+    (tmp_path / '0_corrupt.png').write_bytes(b'\x89PNG\r\n\x1a\n not really an image')
     return tmp_path, images
 
 
@@ -125,8 +126,8 @@ def test_edge_publishes_global_frames_and_serves_exact_crops(originals, edge_pro
     edge_process.send_signal(signal.SIGINT)
     assert edge_process.wait(timeout=TIMEOUT_S) == 0
     log = edge_process.stderr.read()
-    assert '9_corrupt.png' in log                      # one line naming the bad file
-    assert 'dropped frames 1' in log                   # counted in the status line
+    assert '0_corrupt.png' in log                      # one line naming the bad file
+    assert 'dropped frames 1;' in log.splitlines()[-1]  # counted in the final status line
     assert 'crops refused 2' in log and 'uplink: crop ' in log and ', global ' in log
 
 
