@@ -138,7 +138,7 @@ class EdgeNode:
                 # 0 means "the edge's default" on the wire (a valid png level otherwise).
                 quality=request.quality or None, limits=self.config.crop_limits)
         except (FrameNotFound, CropRejected) as error:
-            response.status_message = str(error).strip('"\'')
+            response.status_message = str(error)
             return response
         response.success = True
         response.status_message = result.message

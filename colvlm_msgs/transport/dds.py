@@ -99,6 +99,13 @@ def _qos(qos: QosProfile, user_data: str) -> Qos:
     return Qos(*policies)
 
 
+def _copy_fields(source, cls: type, **extra):
+    """An instance of `cls` with the fields `cls` declares taken from `source` (the body of a
+    service sample moving between its user-facing and its wire form), plus `extra`."""
+    return cls(**extra, **{name: getattr(source, name) for name in cls.__annotations__
+                           if name not in extra})
+
+
 def _user_data_value(endpoint, key: str) -> str | None:
     """The value of `key=...;` in a discovered endpoint's USER_DATA, or None."""
     try:
@@ -213,18 +220,15 @@ class DdsClient(port.Client):
         with self._lock:
             future = self._pending.pop(getattr(sample, HEADER_SEQUENCE), None)
         if future is not None:
-            fields = {name: getattr(sample, name) for name in self._type.Response.__annotations__}
-            future.set_result(self._type.Response(**fields))
+            future.set_result(_copy_fields(sample, self._type.Response))
 
     def wait_for_service(self, timeout: float) -> bool:
-        ready = threading.Event()
         deadline = _deadline(timeout)
-        while not ready.wait(0.02):
-            if (self._writer.get_publication_matched_status().current_count > 0
-                    and self._reader.get_subscription_matched_status().current_count > 0):
-                return True
+        while not (self._writer.get_publication_matched_status().current_count > 0
+                   and self._reader.get_subscription_matched_status().current_count > 0):
             if _remaining(deadline) <= 0:
                 return False
+            time.sleep(0.02)
         return True
 
     def call(self, request, timeout: float):
@@ -236,9 +240,8 @@ class DdsClient(port.Client):
         future: Future = Future()
         with self._lock:
             self._pending[sequence] = future
-        fields = {name: getattr(request, name) for name in self._type.Request.__annotations__}
-        self._writer.write(self._type.request_wire(
-            **{HEADER_GUID: self._guid, HEADER_SEQUENCE: sequence}, **fields))
+        self._writer.write(_copy_fields(request, self._type.request_wire,
+                                        **{HEADER_GUID: self._guid, HEADER_SEQUENCE: sequence}))
         try:
             return future.result(timeout=max(0.0, _remaining(deadline)))
         except TimeoutError:
@@ -347,11 +350,10 @@ class DdsNode(port.Node):
         def serve(sample) -> None:
             guid, sequence = getattr(sample, HEADER_GUID), getattr(sample, HEADER_SEQUENCE)
             client_id = _user_data_value(
-                reader.get_matched_publication_data(sample.sample_info.publication_handle) or
-                object(), 'clientid')
-            fields = {key: getattr(sample, key) for key in service_type.Request.__annotations__}
+                reader.get_matched_publication_data(sample.sample_info.publication_handle),
+                'clientid')
             try:
-                response = handler(service_type.Request(**fields))
+                response = handler(_copy_fields(sample, service_type.Request))
             except Exception as error:
                 self.logger.error(f'service {full} handler failed: {error!r}')
                 response = service_type.Response()  # success=false where it has one
@@ -359,10 +361,9 @@ class DdsNode(port.Node):
                 self.logger.warning(f"service {full}: the caller's reply reader never matched; "
                                     'reply dropped')
                 return
-            fields = {key: getattr(response, key) for key in service_type.Response.__annotations__}
             with reply_lock:
-                writer.write(service_type.response_wire(
-                    **{HEADER_GUID: guid, HEADER_SEQUENCE: sequence}, **fields))
+                writer.write(_copy_fields(response, service_type.response_wire,
+                                          **{HEADER_GUID: guid, HEADER_SEQUENCE: sequence}))
 
         self._add_reader(reader, lambda sample: self._pool.submit(serve, sample), full)
         return DdsServiceServer(full)
