@@ -18,6 +18,7 @@ from colvlm_edge.global_encoder import GlobalEncoder
 from colvlm_edge.parameters import EdgeConfig
 from colvlm_edge.roi_crop import CropRejected, RateLimiter, crop_roi
 from colvlm_edge.sources import Frame, image_from_ros
+from colvlm_edge.wire import fill_crop_response, global_frame_messages
 from colvlm_msgs import stamps
 from colvlm_msgs.transport.port import Node
 
@@ -100,16 +101,8 @@ class EdgeNode:
     # Frames out
     def publish(self, stamp_ns: int, image: np.ndarray, frame_id: str) -> None:
         encoded = self.encoder.encode(image)  # (H, W, 3) uint8 BGR in, encoded file out
-        message = self._image_type(format=encoded.format, data=list(encoded.data))
-        stamps.fill(message.header.stamp, stamp_ns)
-        message.header.frame_id = frame_id
-        geometry = encoded.geometry
-        info = self._geometry_type(
-            original_width=geometry.original_width, original_height=geometry.original_height,
-            global_width=geometry.global_width, global_height=geometry.global_height,
-            preprocess=geometry.preprocess, scale_x=geometry.scale_x, scale_y=geometry.scale_y,
-            offset_x=geometry.offset_x, offset_y=geometry.offset_y)
-        info.header = message.header
+        message, info = global_frame_messages(self._image_type, self._geometry_type, encoded,
+                                              stamp_ns, frame_id)
         with self._publish_lock:
             # Geometry first: the server needs it to use the frame.
             self._geometries.publish(info)
@@ -140,17 +133,7 @@ class EdgeNode:
         except (FrameNotFound, CropRejected) as error:
             response.status_message = str(error)
             return response
-        response.success = True
-        response.status_message = result.message
-        response.clamped = result.clamped
-        response.image.format = result.format
-        response.image.data = list(result.data)
-        stamps.fill(response.image.header.stamp, found_ns)
-        response.image.header.frame_id = self.config.frame_id
-        x, y, w, h = result.applied_box
-        response.applied_roi.x_offset, response.applied_roi.y_offset = x, y
-        response.applied_roi.width, response.applied_roi.height = w, h
-        response.original_width, response.original_height = result.original_size
+        fill_crop_response(response, result, found_ns, self.config.frame_id)
         self.uplink.add('crop', self.node.serialized_size(response))
         return response
 

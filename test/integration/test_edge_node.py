@@ -69,7 +69,7 @@ def test_edge_publishes_global_frames_and_serves_exact_crops(originals, edge_pro
                                    geometries.put, 'frame_info')
         frame = first(frames)
         assert frame.format == 'bgr8; jpeg compressed bgr8'
-        assert decode_image(bytes(frame.data)).shape == (336, 336, 3)
+        assert decode_image(bytes(frame.data)).shape == (128, 128, 3)
         stamp_ns = stamps.to_ns(frame.header.stamp)
         geometry = first(geometries, lambda g: stamps.to_ns(g.header.stamp) == stamp_ns)
         size = (geometry.original_width, geometry.original_height)
@@ -120,7 +120,7 @@ def test_edge_publishes_global_frames_and_serves_exact_crops(originals, edge_pro
         assert not burst[-1].success and 'refused' in burst[-1].status_message
         # ...while the node keeps publishing frames.
         later = first(frames, lambda f: stamps.to_ns(f.header.stamp) > stamp_ns)
-        assert decode_image(bytes(later.data)).shape == (336, 336, 3)
+        assert decode_image(bytes(later.data)).shape == (128, 128, 3)
     finally:
         client.shutdown()
     edge_process.send_signal(signal.SIGINT)
@@ -168,7 +168,7 @@ def test_on_request_mode_publishes_only_when_asked(originals, dds_env):
             response = service.call(request_type(), timeout=TIMEOUT_S)
         asked = stamps.to_ns(response.frame_stamp)
         frame = first(frames, lambda f: stamps.to_ns(f.header.stamp) == asked)
-        assert decode_image(bytes(frame.data)).shape == (336, 336, 3)
+        assert decode_image(bytes(frame.data)).shape == (128, 128, 3)
         # Nothing newer than the last frame of a finished, non-looping source.
         time.sleep(0.5)
         while not frames.empty():

@@ -1,0 +1,44 @@
+"""The edge's outgoing messages, built in one place for the node and for in-process use.
+
+`colvlm eval` runs an edge in the same process (no middleware) and must count the same
+serialized bytes the node sends, so both fill their messages here. Classes are passed in:
+the node's transport supplies them, evaluation takes the `dds` ones.
+"""
+
+from __future__ import annotations
+
+from colvlm_edge.global_encoder import EncodedGlobal
+from colvlm_edge.roi_crop import CropResult
+from colvlm_msgs import stamps
+
+
+def global_frame_messages(image_type: type, geometry_type: type, encoded: EncodedGlobal,
+                          stamp_ns: int, frame_id: str):
+    """(CompressedImage, FrameGeometry) for one encoded global frame, sharing one header."""
+    message = image_type(format=encoded.format, data=list(encoded.data))
+    stamps.fill(message.header.stamp, stamp_ns)
+    message.header.frame_id = frame_id
+    geometry = encoded.geometry
+    info = geometry_type(
+        original_width=geometry.original_width, original_height=geometry.original_height,
+        global_width=geometry.global_width, global_height=geometry.global_height,
+        preprocess=geometry.preprocess, scale_x=geometry.scale_x, scale_y=geometry.scale_y,
+        offset_x=geometry.offset_x, offset_y=geometry.offset_y)
+    info.header = message.header
+    return message, info
+
+
+def fill_crop_response(response, result: CropResult, stamp_ns: int, frame_id: str):
+    """A successful CropRoi response carrying `result`; returns `response`."""
+    response.success = True
+    response.status_message = result.message
+    response.clamped = result.clamped
+    response.image.format = result.format
+    response.image.data = list(result.data)
+    stamps.fill(response.image.header.stamp, stamp_ns)
+    response.image.header.frame_id = frame_id
+    x, y, w, h = result.applied_box
+    response.applied_roi.x_offset, response.applied_roi.y_offset = x, y
+    response.applied_roi.width, response.applied_roi.height = w, h
+    response.original_width, response.original_height = result.original_size
+    return response
