@@ -1,0 +1,543 @@
+#!/usr/bin/env python3
+"""Train colvlm's bundled tiny LLaVA on Glyph-VQA, from scratch, in three stages.
+
+    python tools/train_tiny_vlm.py --out models/colvlm-tiny-llava --work out/train
+
+1. tower: the GlyphTower alone, with per-cell heads (object kind, colour, and the sign's text
+   in three character slots) on global frames, ViCrop-sized crops and 2x2 tiles.
+2. align: projector and language model on Glyph-VQA with the tower frozen.
+3. joint: everything, on 1-image (global), 2-image (global + crop) and 5-image (global + 2x2
+   tiles) prompts with the question kinds mixed, grounding questions included; the per-cell
+   losses stay on so the tower keeps what stage 1 taught it.
+
+Every view goes through the edge's own resize/pad and a JPEG round trip, as at run time.
+Data are drawn from seeded streams indexed by step, so a run resumes (`--work` keeps a
+checkpoint and a log) and repeats. Runs on CPU or CUDA (`--device`). `--smoke` runs a few
+steps of each stage on a small pool, for tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+import json
+import math
+import os
+from pathlib import Path
+import sys
+import time
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from colvlm_edge.global_encoder import CLIP_MEAN_BGR, render_geometry  # noqa: E402
+from colvlm_edge.glyphvqa.questions import questions_for_scene  # noqa: E402
+from colvlm_edge.glyphvqa.scene import (  # noqa: E402
+    COLORS,
+    SHAPES,
+    TEXT_ALPHABET,
+    Scene,
+    label_map,
+    render_scene,
+)
+from colvlm_msgs.geometry import GlobalGeometry  # noqa: E402
+from colvlm_msgs.image_codec import decode_image, encode_image  # noqa: E402
+from colvlm_server import tiny_vlm  # noqa: E402
+from colvlm_server.glyph_tower import GlyphTowerConfig  # noqa: E402
+from colvlm_server.vicrop import DEFAULT_SCALES, tile_boxes  # noqa: E402
+
+KIND_CLASSES = ('background', 'sign', *SHAPES)
+COLOR_CLASSES = ('none', *COLORS)
+SLOTS = 3  # characters per sign text
+END = len(TEXT_ALPHABET)  # slot class for "no character here"
+MIN_READABLE_PX = 6.0  # text ink height in a view below which its characters are not a label
+IGNORE = -100
+# Prompt formats of the VQA stages: (images per prompt, weight).
+FORMATS = {'align': ((1, 0.6), (2, 0.4)), 'joint': ((1, 0.45), (2, 0.4), (5, 0.15))}
+KIND_WEIGHTS = {'text': 0.35, 'color': 0.2, 'presence': 0.2, 'grounding': 0.15, 'count': 0.1}
+
+
+@dataclass
+class View:
+    pixels: np.ndarray  # (S, S, 3) uint8 BGR, after the JPEG round trip
+    kind: np.ndarray  # (G, G) int64 class of KIND_CLASSES
+    color: np.ndarray  # (G, G) int64 class of COLOR_CLASSES
+    text: np.ndarray  # (G, G, SLOTS) int64 character class, END, or IGNORE
+    local: np.ndarray  # (G, G) int64 the character under the cell, or IGNORE
+
+
+class SceneViews:
+    """One rendered scene and the ways it can be seen: global, crops, tiles."""
+
+    def __init__(self, scene: Scene, size: int, grid: int, quality: int) -> None:
+        self.scene, self.size, self.grid, self.quality = scene, size, grid, quality
+        self.labels = label_map(scene)  # (H, W) int16 object index, -1 background
+        self.global_view = self.view((0, 0, scene.width, scene.height))
+
+    def view(self, cut: tuple[int, int, int, int]) -> View:
+        """The cut (x0, y0, x1, y1) original px as the edge would send it, with cell labels."""
+        x0, y0, x1, y1 = cut
+        geometry = GlobalGeometry.fit(x1 - x0, y1 - y0, self.size, self.size, 'pad')
+        pixels = render_geometry(self.scene.image[y0:y1, x0:x1], geometry, CLIP_MEAN_BGR)
+        pixels = decode_image(encode_image(np.ascontiguousarray(pixels), 'jpeg', self.quality))
+        width, height = geometry.resized_size
+        labels = cv2.resize(self.labels[y0:y1, x0:x1], (width, height),
+                            interpolation=cv2.INTER_NEAREST)
+        ox, oy = int(geometry.offset_x), int(geometry.offset_y)
+        canvas = np.full((self.size, self.size), -1, np.int16)
+        canvas[oy:oy + height, ox:ox + width] = labels
+        return self._cell_labels(pixels, canvas, (x0, y0), geometry)
+
+    def _cell_labels(self, pixels: np.ndarray, canvas: np.ndarray, origin: tuple[int, int],
+                     geometry: GlobalGeometry) -> View:
+        scale = geometry.scale_y
+        objects = self.scene.objects
+        cell = self.size // self.grid
+        onehot = (canvas[..., None] == np.arange(len(objects))).astype(np.int32)  # (S, S, K)
+        counts = onehot.reshape(self.grid, cell, self.grid, cell, -1).sum(axis=(1, 3))
+        totals = np.maximum(onehot.sum(axis=(0, 1)), 1)  # (K,) px of each object in view
+        best = counts.argmax(axis=-1)  # (G, G)
+        best_count = counts.max(axis=-1)
+        present = (best_count >= 0.12 * cell * cell) | (best_count >= 0.4 * totals[best])
+        present &= best_count > 0
+        kind = np.zeros((self.grid, self.grid), np.int64)
+        color = np.zeros_like(kind)
+        text = np.full((self.grid, self.grid, SLOTS), IGNORE, np.int64)
+        local = np.full((self.grid, self.grid), IGNORE, np.int64)
+        centres = (np.arange(self.grid) + 0.5) * cell  # view px
+        for index, obj in enumerate(objects):
+            mask = present & (best == index)
+            if not mask.any():
+                continue
+            kind[mask] = KIND_CLASSES.index('sign' if obj.kind == 'sign' else obj.shape)
+            color[mask] = COLOR_CLASSES.index(obj.color)
+            if obj.kind == 'sign':
+                ink = obj.text_box[3] - obj.text_box[1]
+                if ink * scale >= MIN_READABLE_PX:
+                    chars = [TEXT_ALPHABET.index(c) for c in obj.text]
+                    text[mask] = chars + [END] * (SLOTS - len(chars))
+                    self._local_chars(local, obj, chars, origin, geometry, centres, cell)
+        return View(pixels, kind, color, text, local)
+
+    @staticmethod
+    def _local_chars(local, obj, chars, origin, geometry, centres, cell) -> None:
+        """The character under each cell centre on the text's line (fonts taken as evenly
+        spaced): a local target that convolutions learn first and the slots build on."""
+        tx0, ty0, tx1, ty1 = obj.text_box
+        x0 = (tx0 - origin[0]) * geometry.scale_x + geometry.offset_x
+        x1 = (tx1 - origin[0]) * geometry.scale_x + geometry.offset_x
+        y0 = (ty0 - origin[1]) * geometry.scale_y + geometry.offset_y
+        y1 = (ty1 - origin[1]) * geometry.scale_y + geometry.offset_y
+        rows = np.nonzero((centres >= y0 - cell / 2) & (centres <= y1 + cell / 2))[0]
+        cols = np.nonzero((centres >= x0) & (centres < x1))[0]
+        if len(rows) == 0 or len(cols) == 0:
+            return
+        slot = ((centres[cols] - x0) / max(x1 - x0, 1e-6) * len(chars)).astype(int)
+        for row in rows:
+            local[row, cols] = np.asarray(chars)[np.clip(slot, 0, len(chars) - 1)]
+
+    def crop_around(self, rng: np.random.Generator, box: tuple[int, int, int, int] | None,
+                    scales: tuple[float, float] = (DEFAULT_SCALES[0], DEFAULT_SCALES[-1]),
+                    ) -> View:
+        """A square of side encoder size x U(scales) original px (ViCrop's 1..2 by default)
+        holding `box`, or anywhere."""
+        width, height = self.scene.width, self.scene.height
+        side = int(round(self.size * float(rng.uniform(*scales))))
+        side = min(side, width, height)
+        if box is None:
+            x0 = int(rng.integers(0, width - side + 1))
+            y0 = int(rng.integers(0, height - side + 1))
+        else:
+            bx0, by0, bx1, by1 = box
+            # Centre jittered by up to a quarter side, as an attention peak is off by a cell.
+            cx = (bx0 + bx1) / 2 + rng.uniform(-0.25, 0.25) * side
+            cy = (by0 + by1) / 2 + rng.uniform(-0.25, 0.25) * side
+            x0 = int(np.clip(round(cx - side / 2), 0, width - side))
+            y0 = int(np.clip(round(cy - side / 2), 0, height - side))
+        return self.view((x0, y0, x0 + side, y0 + side))
+
+    def tiles(self) -> list[View]:
+        return [self.view(tuple(int(v) for v in (b.x0, b.y0, b.x1, b.y1)))
+                for b in tile_boxes(self.scene.width, self.scene.height)]
+
+
+class ScenePool:
+    """A ring of recent scenes, each reused by several samples; scene n is seeded by n alone."""
+
+    def __init__(self, seed: int, stage: int, capacity: int, size: int, grid: int) -> None:
+        self.seed, self.stage, self.capacity = seed, stage, capacity
+        self.size, self.grid = size, grid
+        self.slots: list[SceneViews | None] = [None] * capacity
+        self.rendered = 0
+
+    def _render(self, index: int) -> SceneViews:
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7919, self.stage, index]))
+        scene = render_scene(rng)
+        return SceneViews(scene, self.size, self.grid, int(rng.integers(50, 96)))
+
+    def advance_to(self, scenes: int) -> None:
+        """Hold scenes [scenes - capacity, scenes): the state after `scenes` renders."""
+        start = max(self.rendered, scenes - self.capacity)
+        for index in range(start, scenes):
+            self.slots[index % self.capacity] = self._render(index)
+        self.rendered = scenes
+
+    def sample(self, rng: np.random.Generator) -> SceneViews:
+        filled = min(self.rendered, self.capacity)
+        return self.slots[int(rng.integers(0, filled))]
+
+
+class CellHeads(nn.Module):
+    """Per-cell supervision of the tower; used in training only, not shipped."""
+
+    def __init__(self, width: int, text_weight: float = 1.0) -> None:
+        super().__init__()
+        self.text_weight = text_weight
+        self.kind = nn.Linear(width, len(KIND_CLASSES))
+        self.color = nn.Linear(width, len(COLOR_CLASSES))
+        self.text = nn.Linear(width, SLOTS * (END + 1))
+        self.local = nn.Linear(width, END)
+
+    def loss(self, features: torch.Tensor, views: list[View]) -> tuple[torch.Tensor, dict]:
+        """features (B, G*G, width) for B views."""
+        device = features.device
+        kind = torch.from_numpy(np.stack([v.kind.reshape(-1) for v in views])).to(device)
+        color = torch.from_numpy(np.stack([v.color.reshape(-1) for v in views])).to(device)
+        text = torch.from_numpy(np.stack([v.text.reshape(-1, SLOTS) for v in views])).to(device)
+        # Objects are rare among cells: weight them up so the background does not win.
+        weight = torch.ones(len(KIND_CLASSES), device=device)
+        weight[1:] = 4.0
+        kind_loss = F.cross_entropy(self.kind(features).flatten(0, 1), kind.reshape(-1),
+                                    weight=weight)
+        color_loss = F.cross_entropy(self.color(features).flatten(0, 1), color.reshape(-1),
+                                     weight=torch.cat([weight[:1], torch.full(
+                                         (len(COLOR_CLASSES) - 1,), 4.0, device=device)]))
+        text_logits = self.text(features).reshape(-1, END + 1)
+        has_text = (text.reshape(-1) != IGNORE).any()
+        text_loss = (F.cross_entropy(text_logits, text.reshape(-1), ignore_index=IGNORE)
+                     if has_text else text_logits.sum() * 0.0)
+        local = torch.from_numpy(np.stack([v.local.reshape(-1) for v in views])).to(device)
+        local_loss = (F.cross_entropy(self.local(features).flatten(0, 1), local.reshape(-1),
+                                      ignore_index=IGNORE)
+                      if (local != IGNORE).any() else features.sum() * 0.0)
+        with torch.no_grad():
+            cells = text.reshape(-1, SLOTS)
+            read = (cells[:, 0] != IGNORE)
+            accuracy = ((self.text(features).reshape(-1, SLOTS, END + 1).argmax(-1) == cells)
+                        .all(-1)[read].float().mean().item() if read.any() else float('nan'))
+        stats = {'kind': kind_loss.item(), 'color': color_loss.item(), 'text': text_loss.item(),
+                 'local': local_loss.item(), 'read_acc': accuracy}
+        return kind_loss + color_loss + self.text_weight * (text_loss + local_loss), stats
+
+
+def pixel_batch(processor, views: list[View]) -> torch.Tensor:
+    """The model's own image processor on the views (BGR -> RGB first)."""
+    images = [v.pixels[:, :, ::-1] for v in views]
+    return processor.image_processor(images=images, return_tensors='pt')['pixel_values']
+
+
+def draw_question(rng: np.random.Generator, views: SceneViews):
+    kinds = list(KIND_WEIGHTS)
+    weights = np.array([KIND_WEIGHTS[k] for k in kinds])
+    kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+    questions = questions_for_scene(views.scene, rng, 'scene.png', kinds=(kind,))
+    return questions[int(rng.integers(0, len(questions)))]
+
+
+def build_sample(rng: np.random.Generator, views: SceneViews, n_images: int):
+    """(image views, question text, answer text)."""
+    question = draw_question(rng, views)
+    images = [views.global_view]
+    if n_images == 2:
+        objects = views.scene.objects
+        if question.target is not None and rng.random() < 0.75:
+            box = question.target
+        elif rng.random() < 0.5:
+            box = objects[int(rng.integers(0, len(objects)))].box
+        else:
+            box = None
+        images.append(views.crop_around(rng, box))
+    elif n_images == 5:
+        images += views.tiles()
+    return images, question.question, question.answers[0]
+
+
+class PromptEncoder:
+    """Token ids and labels for (n images, question, answer) in the chat template's format."""
+
+    def __init__(self, processor, image_tokens: int) -> None:
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.image_tokens = image_tokens
+        self._cache: dict[tuple[int, str], list[int]] = {}
+
+    def prompt_ids(self, n_images: int, question: str) -> list[int]:
+        key = (n_images, question)
+        if key not in self._cache:
+            messages = [{'role': 'user', 'content': [{'type': 'image'}] * n_images
+                         + [{'type': 'text', 'text': question}]}]
+            text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+            text = text.replace(tiny_vlm.IMAGE_TOKEN, tiny_vlm.IMAGE_TOKEN * self.image_tokens)
+            self._cache[key] = self.tokenizer(text)['input_ids']
+        return self._cache[key]
+
+    def batch(self, samples, device) -> dict[str, torch.Tensor]:
+        rows, labels = [], []
+        for images, question, answer in samples:
+            prompt = self.prompt_ids(len(images), question)
+            target = self.tokenizer(answer, add_special_tokens=False)['input_ids'] \
+                + [self.tokenizer.eos_token_id]
+            rows.append(prompt + target)
+            labels.append([IGNORE] * len(prompt) + target)
+        length = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(rows), length), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        label = torch.full((len(rows), length), IGNORE, dtype=torch.long)
+        for k, (row, lab) in enumerate(zip(rows, labels, strict=True)):  # left padding
+            ids[k, length - len(row):] = torch.tensor(row)
+            mask[k, length - len(row):] = 1
+            label[k, length - len(lab):] = torch.tensor(lab)
+        return {'input_ids': ids.to(device), 'attention_mask': mask.to(device),
+                'labels': label.to(device)}
+
+
+def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+class Trainer:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.device = torch.device(args.device)
+        self.work = Path(args.work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.log_file = open(self.work / 'train.log', 'a', encoding='utf-8')  # noqa: SIM115
+        torch.manual_seed(args.seed)
+        from transformers import LlavaForConditionalGeneration
+        self.tower_config = GlyphTowerConfig()
+        self.tokenizer = tiny_vlm.build_tokenizer()
+        self.processor = tiny_vlm.build_processor(self.tokenizer, self.tower_config)
+        config = tiny_vlm.build_config(self.tokenizer, self.tower_config)
+        config._attn_implementation = 'sdpa'
+        self.model = LlavaForConditionalGeneration(config).to(self.device)
+        self.heads = CellHeads(self.tower_config.hidden_size, args.text_weight).to(self.device)
+        self.grid = self.tower_config.grid_size
+        self.prompts = PromptEncoder(self.processor, self.grid ** 2)
+        self.tower = self.model.model.vision_tower
+        self._tower_out: list[torch.Tensor] = []
+        self.tower.register_forward_hook(
+            lambda module, inputs, output: self._tower_out.append(output.last_hidden_state))
+        self.state = {'stage': 0, 'step': 0, 'seconds': 0.0}
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def log(self, record: dict) -> None:
+        line = json.dumps(record)
+        self.log_file.write(line + '\n')
+        self.log_file.flush()
+        print(line, flush=True)
+
+    def save_checkpoint(self) -> None:
+        path = self.work / 'checkpoint.pt'
+        torch.save({'state': self.state, 'model': self.model.state_dict(),
+                    'heads': self.heads.state_dict(),
+                    'optimizer': self.optimizer.state_dict() if self.optimizer else None},
+                   str(path) + '.tmp')
+        os.replace(str(path) + '.tmp', path)
+
+    def load_checkpoint(self) -> dict | None:
+        path = self.work / 'checkpoint.pt'
+        if not path.is_file():
+            return None
+        saved = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(saved['model'])
+        self.heads.load_state_dict(saved['heads'])
+        self.state = saved['state']
+        return saved
+
+    # -- stages -----------------------------------------------------------------------------
+    def stages(self):
+        a = self.args
+        return [('tower', a.tower_steps, a.tower_lr), ('align', a.align_steps, a.align_lr),
+                ('joint', a.joint_steps, a.joint_lr)]
+
+    def _make_optimizer(self, name: str, lr: float) -> torch.optim.Optimizer:
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        if name == 'tower':
+            params = [*self.tower.parameters(), *self.heads.parameters()]
+        elif name == 'align':
+            for p in self.tower.parameters():
+                p.requires_grad_(False)
+            params = [p for p in self.model.parameters() if p.requires_grad]
+        else:
+            tower_ids = {id(p) for p in self.tower.parameters()}
+            rest = [p for p in self.model.parameters() if id(p) not in tower_ids]
+            params = [{'params': rest},
+                      {'params': [*self.tower.parameters(), *self.heads.parameters()],
+                       'lr_scale': 0.3}]
+            return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+
+    def run(self) -> None:
+        saved = self.load_checkpoint()
+        for index, (name, steps, lr) in enumerate(self.stages()):
+            if index < self.state['stage']:
+                continue
+            self.optimizer = self._make_optimizer(name, lr)
+            if saved and saved.get('optimizer') and self.state['stage'] == index \
+                    and self.state['step'] > 0:
+                self.optimizer.load_state_dict(saved['optimizer'])
+            self.state['stage'] = index
+            self._run_stage(index, name, steps, lr)
+            self.state.update(stage=index + 1, step=0)
+            self.save_checkpoint()
+            saved = None
+        self.export(Path(self.args.out))
+
+    def _run_stage(self, index: int, name: str, steps: int, lr: float) -> None:
+        a = self.args
+        pool = ScenePool(a.seed, index, a.pool, self.tower_config.image_size, self.grid)
+        pool.advance_to(a.pool_fill + self.state['step'] * a.refresh)
+        self.model.train(name != 'tower')
+        self.tower.train()
+        started = time.monotonic()
+        for step in range(self.state['step'], steps):
+            rng = np.random.default_rng(np.random.SeedSequence([a.seed, 104729, index, step]))
+            pool.advance_to(a.pool_fill + (step + 1) * a.refresh)
+            for group in self.optimizer.param_groups:
+                group['lr'] = cosine_lr(step, steps, lr, a.warmup) * group.get('lr_scale', 1.0)
+            if name == 'tower':
+                loss, stats = self._tower_step(rng, pool)
+            else:
+                loss, stats = self._vqa_step(rng, pool, name)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g['params']], 1.0)
+            self.optimizer.step()
+            self.state['step'] = step + 1
+            if (step + 1) % a.log_every == 0 or step + 1 == steps:
+                elapsed = self.state['seconds'] + time.monotonic() - started
+                self.log({'stage': name, 'step': step + 1, 'of': steps,
+                          'loss': round(loss.item(), 4), 'minutes': round(elapsed / 60, 2),
+                          **{k: round(v, 4) for k, v in stats.items()}})
+            if (step + 1) % a.save_every == 0:
+                self.state['seconds'] += time.monotonic() - started
+                started = time.monotonic()
+                self.save_checkpoint()
+        self.state['seconds'] += time.monotonic() - started
+
+    def _tower_step(self, rng: np.random.Generator, pool: ScenePool):
+        views: list[View] = []
+        while len(views) < self.args.tower_batch:
+            scene = pool.sample(rng)
+            pick = rng.random()
+            if pick < 0.3:
+                views.append(scene.global_view)
+            elif pick < 0.85:
+                signs = scene.scene.signs
+                target = signs[int(rng.integers(0, len(signs)))].box if rng.random() < 0.8 \
+                    else None
+                # Larger text than ViCrop's crops show, too: reading starts there.
+                views.append(scene.crop_around(rng, target, (self.args.tower_min_scale, 2.0)))
+            else:
+                tiles = scene.tiles()
+                views.append(tiles[int(rng.integers(0, len(tiles)))])
+        pixels = pixel_batch(self.processor, views).to(self.device)
+        features = self.tower(pixels).last_hidden_state
+        self._tower_out.clear()
+        return self.heads.loss(features, views)
+
+    def _vqa_step(self, rng: np.random.Generator, pool: ScenePool, name: str):
+        formats = FORMATS[name]
+        weights = np.array([w for _, w in formats])
+        n_images = formats[int(rng.choice(len(formats), p=weights / weights.sum()))][0]
+        batch_size = max(2, int(self.args.batch * 2 / (n_images + 1)))  # similar tokens/step
+        samples = [build_sample(rng, pool.sample(rng), n_images) for _ in range(batch_size)]
+        views = [v for images, _, _ in samples for v in images]
+        inputs = self.prompts.batch(samples, self.device)
+        inputs['pixel_values'] = pixel_batch(self.processor, views).to(self.device)
+        self._tower_out.clear()
+        output = self.model(**inputs)
+        features = self._tower_out[-1]
+        self._tower_out.clear()
+        lm_loss = output.loss
+        stats = {'lm': lm_loss.item(), 'images': float(n_images)}
+        if name == 'joint':
+            cell_loss, cell_stats = self.heads.loss(features, views)
+            stats['read_acc'] = cell_stats['read_acc']
+            return lm_loss + self.args.cell_weight * cell_loss, stats
+        return lm_loss, stats
+
+    def export(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.config._attn_implementation = 'eager'
+        self.model.save_pretrained(out)
+        self.processor.save_pretrained(out)
+        (out / 'training.json').write_text(json.dumps(
+            {'seed': self.args.seed, 'stages': [
+                {'name': n, 'steps': s, 'lr': lr} for n, s, lr in self.stages()],
+             'batch': self.args.batch, 'tower_batch': self.args.tower_batch,
+             'minutes': round(self.state['seconds'] / 60, 1), 'device': str(self.device),
+             'torch': torch.__version__}, indent=2) + '\n')
+        self.log({'exported': str(out), 'minutes': round(self.state['seconds'] / 60, 2)})
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--out', default='models/colvlm-tiny-llava', help='export folder')
+    parser.add_argument('--work', default='out/train-tiny-vlm',
+                        help='checkpoint and log folder; a run there resumes')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--threads', type=int, default=0, help='torch CPU threads; 0 = default')
+    parser.add_argument('--seed', type=int, default=1234)
+    parser.add_argument('--tower-steps', type=int, default=1500)
+    parser.add_argument('--align-steps', type=int, default=600)
+    parser.add_argument('--joint-steps', type=int, default=3000)
+    parser.add_argument('--tower-lr', type=float, default=2e-3)
+    parser.add_argument('--align-lr', type=float, default=1e-3)
+    parser.add_argument('--joint-lr', type=float, default=6e-4)
+    parser.add_argument('--warmup', type=int, default=100)
+    parser.add_argument('--batch', type=int, default=32, help='1-image prompts per step')
+    parser.add_argument('--tower-batch', type=int, default=64, help='views per tower step')
+    parser.add_argument('--cell-weight', type=float, default=0.3)
+    parser.add_argument('--text-weight', type=float, default=2.0,
+                        help='weight of the text slots among the per-cell losses')
+    parser.add_argument('--tower-min-scale', type=float, default=0.5,
+                        help='smallest tower-stage crop side, in encoder sizes')
+    parser.add_argument('--pool', type=int, default=256, help='scenes kept for reuse')
+    parser.add_argument('--pool-fill', type=int, default=64, help='scenes before step 1')
+    parser.add_argument('--refresh', type=int, default=4, help='new scenes per step')
+    parser.add_argument('--log-every', type=int, default=20)
+    parser.add_argument('--save-every', type=int, default=100)
+    parser.add_argument('--smoke', action='store_true',
+                        help='a few steps of each stage on a small pool (for tests)')
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.tower_steps, args.align_steps, args.joint_steps = 3, 3, 4
+        args.batch, args.tower_batch, args.pool, args.pool_fill, args.refresh = 4, 8, 8, 4, 1
+        args.warmup, args.log_every, args.save_every = 2, 1, 2
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.environ.setdefault('HF_HUB_OFFLINE', '1')
+    Trainer(args).run()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
