@@ -34,3 +34,21 @@ def spawn(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
     """Start `python args...` from the repository root with line-buffered text pipes."""
     return subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1, **kwargs)
+
+
+@pytest.fixture(scope='session')
+def tiny_llava_path(tmp_path_factory) -> Path:
+    """A random-init tiny LLaVA with the bundled recipe (128x128 encoder input), saved once
+    per test session: the real transformers code path without the trained weights."""
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    import colvlm_server.glyph_tower  # noqa: F401  registers the tower with the Auto classes
+    from colvlm_server.tiny_vlm import build_config, build_processor, build_tokenizer
+
+    path = tmp_path_factory.mktemp('tiny-llava')
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    LlavaForConditionalGeneration(build_config(tokenizer)).save_pretrained(path)
+    build_processor(tokenizer).save_pretrained(path)
+    return path

@@ -1,0 +1,199 @@
+"""Evaluate policies on a Glyph-VQA style data set: accuracy against bytes and compute.
+
+`colvlm eval DATA --policy all --sweep --out DIR` runs the server's pipeline over DATA's
+questions for each policy (entropy swept over τ, random over rates) and writes metrics.json,
+records.jsonl and two plots. `--calibrate --target-rate R` picks the τ whose retransmission
+rate is closest to R from below and writes calibration.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+import json
+from pathlib import Path
+import sys
+
+import numpy as np
+
+SWEEP_QUANTILES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+RANDOM_RATES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from colvlm_edge.glyphvqa.questions import EVAL_KINDS
+    from colvlm_server.evaluate import POLICIES
+    parser.add_argument('data', metavar='DATA', help='data set folder (questions.jsonl)')
+    parser.add_argument('--policy', default='all',
+                        help=f"one of {POLICIES}, a comma list, or 'all' (default: all)")
+    parser.add_argument('--model', default='bundled', help='model path or id (default: bundled)')
+    parser.add_argument('--threshold', type=float, default=None, metavar='T',
+                        help='entropy threshold τ, nats (default: config/server.yaml)')
+    parser.add_argument('--rate', type=float, default=None, metavar='R',
+                        help="the random policy's rate (default: entropy's retransmission rate)")
+    parser.add_argument('--sweep', action='store_true',
+                        help='sweep τ (entropy) and the rate (random); metrics.json is a list')
+    parser.add_argument('--calibrate', action='store_true',
+                        help='pick τ on DATA for --target-rate or --byte-budget')
+    parser.add_argument('--target-rate', type=float, default=0.4, metavar='R',
+                        help='calibration: retransmission rate to stay under (default 0.4)')
+    parser.add_argument('--byte-budget', type=float, default=None, metavar='B',
+                        help='calibration: mean uplink bytes per query to stay under')
+    parser.add_argument('--kinds', default=','.join(EVAL_KINDS),
+                        help='question kinds to use (default: %(default)s)')
+    parser.add_argument('--limit', type=int, default=0, metavar='N',
+                        help='use the first N questions only (0 = all)')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--out', required=True, metavar='DIR', help='output folder')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+
+
+def _policies(text: str) -> list[str]:
+    from colvlm_server.evaluate import POLICIES
+    names = list(POLICIES) if text == 'all' else [p.strip() for p in text.split(',') if p]
+    unknown = [n for n in names if n not in POLICIES]
+    if unknown or not names:
+        raise ValueError(f'--policy must be among {POLICIES} or all, got {text!r}')
+    return names
+
+
+def _default_threshold() -> float:
+    from colvlm_server.gate import GateConfig
+    try:
+        from colvlm_server.parameters import load_server_config
+        return float(load_server_config().gate.threshold)
+    except (ImportError, FileNotFoundError, AttributeError):
+        return GateConfig().threshold
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        policies = _policies(args.policy)
+    except ValueError as error:
+        print(f'colvlm eval: {error}', file=sys.stderr)
+        return 2
+    from colvlm_edge.glyphvqa.dataset import load_dataset
+    from colvlm_server.evaluate import Evaluator, summarize
+    from colvlm_server.gate import GateConfig
+    from colvlm_server.vlm import ModelLoadError, TransformersVlm
+
+    try:
+        questions = load_dataset(args.data)
+    except (OSError, ValueError) as error:
+        print(f'colvlm eval: {error}', file=sys.stderr)
+        return 2
+    kinds = {k.strip() for k in args.kinds.split(',') if k.strip()}
+    questions = [q for q in questions if q.kind in kinds]
+    if args.limit:
+        questions = questions[:args.limit]
+    if not questions:
+        print(f'colvlm eval: no questions of kinds {sorted(kinds)} in {args.data}',
+              file=sys.stderr)
+        return 2
+    try:
+        backend = TransformersVlm(args.model, device=args.device, progress=not args.no_progress)
+    except ModelLoadError as error:
+        print(f'colvlm eval: {error}', file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    evaluator = Evaluator(backend, args.data, questions, progress=not args.no_progress)
+    threshold = args.threshold if args.threshold is not None else _default_threshold()
+    base = GateConfig(threshold=threshold)
+
+    # The global pass first: its scores place the sweep's thresholds.
+    global_records = evaluator.run('global', base)
+    scores = np.array([r.result.first.gate.min_entropy for r in global_records
+                       if r.result.first and r.result.first.gate])
+    if args.calibrate:
+        return _calibrate(args, evaluator, base, scores, out)
+
+    entries, all_records = [], []
+    entropy_rate = None
+    for policy in policies:
+        settings = [base]
+        if policy == 'entropy' and args.sweep:
+            grid = sorted({round(float(t), 4) for t in np.quantile(scores, SWEEP_QUANTILES)}
+                          | {threshold})
+            settings = [replace(base, threshold=t) for t in grid]
+        elif policy == 'random':
+            rate = args.rate if args.rate is not None else entropy_rate
+            rates = list(RANDOM_RATES) if args.sweep else []
+            if rate is not None or not rates:
+                rates = sorted(set(rates) | {round(rate if rate is not None else 0.5, 4)})
+            settings = [replace(base, random_rate=r) for r in rates]
+        for gate in settings:
+            label = policy + (f' τ={gate.threshold:g}' if policy == 'entropy' else '') \
+                + (f' rate={gate.random_rate:g}' if policy == 'random' else '')
+            records = global_records if policy == 'global' else evaluator.run(policy, gate,
+                                                                             label)
+            metrics = summarize(policy, records, gate)
+            if policy == 'entropy' and gate.threshold == threshold:
+                entropy_rate = metrics['retransmission_rate']
+                metrics['default'] = True
+            entries.append(metrics)
+            all_records += [(metrics, r) for r in records]
+            print(_line(metrics), flush=True)
+    _write(out, entries, all_records, single=len(entries) == 1)
+    from colvlm_server.eval_plots import plot_tradeoffs
+    plots = plot_tradeoffs(entries, out)
+    print(f'wrote {out / "metrics.json"}, {out / "records.jsonl"}, '
+          + ', '.join(str(p) for p in plots))
+    return 0
+
+
+def _line(m: dict) -> str:
+    extra = f' τ={m["threshold"]:.4g}' if 'threshold' in m else ''
+    extra += f' rate={m["random_rate"]:.3g}' if 'random_rate' in m else ''
+    hit = m['roi_hit_rate']
+    return (f'{m["policy"]:>8}{extra}: accuracy {m["accuracy"]:.3f} '
+            f'({", ".join(f"{k} {v:.3f}" for k, v in m["accuracy_by_kind"].items())}), '
+            f'uplink {m["uplink_bytes_mean"]:.0f} B, retransmit {m["retransmission_rate"]:.3f}, '
+            f'LLM tokens {m["llm_tokens_mean"]:.1f}, latency {m["latency_ms_mean"]:.1f} ms'
+            + (f', RoI hit {hit:.3f}' if hit is not None else ''))
+
+
+def _write(out: Path, entries: list[dict], records, single: bool) -> None:
+    (out / 'metrics.json').write_text(
+        json.dumps(entries[0] if single else entries, indent=2) + '\n')
+    with open(out / 'records.jsonl', 'w', encoding='utf-8') as stream:
+        for metrics, record in records:
+            result = record.result
+            first = result.first
+            stream.write(json.dumps({
+                'id': record.question.id, 'kind': record.question.kind,
+                'policy': metrics['policy'], 'threshold': metrics.get('threshold'),
+                'random_rate': metrics.get('random_rate'), 'answer': result.answer,
+                'answers': list(record.question.answers), 'correct': record.correct,
+                'first_answer': first.answer if first else None,
+                'first_correct': record.first_correct,
+                'min_entropy': first.gate.min_entropy if first and first.gate else None,
+                'status': result.status, 'decision': result.decision,
+                'uplink_bytes': result.uplink_bytes, 'llm_tokens': result.llm_tokens,
+                'roi': None if result.roi is None else [result.roi.x0, result.roi.y0,
+                                                        result.roi.x1, result.roi.y1],
+                'roi_hit': record.roi_hit}) + '\n')
+
+
+def _calibrate(args, evaluator, base, scores: np.ndarray, out: Path) -> int:
+    from colvlm_server.evaluate import summarize
+    candidates = sorted({round(float(t), 4) for t in np.quantile(scores, np.linspace(0, 1, 41))})
+    chosen = None
+    for threshold in candidates:  # ascending τ: the retransmission rate falls
+        gate = replace(base, threshold=threshold)
+        metrics = summarize('entropy', evaluator.run('entropy', gate, f'τ={threshold:g}'), gate)
+        within = (metrics['uplink_bytes_mean'] <= args.byte_budget if args.byte_budget
+                  else metrics['retransmission_rate'] <= args.target_rate)
+        if within:
+            chosen = metrics
+            break
+    if chosen is None:
+        print('colvlm eval: no threshold meets the target', file=sys.stderr)
+        return 1
+    target = ({'byte_budget': args.byte_budget} if args.byte_budget
+              else {'target_rate': args.target_rate})
+    (out / 'calibration.json').write_text(json.dumps({**target, **chosen}, indent=2) + '\n')
+    print(_line(chosen))
+    print(f'calibrated gate.threshold: {chosen["threshold"]:.4f} nats '
+          f'(put it in config/server.yaml); wrote {out / "calibration.json"}')
+    return 0

@@ -1,0 +1,210 @@
+"""The two-stage answer: global pass, gate, ViCrop RoI, edge crop, global + local pass.
+
+One `TwoStagePipeline.answer` call turns (question, global frame, a way to fetch crops, a
+policy) into a `PipelineResult` with both passes' metrics, the decision, the RoI and the
+bytes that crossed the link. The server node and `colvlm eval` both call it; neither has a
+second implementation. It knows nothing about the wire: frames arrive decoded, crops come from
+a `CropSource` (the edge over DDS in the node, an in-process edge in evaluation).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+import time
+from typing import Protocol
+
+import numpy as np
+
+from colvlm_msgs.geometry import Box, GlobalGeometry
+from colvlm_server.gate import DecisionContext, GateConfig, GateError, GateMetrics, Policy, measure
+from colvlm_server.vicrop import (
+    DEFAULT_SCALES,
+    GENERIC_PROMPT,
+    RoiResult,
+    choose_layer,
+    locate,
+    relative_attention,
+    tile_boxes,
+)
+from colvlm_server.vlm import Generation, VlmBackend
+
+
+class CropUnavailable(Exception):
+    """The edge could not deliver a crop; the message says why in one line."""
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """A global frame as the server holds it."""
+
+    image: np.ndarray  # (h, w, 3) uint8 BGR, decoded global frame
+    geometry: GlobalGeometry
+    stamp_ns: int  # the original's stamp, which names it at the edge
+    camera: str = ''
+    wire_bytes: int = 0  # serialized bytes of the frame (and its geometry) on the uplink
+
+
+@dataclass(frozen=True, eq=False)
+class Crop:
+    image: np.ndarray  # (h, w, 3) uint8 BGR, decoded
+    applied: Box  # original px actually cut
+    wire_bytes: int  # serialized bytes of the reply (uplink)
+    request_bytes: int = 0  # serialized bytes of the request (downlink)
+
+
+class CropSource(Protocol):
+    def fetch(self, frame: Frame, box: Box, output_size: tuple[int, int]) -> Crop:
+        """The crop of `box` (original px) at `output_size` (w, h); raises CropUnavailable."""
+
+
+@dataclass(frozen=True)
+class PassResult:
+    answer: str
+    gate: GateMetrics | None  # None when the scores were unusable
+    input_tokens: int
+    output_tokens: int
+    flops: float
+    latency_ms: float
+
+    @classmethod
+    def of(cls, generation: Generation, gate: GateMetrics | None) -> PassResult:
+        return cls(generation.text, gate, generation.input_tokens, generation.output_tokens,
+                   generation.flops, generation.seconds * 1e3)
+
+
+@dataclass
+class PipelineResult:
+    answer: str = ''
+    status: str = 'ok'  # ok | crop_unavailable | model_error
+    decision: str = 'none'  # none | global | local_crop | fallback
+    refinement: str = 'none'  # what the policy asked for: none | crop | tiles | oracle_crop
+    reason: str = ''  # one line: the gate's or the failure's
+    first: PassResult | None = None
+    second: PassResult | None = None
+    roi: Box | None = None  # original px: the box requested (the first tile's for 'hd')
+    roi_result: RoiResult | None = None
+    crop_boxes: list[Box] = field(default_factory=list)  # original px actually cut
+    global_bytes: int = 0
+    crop_bytes: int = 0
+    downlink_bytes: int = 0
+    locate_ms: float = 0.0
+    fetch_ms: float = 0.0
+    total_ms: float = 0.0
+
+    @property
+    def uplink_bytes(self) -> int:
+        return self.global_bytes + self.crop_bytes
+
+    @property
+    def llm_tokens(self) -> int:
+        return sum(p.input_tokens + p.output_tokens for p in (self.first, self.second) if p)
+
+    @property
+    def flops(self) -> float:
+        return sum(p.flops for p in (self.first, self.second) if p)
+
+
+def oracle_box(target: Box, geometry: GlobalGeometry, encoder_size: float) -> Box:
+    """The ViCrop window a perfect locator would pick: the smallest scale holding the target,
+    centred on it and shifted inside the original."""
+    longest = max(target.width, target.height)
+    scales = [s for s in DEFAULT_SCALES if encoder_size * s >= longest]
+    side = encoder_size * (scales[0] if scales else longest / encoder_size)
+    width, height = int(geometry.original_width), int(geometry.original_height)
+
+    def span(centre: float, limit: int) -> tuple[int, int]:
+        length = min(round(side), limit)
+        start = min(max(round(centre - length / 2.0), 0), limit - length)
+        return int(start), int(start + length)
+
+    x0, x1 = span((target.x0 + target.x1) / 2.0, width)
+    y0, y1 = span((target.y0 + target.y1) / 2.0, height)
+    return Box(x0, y0, x1, y1)
+
+
+class TwoStagePipeline:
+    def __init__(self, backend: VlmBackend, gate: GateConfig | None = None, *,
+                 attention_layer: int | None = None, generic_cache: int = 16) -> None:
+        self.backend = backend
+        self.gate = gate or GateConfig()
+        layer = choose_layer(backend.num_layers) if attention_layer is None else attention_layer
+        if not 0 <= layer < backend.num_layers:
+            raise ValueError(f'vicrop.layer must be in 0..{backend.num_layers - 1}, got {layer}')
+        self.attention_layer = layer
+        self.encoder_size = float(backend.image_size[0])
+        self._generic: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._generic_cache = generic_cache
+
+    def _generic_map(self, frame: Frame) -> np.ndarray:
+        """The generic prompt's attention for this frame; it does not depend on the question,
+        so it is computed once per frame."""
+        key = (frame.camera, frame.stamp_ns, id(frame.image))
+        if key not in self._generic:
+            self._generic[key] = self.backend.image_attention(
+                frame.image, GENERIC_PROMPT, self.attention_layer)
+            while len(self._generic) > self._generic_cache:
+                self._generic.popitem(last=False)
+        return self._generic[key]
+
+    def _gate(self, generation: Generation) -> GateMetrics:
+        if not np.isfinite(generation.logits).all():
+            raise GateError('the model returned NaN or inf scores')
+        return measure(generation.logits, self.gate)
+
+    def answer(self, question: str, frame: Frame, crops: CropSource, policy: Policy, *,
+               target: Box | None = None) -> PipelineResult:
+        started = time.perf_counter()
+        result = PipelineResult(global_bytes=frame.wire_bytes)
+        try:
+            self._answer(question, frame, crops, policy, target, result)
+        except GateError as error:
+            result.status, result.decision = 'model_error', 'none'
+            result.answer, result.reason = '', f'model error: {error}'
+        result.total_ms = (time.perf_counter() - started) * 1e3
+        return result
+
+    def _answer(self, question, frame, crops, policy, target, result) -> None:
+        first = self.backend.generate([frame.image], question,
+                                      attention_layer=self.attention_layer)
+        gate = self._gate(first)
+        result.first = PassResult.of(first, gate)
+        result.answer, result.decision = first.text, 'global'
+        decision = policy.decide(gate, DecisionContext(target_box=target))
+        result.reason, result.refinement = decision.reason, decision.kind
+        if not decision.refine:
+            return
+        located = time.perf_counter()
+        boxes = self._boxes(decision, first, frame, result)
+        result.locate_ms = (time.perf_counter() - located) * 1e3
+        result.roi = boxes[0]
+        fetched = time.perf_counter()
+        try:
+            pieces = [crops.fetch(frame, box, self.backend.image_size) for box in boxes]
+        except CropUnavailable as error:
+            result.status, result.decision = 'crop_unavailable', 'fallback'
+            result.reason = f'{decision.reason}; crop unavailable: {error}'
+            return
+        finally:
+            result.fetch_ms = (time.perf_counter() - fetched) * 1e3
+        result.crop_bytes = sum(p.wire_bytes for p in pieces)
+        result.downlink_bytes = sum(p.request_bytes for p in pieces)
+        result.crop_boxes = [p.applied for p in pieces]
+        second = self.backend.generate([frame.image, *(p.image for p in pieces)], question)
+        try:
+            gate2 = self._gate(second)
+        except GateError:
+            gate2 = None  # the first pass stands; the second's scores are not needed to answer
+        result.second = PassResult.of(second, gate2)
+        result.answer, result.decision = second.text, 'local_crop'
+
+    def _boxes(self, decision, first: Generation, frame: Frame, result) -> list[Box]:
+        geometry = frame.geometry
+        if decision.kind == 'tiles':
+            return tile_boxes(geometry.original_width, geometry.original_height)
+        if decision.kind == 'oracle_crop':
+            return [oracle_box(decision.box, geometry, self.encoder_size)]
+        rel = relative_attention(first.attention, self._generic_map(frame), self.backend.grid)
+        roi = locate(rel, geometry, self.encoder_size)
+        result.roi_result = roi
+        return [roi.box]

@@ -1,0 +1,213 @@
+"""VLM backends: load once, answer a question about one or more images, and say what it cost.
+
+`VlmBackend` is what the pipeline needs from a model: greedy generation with the logits of
+every answer token (for the gate), the attention of the last input position to the first
+image's tokens at one decoder layer (for ViCrop), and token / FLOP accounting.
+`TransformersVlm` implements it for image-text-to-text models in transformers (LLaVA-1.5 and
+the bundled tiny LLaVA first; Qwen2-VL style processors work through the same calls), through
+the model's own processor, chat template and image-token handling. Images come in as the
+edge sends them: (H, W, 3) uint8 BGR.
+
+Backends know nothing about gates, crops or the wire.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+import logging
+import math
+from pathlib import Path
+import time
+
+import numpy as np
+
+LOG = logging.getLogger('colvlm.vlm')
+DTYPES = ('float32', 'float16', 'bfloat16')
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message names the model and the cause."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One greedy answer and what producing it cost."""
+
+    text: str
+    logits: np.ndarray  # (T, V) float32 raw logits per answer token; EOS only if T would be 0
+    input_tokens: int  # LLM input positions, image tokens included
+    image_tokens: int  # of input_tokens, those standing for images
+    output_tokens: int  # generated tokens, EOS included
+    flops: float  # estimated LLM FLOPs: 2 x decoder parameters x positions processed
+    seconds: float  # wall time of generate()
+    attention: np.ndarray | None = None  # (heads, N) last input position -> image 0 tokens
+
+
+class VlmBackend(ABC):
+    """The model as the pipeline sees it."""
+
+    model_id: str
+    num_layers: int  # decoder layers
+    image_size: tuple[int, int]  # (width, height) px of the vision encoder input
+    grid: tuple[int, int]  # (rows, cols) of each image's tokens
+
+    @abstractmethod
+    def generate(self, images: Sequence[np.ndarray], question: str, *,
+                 attention_layer: int | None = None) -> Generation:
+        """Answer `question` about `images` (global first); with `attention_layer`, also
+        return the last input position's attention to image 0 at that 0-based layer."""
+
+    @abstractmethod
+    def image_attention(self, image: np.ndarray, prompt: str, layer: int) -> np.ndarray:
+        """(heads, N): the last input position's attention to the image at `layer`, for a
+        one-image prompt (ViCrop's generic-prompt map)."""
+
+
+def _resolve_model(model: str) -> str:
+    """'' or 'bundled' is the shipped tiny VLM; a folder is used as is; else a hub id."""
+    if model in ('', 'bundled'):
+        from colvlm_server.tiny_vlm import bundled_model_path
+        return str(bundled_model_path())
+    return model
+
+
+class TransformersVlm(VlmBackend):
+    """A transformers image-text-to-text model with its AutoProcessor."""
+
+    def __init__(self, model: str = 'bundled', *, device: str = 'cpu', dtype: str = 'float32',
+                 max_new_tokens: int = 8, attention: bool = True, progress: bool = True,
+                 image_size: tuple[int, int] | None = None) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f'dtype must be one of {DTYPES}, got {dtype!r}')
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f'max_new_tokens must be an int >= 1, got {max_new_tokens!r}')
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers.utils import logging as hf_logging
+
+        import colvlm_server.glyph_tower  # noqa: F401  registers the bundled tower's classes
+
+        path = _resolve_model(model)
+        self.model_id = model if model not in ('', 'bundled') else Path(path).name
+        self._torch = torch
+        self.device = torch.device(device)
+        if progress:
+            hf_logging.enable_progress_bar()
+        else:
+            hf_logging.disable_progress_bar()
+        try:
+            self.processor = AutoProcessor.from_pretrained(path)
+            # Eager attention is the only implementation that returns attention weights.
+            self.model = AutoModelForImageTextToText.from_pretrained(
+                path, dtype=getattr(torch, dtype),
+                attn_implementation='eager' if attention else 'sdpa').to(self.device).eval()
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise ModelLoadError(f'cannot load model {model!r} ({path}): {first}') from None
+        self.tokenizer = getattr(self.processor, 'tokenizer', self.processor)
+        self.max_new_tokens = max_new_tokens
+        config = self.model.config
+        text_config = config.get_text_config()
+        self.num_layers = int(text_config.num_hidden_layers)
+        self.image_token_id = int(getattr(config, 'image_token_id', None)
+                                  or config.image_token_index)
+        language_model = self.model.get_decoder() if hasattr(self.model, 'get_decoder') \
+            else self.model.language_model
+        self._decoder_params = sum(p.numel() for p in language_model.parameters())
+        self.image_size, self.grid = self._probe_geometry(image_size)
+
+    # -- model geometry ---------------------------------------------------------------------
+    def _probe_geometry(self, image_size) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Encoder input size and token grid, read off the processor's output for one image.
+
+        Fixed-resolution processors (CLIP's) name their input size; for dynamic-resolution
+        ones (Qwen2-VL) pass `image_size`, the global frame size the edge sends (default 336).
+        """
+        processor = self.processor.image_processor
+        crop = dict(getattr(processor, 'crop_size', None) or {})
+        if image_size is not None:
+            width, height = (int(v) for v in image_size)
+        elif crop.get('width') and crop.get('height'):
+            width, height = int(crop['width']), int(crop['height'])
+        else:
+            width = height = 336
+        inputs = self._inputs([np.zeros((height, width, 3), np.uint8)], 'x')
+        tokens = int((inputs['input_ids'][0] == self.image_token_id).sum())
+        side = math.isqrt(tokens)
+        grid_thw = inputs.get('image_grid_thw')
+        if grid_thw is not None:  # Qwen2-VL: patches merged 2x2 into tokens
+            merge = int(getattr(processor, 'merge_size', 2))
+            rows, cols = int(grid_thw[0][1]) // merge, int(grid_thw[0][2]) // merge
+        elif side * side == tokens:
+            rows = cols = side
+        else:
+            raise ModelLoadError(f'model {self.model_id!r}: {tokens} image tokens per image do '
+                                 'not form a square grid; ViCrop cannot place them')
+        return (width, height), (rows, cols)
+
+    # -- prompts ----------------------------------------------------------------------------
+    def _inputs(self, images: Sequence[np.ndarray], question: str) -> dict:
+        content = [{'type': 'image'} for _ in images] + [{'type': 'text', 'text': question}]
+        messages = [{'role': 'user', 'content': content}]
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        rgb = [np.ascontiguousarray(image[:, :, ::-1]) for image in images]
+        inputs = self.processor(images=rgb, text=prompt, return_tensors='pt')
+        return {k: v.to(self.device) if hasattr(v, 'to') else v for k, v in inputs.items()}
+
+    def _image0_positions(self, input_ids) -> np.ndarray:
+        positions = (input_ids[0] == self.image_token_id).nonzero().flatten().cpu().numpy()
+        return positions[:self.grid[0] * self.grid[1]]
+
+    def _last_position_attention(self, attentions, layer: int, input_ids) -> np.ndarray:
+        if not 0 <= layer < self.num_layers:
+            raise ValueError(f'attention layer must be in 0..{self.num_layers - 1}, got {layer}')
+        weights = attentions[layer]  # (1, heads, L, L)
+        if weights is None:
+            raise RuntimeError(f'model {self.model_id!r} returned no attention weights; load it '
+                               'with attention=True (eager attention)')
+        positions = self._image0_positions(input_ids)
+        return weights[0, :, -1, positions].float().cpu().numpy()  # (heads, N)
+
+    # -- VlmBackend -------------------------------------------------------------------------
+    def generate(self, images: Sequence[np.ndarray], question: str, *,
+                 attention_layer: int | None = None) -> Generation:
+        torch = self._torch
+        inputs = self._inputs(images, question)
+        input_ids = inputs['input_ids']
+        started = time.perf_counter()
+        with torch.inference_mode():
+            output = self.model.generate(
+                **inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                output_logits=True, output_attentions=attention_layer is not None,
+                return_dict_in_generate=True, pad_token_id=self.tokenizer.pad_token_id)
+        seconds = time.perf_counter() - started
+        new_tokens = output.sequences[0, input_ids.shape[1]:]
+        eos = set(np.atleast_1d(self.model.generation_config.eos_token_id or []).tolist())
+        answer_steps = len(new_tokens)
+        for k, token in enumerate(new_tokens.tolist()):
+            if token in eos:
+                answer_steps = k
+                break
+        # An empty answer is judged by the confidence of its EOS: the gate needs one step.
+        logits = torch.stack([step[0] for step in output.logits[:max(answer_steps, 1)]])
+        text = self.tokenizer.decode(new_tokens[:answer_steps], skip_special_tokens=True).strip()
+        attention = None
+        if attention_layer is not None:
+            attention = self._last_position_attention(output.attentions[0], attention_layer,
+                                                      input_ids)
+        n_input = int(input_ids.shape[1])
+        n_output = int(len(new_tokens))
+        return Generation(
+            text=text, logits=logits.float().cpu().numpy(), input_tokens=n_input,
+            image_tokens=int((input_ids[0] == self.image_token_id).sum()),
+            output_tokens=n_output, flops=2.0 * self._decoder_params * (n_input + n_output),
+            seconds=seconds, attention=attention)
+
+    def image_attention(self, image: np.ndarray, prompt: str, layer: int) -> np.ndarray:
+        torch = self._torch
+        inputs = self._inputs([image], prompt)
+        with torch.inference_mode():
+            output = self.model(**inputs, output_attentions=True, return_dict=True)
+        return self._last_position_attention(output.attentions, layer, inputs['input_ids'])

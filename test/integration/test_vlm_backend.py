@@ -1,0 +1,112 @@
+"""The transformers backend, the evaluation CLI and the training script on real model
+classes: a random-init tiny LLaVA with the bundled recipe (no weights, no network)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from colvlm_edge.glyphvqa.dataset import write_dataset
+from colvlm_server.cli import main as colvlm_main
+from colvlm_server.vlm import ModelLoadError, TransformersVlm
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope='module')
+def backend(tiny_llava_path) -> TransformersVlm:
+    return TransformersVlm(str(tiny_llava_path), progress=False, max_new_tokens=4)
+
+
+def test_backend_reads_geometry_from_the_processor(backend):
+    assert backend.image_size == (128, 128)
+    assert backend.grid == (8, 8)
+    assert backend.num_layers == 3
+
+
+def test_generate_returns_scores_tokens_and_attention(backend):
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(2)]
+    one = backend.generate(images[:1], 'What is written on the red sign?', attention_layer=1)
+    two = backend.generate(images, 'What is written on the red sign?')
+    assert one.image_tokens == 64 and two.image_tokens == 128
+    assert two.input_tokens == one.input_tokens + 64
+    assert 1 <= one.output_tokens <= 4 and one.logits.shape[1] >= len(backend.tokenizer) - 8
+    assert one.logits.shape[0] >= 1 and np.isfinite(one.logits).all()
+    heads = backend.model.config.text_config.num_attention_heads
+    assert one.attention.shape == (heads, 64)
+    # Attention rows are softmax outputs: the image share of the last row lies in (0, 1].
+    assert 0.0 < float(one.attention.sum(axis=1).max()) <= 1.0 + 1e-5
+    assert two.attention is None and two.flops > one.flops > 0
+    generic = backend.image_attention(images[0], 'Write a general description of the image.',
+                                      1)
+    assert generic.shape == (heads, 64)
+
+
+def test_generation_is_deterministic(backend):
+    image = np.full((128, 128, 3), 90, np.uint8)
+    first = backend.generate([image], 'What color is the circle?')
+    second = backend.generate([image], 'What color is the circle?')
+    assert first.text == second.text
+    np.testing.assert_array_equal(first.logits, second.logits)
+
+
+def test_bad_model_path_names_the_model(tmp_path):
+    with pytest.raises(ModelLoadError, match='no-such-model'):
+        TransformersVlm(str(tmp_path / 'no-such-model'), progress=False)
+
+
+def test_eval_cli_writes_metrics_and_plots(tiny_llava_path, tmp_path, capsys):
+    data = write_dataset(tmp_path / 'data', n_images=2, seed=3)
+    out = tmp_path / 'eval'
+    code = colvlm_main(['eval', str(data), '--model', str(tiny_llava_path), '--policy',
+                        'global,entropy,always,oracle,hd', '--threshold', '0.5', '--out',
+                        str(out), '--no-progress', '--limit', '6'])
+    assert code == 0
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert [m['policy'] for m in metrics] == ['global', 'entropy', 'always', 'oracle', 'hd']
+    by_policy = {m['policy']: m for m in metrics}
+    for m in metrics:
+        assert m['n'] == 6 and 0.0 <= m['accuracy'] <= 1.0
+    assert by_policy['global']['retransmission_rate'] == 0.0
+    assert by_policy['always']['retransmission_rate'] == 1.0
+    # Crops and tiles cost uplink bytes on top of the global frame.
+    assert by_policy['always']['uplink_bytes_mean'] > by_policy['global']['uplink_bytes_mean']
+    assert by_policy['hd']['uplink_bytes_mean'] > by_policy['always']['uplink_bytes_mean']
+    assert by_policy['hd']['llm_tokens_mean'] > by_policy['always']['llm_tokens_mean']
+    assert by_policy['always']['roi_hit_rate'] is not None
+    for name in ('accuracy_vs_uplink.png', 'accuracy_vs_compute.png'):
+        assert (out / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    records = (out / 'records.jsonl').read_text().splitlines()
+    assert len(records) == 5 * 6
+    assert 'accuracy' in capsys.readouterr().out
+
+
+def test_eval_cli_rejects_unknown_policy(tmp_path, capsys):
+    assert colvlm_main(['eval', str(tmp_path), '--policy', 'psychic', '--out',
+                        str(tmp_path / 'o')]) == 2
+    assert 'psychic' in capsys.readouterr().err
+
+
+def test_training_script_smoke_run_exports_a_loadable_model(tmp_path):
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1'}
+    out = tmp_path / 'model'
+    command = [sys.executable, str(ROOT / 'tools' / 'train_tiny_vlm.py'), '--smoke',
+               '--work', str(tmp_path / 'work'), '--out', str(out), '--device', 'cpu']
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = [json.loads(line) for line in (tmp_path / 'work' / 'train.log').read_text()
+           .splitlines()]
+    assert [r['stage'] for r in log if 'stage' in r][-1] == 'joint'
+    assert all(np.isfinite(r['loss']) for r in log if 'loss' in r)
+    backend = TransformersVlm(str(out), progress=False, max_new_tokens=2)
+    assert backend.grid == (8, 8)
+    # A second run finds every stage done and only exports again: training resumes.
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0 and '"stage"' not in again.stdout

@@ -1,0 +1,67 @@
+"""Evaluation helpers: AUROC, the in-process edge's byte counts, metric summaries."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from colvlm_edge.global_encoder import GlobalEncoderConfig
+from colvlm_edge.glyphvqa.questions import Question
+from colvlm_msgs.geometry import Box
+from colvlm_msgs.image_codec import decode_image
+from colvlm_server.evaluate import InProcessEdge, Record, auroc, summarize
+from colvlm_server.gate import GateConfig, measure
+from colvlm_server.pipeline import CropUnavailable, PassResult, PipelineResult
+
+
+def test_auroc_matches_hand_counts():
+    # Positives 0.9, 0.4; negatives 0.5, 0.1: pairs (0.9>0.5, 0.9>0.1, 0.4<0.5, 0.4>0.1) = 3/4.
+    assert auroc([0.9, 0.4, 0.5, 0.1], [True, True, False, False]) == pytest.approx(0.75)
+    assert auroc([1, 1], [True, False]) == pytest.approx(0.5)  # a tie counts half
+    assert auroc([3, 2, 1], [True, True, False]) == pytest.approx(1.0)
+    assert math.isnan(auroc([1, 2], [True, True]))
+
+
+def test_in_process_edge_counts_the_messages_it_would_send():
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    edge = InProcessEdge(GlobalEncoderConfig(width=64, height=64))
+    frame = edge.frame(original, stamp_ns=5)
+    assert frame.image.shape == (64, 64, 3)
+    encoded = edge.encoder.encode(original)
+    # CompressedImage + FrameGeometry: the payload plus headers, never less than the payload.
+    assert frame.wire_bytes > len(encoded.data)
+    crop = edge.fetch(frame, Box(600, 400, 700, 500), (64, 64))
+    assert crop.applied == Box(600, 400, 640, 480)  # clamped to the image, as the edge does
+    assert crop.image.shape == (64, 64, 3) and crop.wire_bytes > 0 and crop.request_bytes > 0
+    with pytest.raises(CropUnavailable, match='not buffered'):
+        edge.fetch(frame.__class__(frame.image, frame.geometry, 99), Box(0, 0, 10, 10), (64, 64))
+    with pytest.raises(CropUnavailable, match='outside'):
+        edge.fetch(frame, Box(900, 900, 950, 950), (64, 64))
+    assert decode_image(edge.encoder.encode(original).data).shape == (64, 64, 3)
+
+
+def _record(kind: str, correct: bool, entropy_high: bool, refined: bool, bytes_: int) -> Record:
+    logits = np.zeros((1, 4)) if entropy_high else np.array([[30.0, 0, 0, 0]])
+    gate = measure(logits, GateConfig())
+    first = PassResult('a', gate, 20, 2, 1e6, 5.0)
+    result = PipelineResult(answer='a', decision='local_crop' if refined else 'global',
+                            refinement='crop' if refined else 'none', first=first,
+                            global_bytes=bytes_)
+    question = Question('q', 'i.png', 'What?', ('a',), kind, None)
+    return Record(question, result, correct, correct, None)
+
+
+def test_summary_has_the_documented_keys_and_fractions():
+    records = [_record('text', False, True, True, 100), _record('color', True, False, False, 300)]
+    metrics = summarize('entropy', records, GateConfig(threshold=0.3))
+    for key in ('policy', 'n', 'accuracy', 'accuracy_by_kind', 'uplink_bytes_mean',
+                'retransmission_rate', 'roi_hit_rate', 'llm_tokens_mean', 'latency_ms_mean'):
+        assert key in metrics
+    assert metrics['accuracy'] == 0.5 and metrics['retransmission_rate'] == 0.5
+    assert metrics['accuracy_by_kind'] == {'color': 1.0, 'text': 0.0}
+    assert metrics['uplink_bytes_mean'] == 200 and metrics['threshold'] == 0.3
+    assert metrics['min_entropy_auroc'] == 1.0  # the wrong answer is the unsure one
+    assert metrics['roi_hit_rate'] is None  # no ViCrop box: reported as null, not NaN
