@@ -13,7 +13,10 @@ import sys
 
 VERBS = {
     'edge': 'colvlm_edge.cli',
+    'server': 'colvlm_server.server_cli',
+    'ask': 'colvlm_server.ask_cli',
     'dataset': 'colvlm_edge.glyphvqa.cli',
+    'eval': 'colvlm_server.eval_cli',
 }
 
 

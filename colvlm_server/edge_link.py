@@ -1,0 +1,120 @@
+"""The server's link to one edge: the newest global frames it sent, and crops fetched from
+its `colvlm/crop_roi`.
+
+A frame is usable once both halves (the image and its FrameGeometry, same stamp) arrived.
+The crop source turns a lost or refusing edge into `CropUnavailable`, with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+from colvlm_msgs import stamps
+from colvlm_msgs.geometry import Box, GlobalGeometry
+from colvlm_msgs.image_codec import ImageDecodeError, decode_image
+from colvlm_msgs.transport.port import Node, ServiceTimeout
+from colvlm_server.parameters import ServerConfig
+from colvlm_server.pipeline import Crop, CropUnavailable, Frame
+
+FRAMES_KEPT = 8  # newest complete frames a query may name by stamp
+
+
+class FrameStore:
+    """The newest global frames of one camera, each image paired with its geometry by stamp."""
+
+    def __init__(self, camera: str, keep: int = FRAMES_KEPT):
+        self.camera, self._keep = camera, keep
+        self._changed = threading.Condition()
+        self._images: dict[int, tuple] = {}      # stamp -> (image, frame_id, bytes)
+        self._geometries: dict[int, tuple] = {}  # stamp -> (GlobalGeometry, bytes)
+        self._frames: dict[int, tuple[Frame, str]] = {}  # stamp -> (frame, frame_id)
+        self.completed = 0
+
+    def add_image(self, stamp_ns: int, image, frame_id: str, size: int) -> None:
+        with self._changed:
+            if stamp_ns in self._geometries:
+                self._complete(stamp_ns, (image, frame_id, size), self._geometries.pop(stamp_ns))
+            else:
+                _keep_newest(self._images, stamp_ns, (image, frame_id, size), self._keep)
+
+    def add_geometry(self, stamp_ns: int, geometry: GlobalGeometry, size: int) -> None:
+        with self._changed:
+            if stamp_ns in self._images:
+                self._complete(stamp_ns, self._images.pop(stamp_ns), (geometry, size))
+            else:
+                _keep_newest(self._geometries, stamp_ns, (geometry, size), 4 * self._keep)
+
+    def _complete(self, stamp_ns: int, image_part: tuple, geometry_part: tuple) -> None:
+        image, frame_id, image_bytes = image_part  # (h, w, 3) uint8 BGR
+        geometry, geometry_bytes = geometry_part
+        if image.shape[:2] != (geometry.global_height, geometry.global_width) \
+                or not (geometry.scale_x > 0 and geometry.scale_y > 0):
+            raise ValueError(f'frame {stamp_ns}: image {image.shape[1]}x{image.shape[0]} does '
+                             f'not match its geometry ({geometry})')
+        frame = Frame(image, geometry, stamp_ns, self.camera, image_bytes + geometry_bytes)
+        _keep_newest(self._frames, stamp_ns, (frame, frame_id), self._keep)
+        self.completed += 1
+        self._changed.notify_all()
+
+    def latest(self) -> tuple[Frame, str] | None:
+        with self._changed:
+            return self._frames[max(self._frames)] if self._frames else None
+
+    def get(self, stamp_ns: int) -> tuple[Frame, str] | None:
+        with self._changed:
+            return self._frames.get(stamp_ns)
+
+    def wait_for(self, stamp_ns: int, timeout: float) -> tuple[Frame, str] | None:
+        with self._changed:
+            self._changed.wait_for(lambda: stamp_ns in self._frames, max(0.0, timeout))
+            return self._frames.get(stamp_ns)
+
+
+def _keep_newest(table: dict, stamp_ns: int, value, limit: int) -> None:
+    table[stamp_ns] = value
+    while len(table) > limit:
+        del table[min(table)]
+
+
+class EdgeCropSource:
+    """Crops from the edge's `colvlm/crop_roi`, counted as serialized on the wire."""
+
+    def __init__(self, node: Node, service: str, config: ServerConfig):
+        self.node, self.config = node, config
+        self._type = node.service_type('colvlm/srv/CropRoi')
+        self._client = node.create_client('colvlm/srv/CropRoi', service)
+
+    def fetch(self, frame: Frame, box: Box, output_size: tuple[int, int]) -> Crop:
+        geometry = frame.geometry
+        x0, y0 = max(0, math.floor(box.x0)), max(0, math.floor(box.y0))
+        x1 = min(geometry.original_width, math.ceil(box.x1))
+        y1 = min(geometry.original_height, math.ceil(box.y1))
+        request = self._type.Request(output_width=int(output_size[0]),
+                                     output_height=int(output_size[1]),
+                                     codec=self.config.crop_codec,
+                                     quality=self.config.crop_quality)
+        stamps.fill(request.frame_stamp, frame.stamp_ns)
+        fill_roi(request.roi, x0, y0, x1, y1)
+        try:
+            response = self._client.call(request, timeout=self.config.crop_timeout_s)
+        except ServiceTimeout as error:
+            raise CropUnavailable(str(error)) from None
+        if not response.success:
+            raise CropUnavailable(f'the edge refused: {response.status_message}')
+        try:
+            image = decode_image(bytes(response.image.data))  # (h, w, 3) uint8 BGR
+        except ImageDecodeError as error:
+            raise CropUnavailable(f'undecodable crop: {error}') from None
+        roi = response.applied_roi
+        applied = Box(roi.x_offset, roi.y_offset, roi.x_offset + roi.width,
+                      roi.y_offset + roi.height)
+        return Crop(image, applied, self.node.serialized_size(response),
+                    self.node.serialized_size(request))
+
+
+def fill_roi(roi, x0: int, y0: int, x1: int, y1: int):
+    """A sensor_msgs/RegionOfInterest from box edges in px."""
+    roi.x_offset, roi.y_offset = int(x0), int(y0)
+    roi.width, roi.height = max(0, int(x1) - int(x0)), max(0, int(y1) - int(y0))
+    return roi

@@ -1,0 +1,103 @@
+"""The server node's parameters: one table (name, type, default, description, range) and the
+frozen configuration built from it. The gate threshold is in nats of the chosen metric."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from colvlm_msgs.image_codec import CODECS, check_quality
+from colvlm_msgs.params import ParameterSpec, ParameterTable
+from colvlm_server.gate import AGGREGATES, METRICS, POLICY_NAMES, GateConfig
+from colvlm_server.vlm import DTYPES
+
+# 'oracle' needs ground truth and 'layers' the token-layer path: evaluation only, for now.
+SERVER_POLICIES = tuple(name for name in POLICY_NAMES if name not in ('oracle', 'layers'))
+MAX_NEW_TOKENS = 1024  # also the most a Query may ask for
+
+SERVER_PARAMETERS = ParameterTable([
+    ParameterSpec('model', 'str', 'bundled',
+                  "the VLM: 'bundled' (the shipped tiny LLaVA), a local folder or a Hugging "
+                  'Face id'),
+    ParameterSpec('device', 'str', 'cpu', "torch device: 'cpu', 'cuda', 'cuda:1', ..."),
+    ParameterSpec('dtype', 'str', 'float32', 'weights and activations', choices=DTYPES),
+    ParameterSpec('max_new_tokens', 'int', 8, 'answer tokens generated at most, tokens',
+                  min=1, max=MAX_NEW_TOKENS),
+    ParameterSpec('policy', 'str', 'entropy', 'when to ask the edge for detail, unless a '
+                  'query names its own', choices=SERVER_POLICIES),
+    ParameterSpec('gate.threshold', 'float', 0.5,
+                  'refine when the aggregated entropy is above this, nats', min=0.0, max=100.0),
+    ParameterSpec('gate.aggregate', 'str', 'max', 'how token entropies become one number',
+                  choices=AGGREGATES),
+    ParameterSpec('gate.metric', 'str', 'min_entropy', 'the entropy compared with the '
+                  'threshold', choices=METRICS),
+    ParameterSpec('gate.renyi_alpha', 'float', 2.0, 'order of the Renyi entropy reported',
+                  min=0.01, max=1000.0),
+    ParameterSpec('gate.random_rate', 'float', 0.5, "refinement probability of policy "
+                  "'random'", min=0.0, max=1.0),
+    ParameterSpec('gate.seed', 'int', 0, "seed of policy 'random'", min=0, max=2**32 - 1),
+    ParameterSpec('vicrop.layer', 'int', -1,
+                  '0-based decoder layer whose attention locates the RoI; -1 = auto', min=-1,
+                  max=1000),
+    ParameterSpec('camera.default', 'str', '',
+                  "camera namespace answered about, relative to the server's or absolute; "
+                  "'' = the server's own namespace"),
+    ParameterSpec('frame.max_age_s', 'float', 5.0,
+                  'a newest frame older than this is stale, s; 0 = off', min=0.0,
+                  max=86400.0),
+    ParameterSpec('frame.fresh_timeout_s', 'float', 2.0,
+                  'a fresh_frame query waits for its frame at most this long, s', min=0.01,
+                  max=600.0),
+    ParameterSpec('crop.timeout_s', 'float', 2.0, 'wait for one crop from the edge at most '
+                  'this long, s', min=0.01, max=600.0),
+    ParameterSpec('crop.codec', 'str', 'jpeg', 'codec the edge encodes crops with',
+                  choices=CODECS),
+    ParameterSpec('crop.quality', 'int', 90,
+                  'crop quality 1..100 (png: level 0..9); 0 = the edge default', min=0,
+                  max=100),
+    ParameterSpec('queue.max_size', 'int', 4,
+                  'queries waiting for the model at most; more are answered busy', min=1,
+                  max=10_000),
+    ParameterSpec('question.max_chars', 'int', 500, 'longest question accepted, characters',
+                  min=1, max=1_000_000),
+    ParameterSpec('status.period_s', 'float', 10.0, 'how often the answer counts are logged, s',
+                  min=0.1, max=3600.0),
+])
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model: str
+    device: str
+    dtype: str
+    max_new_tokens: int          # tokens
+    policy: str
+    gate: GateConfig
+    vicrop_layer: int | None     # None = chosen from the model's depth
+    default_camera: str
+    frame_max_age_s: float       # s; 0 = off
+    fresh_frame_timeout_s: float  # s
+    crop_timeout_s: float        # s
+    crop_codec: str
+    crop_quality: int            # 0 = the edge default
+    queue_max_size: int
+    question_max_chars: int      # characters
+    status_period_s: float       # s
+
+    @classmethod
+    def from_values(cls, v: dict) -> ServerConfig:
+        """Build from checked parameter values; cross-field errors name the parameters."""
+        try:
+            gate = GateConfig(threshold=v['gate.threshold'], aggregate=v['gate.aggregate'],
+                              metric=v['gate.metric'], renyi_alpha=v['gate.renyi_alpha'],
+                              random_rate=v['gate.random_rate'], seed=v['gate.seed'])
+            if v['crop.quality']:
+                check_quality(v['crop.codec'], v['crop.quality'], 'crop.quality')
+        except ValueError as error:
+            raise ValueError(f'server parameters: {error}') from None
+        if not v['device'].strip():
+            raise ValueError("server parameters: device must not be empty, got ''")
+        return cls(v['model'], v['device'], v['dtype'], v['max_new_tokens'], v['policy'], gate,
+                   None if v['vicrop.layer'] < 0 else v['vicrop.layer'], v['camera.default'],
+                   v['frame.max_age_s'], v['frame.fresh_timeout_s'], v['crop.timeout_s'],
+                   v['crop.codec'], v['crop.quality'], v['queue.max_size'],
+                   v['question.max_chars'], v['status.period_s'])
