@@ -17,6 +17,7 @@ VERBS = {
     'ask': 'colvlm_server.ask_cli',
     'dataset': 'colvlm_edge.glyphvqa.cli',
     'eval': 'colvlm_server.eval_cli',
+    'demo': 'colvlm_server.demo_cli',
 }
 
 
