@@ -137,9 +137,13 @@ class TransformersVlm(VlmBackend):
         tokens = int((inputs['input_ids'][0] == self.image_token_id).sum())
         side = math.isqrt(tokens)
         grid_thw = inputs.get('image_grid_thw')
+        vision = getattr(self.model.config, 'vision_config', None)
         if grid_thw is not None:  # Qwen2-VL: patches merged 2x2 into tokens
             merge = int(getattr(processor, 'merge_size', 2))
             rows, cols = int(grid_thw[0][1]) // merge, int(grid_thw[0][2]) // merge
+        elif getattr(self.model.config, 'image_grid_pinpoints', None) and vision is not None:
+            # LLaVA-NeXT: the whole image's base grid comes first, then the any-res tiles.
+            rows = cols = int(vision.image_size) // int(vision.patch_size)
         elif side * side == tokens:
             rows = cols = side
         else:

@@ -110,3 +110,68 @@ def test_training_script_smoke_run_exports_a_loadable_model(tmp_path):
     # A second run finds every stage done and only exports again: training resumes.
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0 and '"stage"' not in again.stdout
+
+
+@pytest.fixture(scope='module')
+def tiny_llava_next_path(tmp_path_factory) -> Path:
+    """A random-init tiny LLaVA-NeXT (CLIP tower, any-res tiles): the second family."""
+    import torch
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextProcessor,
+    )
+    from transformers.models.llava_next.image_processing_pil_llava_next import (
+        LlavaNextImageProcessorPil,
+    )
+
+    from colvlm_server.tiny_vlm import CHAT_TEMPLATE, CLIP_MEAN, CLIP_STD, build_tokenizer
+
+    path = tmp_path_factory.mktemp('tiny-llava-next')
+    tokenizer = build_tokenizer()
+    pinpoints = [[56, 112], [112, 56], [112, 112]]
+    image_processor = LlavaNextImageProcessorPil(
+        size={'shortest_edge': 56}, crop_size={'height': 56, 'width': 56},
+        image_grid_pinpoints=pinpoints, image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+    # CLIP keeps a CLS token that the 'default' strategy drops: one additional token.
+    LlavaNextProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
+                       vision_feature_select_strategy='default', chat_template=CHAT_TEMPLATE,
+                       num_additional_image_tokens=1).save_pretrained(path)
+    config = LlavaNextConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=2, image_size=56, patch_size=14),
+        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=64,
+                                intermediate_size=128, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=4,
+                                pad_token_id=tokenizer.pad_token_id,
+                                eos_token_id=tokenizer.eos_token_id),
+        image_token_id=tokenizer.convert_tokens_to_ids('<image>'),
+        image_grid_pinpoints=pinpoints, vision_feature_select_strategy='default',
+        vision_feature_layer=-1)
+    torch.manual_seed(0)
+    LlavaNextForConditionalGeneration(config).save_pretrained(path)
+    return path
+
+
+def test_second_family_llava_next_runs_the_two_stage_pipeline(tiny_llava_next_path):
+    from colvlm_edge.global_encoder import GlobalEncoderConfig
+    from colvlm_server.evaluate import InProcessEdge
+    from colvlm_server.gate import make_policy
+    from colvlm_server.pipeline import TwoStagePipeline
+
+    backend = TransformersVlm(str(tiny_llava_next_path), progress=False, max_new_tokens=3,
+                              image_size=(112, 112))
+    # The whole image's base grid (56 px / 14 px patches) is what ViCrop reads.
+    assert backend.grid == (4, 4) and backend.num_layers == 2
+    rng = np.random.default_rng(2)
+    original = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    edge = InProcessEdge(GlobalEncoderConfig(width=112, height=112))
+    frame = edge.frame(original, stamp_ns=1)
+    pipeline = TwoStagePipeline(backend)
+    result = pipeline.answer('What color is the circle?', frame, edge, make_policy('always'))
+    assert (result.status, result.decision) == ('ok', 'local_crop')
+    assert result.roi_result is not None and not result.roi_result.fallback
+    assert result.second.input_tokens > result.first.input_tokens
+    assert result.crop_bytes > 0 and result.first.gate is not None
