@@ -213,5 +213,6 @@ class TransformersVlm(VlmBackend):
         torch = self._torch
         inputs = self._inputs([image], prompt)
         with torch.inference_mode():
-            output = self.model(**inputs, output_attentions=True, return_dict=True)
+            output = self.model(**inputs, output_attentions=True, return_dict=True,
+                                logits_to_keep=1)
         return self._last_position_attention(output.attentions, layer, inputs['input_ids'])

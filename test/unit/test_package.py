@@ -59,3 +59,11 @@ def test_readme_documents_every_edge_parameter():
     readme = (ROOT / 'README.md').read_text()
     missing = [name for name in EDGE_PARAMETERS.specs if f'| `{name}` |' not in readme]
     assert not missing, f'README lacks edge parameters {missing}'
+
+
+def test_readme_documents_every_server_parameter():
+    from colvlm_server.parameters import SERVER_PARAMETERS
+
+    readme = (ROOT / 'README.md').read_text()
+    missing = [name for name in SERVER_PARAMETERS.specs if f'| `{name}` |' not in readme]
+    assert not missing, f'README lacks server parameters {missing}'
