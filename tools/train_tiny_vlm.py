@@ -341,7 +341,8 @@ class Trainer:
 
     # -- bookkeeping ------------------------------------------------------------------------
     def log(self, record: dict) -> None:
-        line = json.dumps(record)
+        line = json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v
+                           for k, v in record.items()})
         self.log_file.write(line + '\n')
         self.log_file.flush()
         print(line, flush=True)
@@ -390,6 +391,11 @@ class Trainer:
 
     def run(self) -> None:
         saved = self.load_checkpoint()
+        if self.args.export_only:
+            if saved is None:
+                raise SystemExit(f'no checkpoint in {self.work} to export')
+            self.export(Path(self.args.out))
+            return
         for index, (name, steps, lr) in enumerate(self.stages()):
             if index < self.state['stage']:
                 continue
@@ -488,6 +494,7 @@ class Trainer:
             {'seed': self.args.seed, 'stages': [
                 {'name': n, 'steps': s, 'lr': lr} for n, s, lr in self.stages()],
              'batch': self.args.batch, 'tower_batch': self.args.tower_batch,
+             'completed': {'stage': self.state['stage'], 'step': self.state['step']},
              'minutes': round(self.state['seconds'] / 60, 1), 'device': str(self.device),
              'torch': torch.__version__}, indent=2) + '\n')
         self.log({'exported': str(out), 'minutes': round(self.state['seconds'] / 60, 2)})
@@ -520,6 +527,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--refresh', type=int, default=4, help='new scenes per step')
     parser.add_argument('--log-every', type=int, default=20)
     parser.add_argument('--save-every', type=int, default=100)
+    parser.add_argument('--export-only', action='store_true',
+                        help="export the work folder's latest checkpoint and stop")
     parser.add_argument('--smoke', action='store_true',
                         help='a few steps of each stage on a small pool (for tests)')
     args = parser.parse_args(argv)
