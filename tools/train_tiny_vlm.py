@@ -338,6 +338,7 @@ class Trainer:
             lambda module, inputs, output: self._tower_out.append(output.last_hidden_state))
         self.state = {'stage': 0, 'step': 0, 'seconds': 0.0}
         self.optimizer: torch.optim.Optimizer | None = None
+        self._optimizer_stage = -1  # the stage the optimizer's state belongs to
 
     # -- bookkeeping ------------------------------------------------------------------------
     def log(self, record: dict) -> None:
@@ -351,7 +352,8 @@ class Trainer:
         path = self.work / 'checkpoint.pt'
         torch.save({'state': self.state, 'model': self.model.state_dict(),
                     'heads': self.heads.state_dict(),
-                    'optimizer': self.optimizer.state_dict() if self.optimizer else None},
+                    'optimizer': self.optimizer.state_dict() if self.optimizer else None,
+                    'optimizer_stage': self._optimizer_stage},
                    str(path) + '.tmp')
         os.replace(str(path) + '.tmp', path)
 
@@ -396,15 +398,21 @@ class Trainer:
                 raise SystemExit(f'no checkpoint in {self.work} to export')
             self.export(Path(self.args.out))
             return
+        finished = self.state.setdefault('finished', {})  # stage name -> steps run
         for index, (name, steps, lr) in enumerate(self.stages()):
-            if index < self.state['stage']:
+            if finished.get(name, 0) >= steps or (name not in finished
+                                                  and index < self.state['stage']):
                 continue
+            if name in finished:  # a finished stage given more steps: carry on from its end
+                self.state.update(stage=index, step=finished[name])
             self.optimizer = self._make_optimizer(name, lr)
-            if saved and saved.get('optimizer') and self.state['stage'] == index \
+            self._optimizer_stage = index
+            if saved and saved.get('optimizer') and saved.get('optimizer_stage') == index \
                     and self.state['step'] > 0:
                 self.optimizer.load_state_dict(saved['optimizer'])
             self.state['stage'] = index
             self._run_stage(index, name, steps, lr)
+            finished[name] = steps
             self.state.update(stage=index + 1, step=0)
             self.save_checkpoint()
             saved = None
