@@ -58,3 +58,14 @@ def test_it_is_less_sure_where_it_cannot_read(records):
                               if r.question.kind == kind]))
 
     assert mean_entropy('text') > mean_entropy('color')
+
+
+def test_the_two_stage_path_runs_on_it(bundled, tmp_path):
+    data = write_dataset(tmp_path / 'data', n_images=1, seed=4242)
+    questions = [q for q in load_dataset(data) if q.kind == 'text'][:2]
+    evaluator = Evaluator(bundled, data, questions, progress=False)
+    for record in evaluator.run('always', GateConfig()):
+        result = record.result
+        assert (result.status, result.decision) == ('ok', 'local_crop')
+        assert result.roi_result is not None and result.crop_bytes > 0
+        assert result.second.input_tokens == result.first.input_tokens + 64
