@@ -124,8 +124,9 @@ def test_edge_publishes_global_frames_and_serves_exact_crops(originals, edge_pro
     finally:
         client.shutdown()
     edge_process.send_signal(signal.SIGINT)
-    assert edge_process.wait(timeout=TIMEOUT_S) == 0
-    log = edge_process.stderr.read()
+    # communicate() drains both pipes while it waits: a full pipe would block the child.
+    _, log = edge_process.communicate(timeout=TIMEOUT_S)
+    assert edge_process.returncode == 0, log[-2000:]
     assert '0_corrupt.png' in log                      # one line naming the bad file
     assert 'dropped frames 1;' in log.splitlines()[-1]  # counted in the final status line
     assert 'crops refused 2' in log and 'uplink: crop ' in log and ', global ' in log
@@ -186,4 +187,4 @@ def test_on_request_mode_publishes_only_when_asked(originals, dds_env):
     finally:
         client.shutdown()
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=TIMEOUT_S)
+        process.communicate(timeout=TIMEOUT_S)
