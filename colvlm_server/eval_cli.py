@@ -58,12 +58,9 @@ def _policies(text: str) -> list[str]:
 
 
 def _default_threshold() -> float:
-    from colvlm_server.gate import GateConfig
-    try:
-        from colvlm_server.parameters import load_server_config
-        return float(load_server_config().gate.threshold)
-    except (ImportError, FileNotFoundError, AttributeError):
-        return GateConfig().threshold
+    """The server's default τ (config/server.yaml, equal to the parameter table's default)."""
+    from colvlm_server.parameters import SERVER_PARAMETERS
+    return float(SERVER_PARAMETERS.specs['gate.threshold'].default)
 
 
 def run(args: argparse.Namespace) -> int:
