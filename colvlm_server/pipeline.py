@@ -25,6 +25,7 @@ from colvlm_server.vicrop import (
     choose_layer,
     locate,
     relative_attention,
+    square_box,
     tile_boxes,
 )
 from colvlm_server.vlm import Generation, VlmBackend
@@ -111,16 +112,8 @@ def oracle_box(target: Box, geometry: GlobalGeometry, encoder_size: float) -> Bo
     longest = max(target.width, target.height)
     scales = [s for s in DEFAULT_SCALES if encoder_size * s >= longest]
     side = encoder_size * (scales[0] if scales else longest / encoder_size)
-    width, height = int(geometry.original_width), int(geometry.original_height)
-
-    def span(centre: float, limit: int) -> tuple[int, int]:
-        length = min(round(side), limit)
-        start = min(max(round(centre - length / 2.0), 0), limit - length)
-        return int(start), int(start + length)
-
-    x0, x1 = span((target.x0 + target.x1) / 2.0, width)
-    y0, y1 = span((target.y0 + target.y1) / 2.0, height)
-    return Box(x0, y0, x1, y1)
+    return square_box((target.x0 + target.x1) / 2.0, (target.y0 + target.y1) / 2.0, side,
+                      geometry)
 
 
 class TwoStagePipeline:

@@ -129,11 +129,18 @@ def _degenerate(values: np.ndarray) -> str:
     return ''
 
 
-def _square_box(centre: float, side: float, limit: int) -> tuple[int, int]:
-    """[start, end) of a window of `side` px centred at `centre`, shifted inside [0, limit)."""
-    length = min(round(side), limit)
-    start = min(max(round(centre - length / 2.0), 0), limit - length)
-    return int(start), int(start + length)
+def square_box(centre_x: float, centre_y: float, side: float,
+               geometry: GlobalGeometry) -> Box:
+    """A square of `side` original px centred at (centre_x, centre_y), shifted inside the
+    original; a side larger than the image gives the whole image along that axis."""
+    def span(centre: float, limit: int) -> tuple[int, int]:
+        length = min(round(side), limit)
+        start = min(max(round(centre - length / 2.0), 0), limit - length)
+        return int(start), int(start + length)
+
+    x0, x1 = span(centre_x, int(geometry.original_width))
+    y0, y1 = span(centre_y, int(geometry.original_height))
+    return Box(x0, y0, x1, y1)
 
 
 def locate(rel_map: Any, geometry: GlobalGeometry, encoder_size: float,
@@ -180,11 +187,10 @@ def locate(rel_map: Any, geometry: GlobalGeometry, encoder_size: float,
     saliency, scale, side, row, col, kh, kw = best
     centre = geometry.to_original(Box((col + kw / 2.0) * cell_w, (row + kh / 2.0) * cell_h,
                                       (col + kw / 2.0) * cell_w, (row + kh / 2.0) * cell_h))
-    x0, x1 = _square_box(centre.x0, side, int(geometry.original_width))
-    y0, y1 = _square_box(centre.y0, side, int(geometry.original_height))
     reason = (f'scale {scale:g} ({kw}x{kh} of {grid_w}x{grid_h} cells), '
               f'saliency {saliency:.3f}')
-    return RoiResult(Box(x0, y0, x1, y1), att, scale, saliency, reason)
+    return RoiResult(square_box(centre.x0, centre.y0, side, geometry), att, scale, saliency,
+                     reason)
 
 
 def box_hit(box: Box, target: Box, min_cover: float = 0.5) -> bool:
