@@ -1,14 +1,23 @@
-"""Run the end-to-end demo: an edge and a server over DDS, questions, and a small evaluation.
+"""Run the end-to-end demo: an edge and a server over DDS, questions, and the baselines.
 
-`colvlm demo --out DIR` writes a Glyph-VQA scene, starts `colvlm edge` on it and
-`colvlm server` (the bundled model) as separate processes on a private DDS domain, asks the
-scene's questions with `colvlm ask`, runs `colvlm eval` on a few more scenes, and writes
-DIR/report.md with the answers, what each cost, and the evaluation's plots.
+`colvlm demo --out DIR` writes a few Glyph-VQA scenes and starts `colvlm edge` and
+`colvlm server` (the bundled model) as separate processes on a private DDS domain on
+loopback. The demo itself plays the camera: it publishes each scene's original on the edge's
+image topic, waits until the edge has sent its global frame, and asks the scene's questions
+over `colvlm/ask`, naming that frame by its stamp. Each question is asked under the entropy
+policy (one line per answer, under a progress bar) and under the `global` and `always`
+baselines. Then `colvlm eval` runs every policy over a few more scenes in-process for the
+trade-off plots, and DIR gets report.md, live.json (every answer and the per-policy
+summary), eval/ (metrics.json and plots) and images/ (scenes with the RoI drawn).
+
+Exit status: 0 when every answer was OK, 1 when some were degraded (a status other than OK,
+or a fallback) or no answer came, 2 when the edge or the server did not start.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections import defaultdict
 import json
 import os
 from pathlib import Path
@@ -20,113 +29,343 @@ import threading
 import time
 
 DEMO_SEED = 424242  # a seed the training streams never use
+DEMO_POLICY = 'entropy'
+BASELINES = ('global', 'always')
+CAMERA_TOPIC = 'camera/image_raw/compressed'
+NAMESPACE = 'demo'
+FRAME_WAIT_S = 15.0    # for the edge's global frame of a newly shown scene
+IMAGES_DRAWN = 4       # scenes with their RoI drawn in the report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', default='demo-report', metavar='DIR',
                         help='report folder (default: %(default)s)')
     parser.add_argument('--model', default='bundled', help='model path or id (default: bundled)')
+    parser.add_argument('--scenes', type=int, default=3, metavar='N',
+                        help='scenes shown to the edge and asked about (default: %(default)s)')
     parser.add_argument('--eval-images', type=int, default=6, metavar='N',
-                        help='scenes in the small evaluation (default: %(default)s; 0 = skip)')
+                        help='scenes in the in-process evaluation (default: %(default)s; '
+                             '0 = skip)')
     parser.add_argument('--timeout', type=float, default=120.0, metavar='S',
                         help='seconds to wait for the server to be ready (default: 120)')
+    parser.add_argument('--domain-id', type=int, default=None, metavar='ID',
+                        help='DDS domain of the demo (default: a random one in 120..230)')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
 def _colvlm(*args: str) -> list[str]:
     return [sys.executable, '-m', 'colvlm_server.cli', *args]
 
 
-def _wait_for_line(process: subprocess.Popen, needle: str, timeout: float) -> bool:
-    """Read the process's stderr until a line holds `needle`; keep draining it afterwards."""
-    lines: queue.Queue[str] = queue.Queue()
+class _Child:
+    """A `colvlm` child process whose stderr is drained into a log file and watched."""
 
-    def pump() -> None:
-        for line in process.stderr:
-            lines.put(line)
+    def __init__(self, name: str, args: list[str], env: dict, log: Path) -> None:
+        self.name = name
+        self.lines: queue.Queue[str] = queue.Queue()
+        self._log = log.open('w')
+        self.process = subprocess.Popen(_colvlm(*args), env=env, text=True,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        threading.Thread(target=self._pump, daemon=True).start()
 
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def _pump(self) -> None:
+        for line in self.process.stderr:
+            self._log.write(line)
+            self._log.flush()
+            self.lines.put(line)
+
+    def wait_for(self, needle: str, timeout: float) -> bool:
+        """True once a stderr line holds `needle`; False if the process ends or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if needle in self.lines.get(timeout=0.5):
+                    return True
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    return False
+        return False
+
+    def stop(self) -> int | None:
+        """SIGTERM (both nodes shut down cleanly on it), SIGKILL after 20 s; the exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+class DemoCamera:
+    """The demo's end of the link: it publishes originals to the edge and asks the server."""
+
+    def __init__(self, namespace: str) -> None:
+        from colvlm_msgs.transport import create_node
+
+        self.node = create_node('demo', namespace, backend='dds')
+        self._image_type = self.node.message_type('sensor_msgs/msg/CompressedImage')
+        self._ask_type = self.node.service_type('colvlm/srv/Ask')
+        self._images = self.node.create_publisher('sensor_msgs/msg/CompressedImage',
+                                                  CAMERA_TOPIC, 'frames')
+        self._client = self.node.create_client('colvlm/srv/Ask', 'colvlm/ask')
+        self._sent: set[int] = set()   # stamps of the global frames the edge has sent
+        self._changed = threading.Condition()
+        self.node.create_subscription('colvlm/msg/FrameGeometry', 'colvlm/global/geometry',
+                                      self._on_geometry, 'frame_info')
+        self._queries = 0
+
+    def _on_geometry(self, info) -> None:
+        from colvlm_msgs import stamps
+
+        with self._changed:
+            self._sent.add(stamps.to_ns(info.header.stamp))
+            self._changed.notify_all()
+
+    def show(self, image_file: Path, stamp_ns: int, wait_s: float = FRAME_WAIT_S) -> bool:
+        """Publish the original (its file bytes) until the edge has sent its global frame."""
+        from colvlm_msgs import stamps
+
+        message = self._image_type()
+        stamps.fill(message.header.stamp, stamp_ns)
+        message.header.frame_id = 'camera'
+        message.format = image_file.suffix.lstrip('.').lower()
+        message.data = image_file.read_bytes()
+        deadline = time.monotonic() + wait_s
+        with self._changed:
+            while stamp_ns not in self._sent and time.monotonic() < deadline:
+                self._images.publish(message)  # best effort: sent again until it lands
+                self._changed.wait(timeout=1.0)
+            return stamp_ns in self._sent
+
+    def ask(self, question: str, stamp_ns: int, policy: str, timeout: float = 60.0) -> dict:
+        """The answer as plain values, or a TIMEOUT status when none came."""
+        from colvlm_msgs import stamps
+        from colvlm_msgs.transport import ServiceTimeout
+        from colvlm_server.ask_cli import to_plain
+        from colvlm_server.node import DECISION_NAMES, STATUS_NAMES
+
+        self._queries += 1
+        request = self._ask_type.Request()
+        query = request.query
+        query.query_id, query.question, query.policy = f'demo-{self._queries}', question, policy
+        stamps.fill(query.header.stamp, self.node.now_ns())
+        stamps.fill(query.frame_stamp, stamp_ns)
         try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            if process.poll() is not None:
-                return False
-            continue
-        print(f'  | {line.rstrip()}')
-        if needle in line:
-            return True
-    return False
+            fields = to_plain(self._client.call(request, timeout=timeout).answer)
+        except ServiceTimeout as error:
+            return {'answer': '', 'status_name': 'TIMEOUT', 'status_message': str(error),
+                    'decision_name': 'NONE', 'uplink_bytes': 0, 'total_ms': timeout * 1e3,
+                    'first_pass': {'min_entropy': float('nan')}, 'roi': {}}
+        fields['status_name'] = STATUS_NAMES[fields['status']]
+        fields['decision_name'] = DECISION_NAMES[fields['decision']]
+        return fields
+
+    def close(self) -> None:
+        self.node.shutdown()
+
+
+def degraded(reply: dict) -> bool:
+    """An answer that lost something: any status but OK, or a refinement that fell back."""
+    return reply['status_name'] != 'OK' or reply['decision_name'] == 'FALLBACK'
 
 
 def run(args: argparse.Namespace) -> int:
     from colvlm_edge.glyphvqa.dataset import load_dataset, write_dataset
 
+    if args.scenes < 1:
+        print(f'colvlm demo: --scenes must be >= 1, got {args.scenes}', file=sys.stderr)
+        return 2
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    scene_dir = out / 'scene'
-    write_dataset(scene_dir, n_images=1, seed=DEMO_SEED, overwrite=True)
+    scene_dir = write_dataset(out / 'scenes', n_images=args.scenes, seed=DEMO_SEED,
+                              overwrite=True)
     questions = load_dataset(scene_dir)
-    env = {**os.environ, 'ROS_DOMAIN_ID': str(random.randint(120, 200)),
-           'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'HF_HUB_OFFLINE': '1',
-           'COLVLM_TRANSPORT': 'dds'}
-    print(f'demo: domain {env["ROS_DOMAIN_ID"]}, scene {scene_dir / questions[0].image}')
-    edge = subprocess.Popen(
-        _colvlm('edge', '--source', str(scene_dir / 'images'), '--namespace', 'demo',
-                '-p', 'source.loop=true', '-p', 'source.fps=2'),
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = subprocess.Popen(_colvlm('server', '--namespace', 'demo', '--model', args.model),
-                              env=env, text=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
-    answers = []
+    domain_id = args.domain_id if args.domain_id is not None else random.randint(120, 230)
+    # The demo's own DDS node and its children share the domain and loopback discovery.
+    os.environ.update({'ROS_DOMAIN_ID': str(domain_id), 'COLVLM_TRANSPORT': 'dds',
+                       'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'HF_HUB_OFFLINE': '1'})
+    os.environ.pop('CYCLONEDDS_URI', None)
+    print(f'demo: DDS domain {domain_id}, {len(questions)} questions about {args.scenes} '
+          f'scene(s) in {scene_dir}; logs in {out}')
+    edge = _Child('edge', ['edge', '--namespace', NAMESPACE, '--source', f'topic:{CAMERA_TOPIC}'],
+                  dict(os.environ), out / 'edge.log')
+    server = _Child('server', ['server', '--namespace', NAMESPACE, '--model', args.model],
+                    dict(os.environ), out / 'server.log')
+    camera = None
+    answers: list[tuple] = []
     try:
-        if not _wait_for_line(server, 'ready', args.timeout):
-            print('demo: the server did not become ready', file=sys.stderr)
-            return 1
-        time.sleep(2.0)  # a frame or two from the edge
-        for question in questions:
-            done = subprocess.run(_colvlm('ask', question.question, '--namespace', 'demo',
-                                          '--json', '--timeout', '60'),
-                                  env=env, capture_output=True, text=True)
-            reply = json.loads(done.stdout) if done.stdout.strip() else {}
-            answers.append((question, reply))
-            print(f'demo: {question.question!r} -> {reply.get("answer")!r} '
-                  f'({reply.get("status_name")}, {reply.get("decision_name")}, '
-                  f'expected {question.answers[0]!r})')
+        for child, timeout in ((edge, 30.0), (server, args.timeout)):
+            if not child.wait_for('ready', timeout):
+                print(f'demo: the {child.name} did not start; see {out / (child.name + ".log")}',
+                      file=sys.stderr)
+                return 2
+        camera = DemoCamera(NAMESPACE)
+        answers = _ask_all(camera, scene_dir, questions, progress=not args.no_progress)
     finally:
-        for process in (server, edge):
-            process.terminate()
-        for process in (server, edge):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    evaluation = None
-    if args.eval_images > 0:
-        data = write_dataset(out / 'eval-data', n_images=args.eval_images, seed=DEMO_SEED + 1,
-                             overwrite=True)
-        code = subprocess.run(_colvlm('eval', str(data), '--model', args.model, '--out',
-                                      str(out / 'eval'), '--no-progress'), env=env).returncode
-        if code == 0:
-            evaluation = json.loads((out / 'eval' / 'metrics.json').read_text())
-    _report(out, questions[0].image, answers, evaluation)
+        if camera is not None:
+            camera.close()
+        codes = {child.name: child.stop() for child in (server, edge)}
+    print(f'demo: exit codes {codes}')
+    evaluation = _evaluate(out, args) if args.eval_images > 0 else None
+    summary = summarize_live(answers)
+    _print_summary(summary)
+    (out / 'live.json').write_text(json.dumps(
+        {'domain_id': domain_id, 'summary': summary,
+         'answers': [{'question': q.to_json(), 'policy': policy, 'reply': reply}
+                     for q, policy, reply in answers]}, indent=1) + '\n')
+    drawn = _draw_rois(out / 'images', scene_dir, answers)
+    _report(out, summary, answers, evaluation, drawn)
     print(f'demo: wrote {out / "report.md"}')
-    return 0 if answers and all(reply for _, reply in answers) else 1
+    asked = [reply for _, policy, reply in answers if policy == DEMO_POLICY]
+    return 0 if asked and not any(degraded(reply) for reply in asked) else 1
 
 
-def _report(out: Path, image: str, answers, evaluation) -> None:
-    lines = ['# colvlm demo', '', f'Scene: `scene/{image}` (edge and server over DDS).', '',
+def _ask_all(camera: DemoCamera, scene_dir: Path, questions, progress: bool) -> list[tuple]:
+    """Show each scene, ask its questions under the demo policy and the baselines."""
+    from tqdm import tqdm
+
+    by_image = defaultdict(list)
+    for question in questions:
+        by_image[question.image].append(question)
+    answers = []
+    bar = tqdm(total=len(questions), unit='q', desc='demo', disable=not progress,
+               file=sys.stderr)
+    for image, asked in by_image.items():
+        stamp_ns = time.time_ns()
+        if not camera.show(scene_dir / image, stamp_ns):
+            bar.write(f'demo: no global frame of {image} from the edge within '
+                      f'{FRAME_WAIT_S:g} s; asking anyway')
+        for question in asked:
+            for policy in (DEMO_POLICY, *BASELINES):
+                reply = camera.ask(question.question, stamp_ns, policy)
+                answers.append((question, policy, reply))
+                if policy == DEMO_POLICY:
+                    bar.write(_answer_line(question, reply))
+            bar.update(1)
+    bar.close()
+    return answers
+
+
+def _answer_line(question, reply: dict) -> str:
+    from colvlm_edge.glyphvqa.questions import is_correct
+
+    mark = 'right' if is_correct(reply['answer'], question.answers) else 'wrong'
+    return (f'{question.question!r} -> {reply["answer"]!r} ({mark}, expected '
+            f'{question.answers[0]!r}); min-entropy {reply["first_pass"]["min_entropy"]:.3f}; '
+            f'{reply["decision_name"].lower()}; {reply["status_name"]}; uplink '
+            f'{reply["uplink_bytes"]} B; {reply["total_ms"]:.0f} ms')
+
+
+def summarize_live(answers: list[tuple]) -> dict:
+    """Per policy: answered, accuracy, mean uplink bytes and latency, crops, degraded."""
+    from colvlm_edge.glyphvqa.questions import is_correct
+
+    rows: dict[str, list] = defaultdict(list)
+    for question, policy, reply in answers:
+        rows[policy].append((question, reply))
+    summary = {}
+    for policy, pairs in rows.items():
+        n = len(pairs)
+        ok = [reply for _, reply in pairs if reply['status_name'] == 'OK']
+        summary[policy] = {
+            'n': n, 'ok': len(ok),
+            'degraded': sum(degraded(reply) for _, reply in pairs),
+            'accuracy': sum(is_correct(r['answer'], q.answers) for q, r in pairs) / n,
+            'uplink_bytes_mean': sum(r['uplink_bytes'] for _, r in pairs) / n,
+            'retransmission_rate': sum(r['decision_name'] in ('LOCAL_CROP', 'FALLBACK')
+                                       for _, r in pairs) / n,
+            'latency_ms_mean': sum(r['total_ms'] for _, r in pairs) / n,
+        }
+    return summary
+
+
+def _print_summary(summary: dict) -> None:
+    print(f'\n{"policy":<9} {"answered":>9} {"accuracy":>9} {"uplink B":>9} {"crops":>6} '
+          f'{"ms":>6} {"degraded":>9}')
+    for policy, s in summary.items():
+        print(f'{policy:<9} {s["ok"]:>4}/{s["n"]:<4} {s["accuracy"]:>9.3f} '
+              f'{s["uplink_bytes_mean"]:>9.0f} {s["retransmission_rate"]:>6.2f} '
+              f'{s["latency_ms_mean"]:>6.0f} {s["degraded"]:>9}')
+    ours, always = summary.get(DEMO_POLICY), summary.get('always')
+    if ours and always and always['uplink_bytes_mean']:
+        gain = 100 * (ours['accuracy'] - always['accuracy'])
+        ratio = ours['uplink_bytes_mean'] / always['uplink_bytes_mean']
+        print(f'{DEMO_POLICY} vs always: accuracy {gain:+.1f} pt at {ratio:.2f}x the uplink bytes')
+    if ours and ours['degraded']:
+        print(f'{ours["degraded"]} of {ours["n"]} {DEMO_POLICY} answers were degraded '
+              '(see live.json for their statuses)')
+
+
+def _evaluate(out: Path, args) -> list[dict] | None:
+    """Every policy over a few more scenes, in-process, for the trade-off plots."""
+    from colvlm_edge.glyphvqa.dataset import write_dataset
+
+    data = write_dataset(out / 'eval-data', n_images=args.eval_images, seed=DEMO_SEED + 1,
+                         overwrite=True)
+    command = _colvlm('eval', str(data), '--model', args.model, '--out', str(out / 'eval'))
+    if args.no_progress:
+        command.append('--no-progress')
+    if subprocess.run(command).returncode != 0:
+        print('demo: the evaluation failed; the report has the live answers only',
+              file=sys.stderr)
+        return None
+    return json.loads((out / 'eval' / 'metrics.json').read_text())
+
+
+def _draw_rois(folder: Path, scene_dir: Path, answers: list[tuple]) -> list[str]:
+    """Scenes with the demo policy's RoI (green) and the evidence box (blue) drawn."""
+    import cv2
+
+    folder.mkdir(exist_ok=True)
+    drawn = []
+    for question, policy, reply in answers:
+        roi = reply.get('roi') or {}
+        if policy != DEMO_POLICY or not roi.get('width') or len(drawn) >= IMAGES_DRAWN:
+            continue
+        image = cv2.imread(str(scene_dir / question.image), cv2.IMREAD_COLOR)
+        x, y = roi['x_offset'], roi['y_offset']
+        cv2.rectangle(image, (x, y), (x + roi['width'], y + roi['height']), (0, 200, 0), 3)
+        if question.target:
+            x0, y0, x1, y1 = question.target
+            cv2.rectangle(image, (x0, y0), (x1, y1), (255, 80, 0), 2)
+        cv2.putText(image, f'{question.question} -> {reply["answer"]}', (10, 30),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4)
+        cv2.putText(image, f'{question.question} -> {reply["answer"]}', (10, 30),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+        name = f'{question.id}.jpg'
+        cv2.imwrite(str(folder / name), image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        drawn.append(name)
+    return drawn
+
+
+def _report(out: Path, summary: dict, answers, evaluation, drawn: list[str]) -> None:
+    lines = ['# colvlm demo', '',
+             'Edge and server as separate processes over DDS; the demo played the camera.', '',
+             f'## Answers ({DEMO_POLICY} policy)', '',
              '| question | answer | expected | status | decision | min-entropy (nats) | '
              'uplink B | total ms |', '|---|---|---|---|---|---|---|---|']
-    for question, reply in answers:
-        first = reply.get('first_pass', {})
-        lines.append(
-            f'| {question.question} | {reply.get("answer", "")} | {question.answers[0]} | '
-            f'{reply.get("status_name", "no answer")} | {reply.get("decision_name", "")} | '
-            f'{first.get("min_entropy", float("nan")):.3f} | {reply.get("uplink_bytes", "")} | '
-            f'{reply.get("total_ms", 0):.0f} |')
+    for question, policy, reply in answers:
+        if policy == DEMO_POLICY:
+            lines.append(
+                f'| {question.question} | {reply["answer"]} | {question.answers[0]} | '
+                f'{reply["status_name"]} | {reply["decision_name"].lower()} | '
+                f'{reply["first_pass"]["min_entropy"]:.3f} | {reply["uplink_bytes"]} | '
+                f'{reply["total_ms"]:.0f} |')
+    lines += ['', '## Against the baselines (same questions, same frames, over DDS)', '',
+              '| policy | answered OK | accuracy | uplink B | crop rate | total ms | degraded |',
+              '|---|---|---|---|---|---|---|']
+    for policy, s in summary.items():
+        lines.append(f'| {policy} | {s["ok"]}/{s["n"]} | {s["accuracy"]:.3f} | '
+                     f'{s["uplink_bytes_mean"]:.0f} | {s["retransmission_rate"]:.2f} | '
+                     f'{s["latency_ms_mean"]:.0f} | {s["degraded"]} |')
+    if drawn:
+        lines += ['', '## RoIs (green: ViCrop box sent to the edge; blue: the evidence)', '']
+        lines += [f'![{name}](images/{name})' for name in drawn]
     if evaluation:
-        lines += ['', '## Small evaluation (`eval/metrics.json`)', '',
+        lines += ['', '## In-process evaluation, every policy (`eval/metrics.json`)', '',
                   '| policy | accuracy | uplink B | retransmission | LLM tokens |',
                   '|---|---|---|---|---|']
         for m in evaluation:
