@@ -17,6 +17,8 @@ VERBS = {
     'ask': 'colvlm_server.ask_cli',
     'dataset': 'colvlm_edge.glyphvqa.cli',
     'eval': 'colvlm_server.eval_cli',
+    'record': 'colvlm_server.record_cli',
+    'replay': 'colvlm_server.replay_cli',
     'demo': 'colvlm_server.demo_cli',
 }
 

@@ -3,7 +3,8 @@
 `colvlm eval DATA --policy all --sweep --out DIR` runs the server's pipeline over DATA's
 questions for each policy (entropy swept over τ, random over rates) and writes metrics.json,
 records.jsonl and two plots. `--calibrate --target-rate R` picks the τ whose retransmission
-rate is closest to R from below and writes calibration.json.
+rate is closest to R from below and writes calibration.json. `colvlm replay` runs its policies
+and writes its report through this module's `evaluate`, so both verbs report alike.
 """
 
 from __future__ import annotations
@@ -22,17 +23,8 @@ RANDOM_RATES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from colvlm_edge.glyphvqa.questions import EVAL_KINDS
-    from colvlm_server.evaluate import POLICIES
     parser.add_argument('data', metavar='DATA', help='data set folder (questions.jsonl)')
-    parser.add_argument('--policy', default='all',
-                        help=f"one of {POLICIES}, a comma list, or 'all' (default: all)")
-    parser.add_argument('--model', default='bundled', help='model path or id (default: bundled)')
-    parser.add_argument('--threshold', type=float, default=None, metavar='T',
-                        help='entropy threshold τ, nats (default: config/server.yaml)')
-    parser.add_argument('--rate', type=float, default=None, metavar='R',
-                        help="the random policy's rate (default: entropy's retransmission rate)")
-    parser.add_argument('--sweep', action='store_true',
-                        help='sweep τ (entropy) and the rate (random); metrics.json is a list')
+    add_policy_arguments(parser, default_policy='all')
     parser.add_argument('--calibrate', action='store_true',
                         help='pick τ on DATA for --target-rate or --byte-budget')
     parser.add_argument('--target-rate', type=float, default=0.4, metavar='R',
@@ -41,6 +33,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='calibration: mean uplink bytes per query to stay under')
     parser.add_argument('--kinds', default=','.join(EVAL_KINDS),
                         help='question kinds to use (default: %(default)s)')
+
+
+def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -> None:
+    """The flags `colvlm eval` and `colvlm replay` share: policies, model, output."""
+    from colvlm_server.evaluate import POLICIES
+    parser.add_argument('--policy', default=default_policy,
+                        help=f"one of {POLICIES}, a comma list, or 'all' "
+                             f'(default: {default_policy})')
+    parser.add_argument('--model', default='bundled', help='model path or id (default: bundled)')
+    parser.add_argument('--threshold', type=float, default=None, metavar='T',
+                        help='entropy threshold τ, nats (default: config/server.yaml)')
+    parser.add_argument('--rate', type=float, default=None, metavar='R',
+                        help="the random policy's rate (default: entropy's retransmission rate)")
+    parser.add_argument('--sweep', action='store_true',
+                        help='sweep τ (entropy) and the rate (random); metrics.json is a list')
     parser.add_argument('--limit', type=int, default=0, metavar='N',
                         help='use the first N questions only (0 = all)')
     parser.add_argument('--device', default='cpu')
@@ -48,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
-def _policies(text: str) -> list[str]:
+def parse_policies(text: str) -> list[str]:
     from colvlm_server.evaluate import POLICIES
     names = list(POLICIES) if text == 'all' else [p.strip() for p in text.split(',') if p]
     unknown = [n for n in names if n not in POLICIES]
@@ -65,13 +72,12 @@ def _default_threshold() -> float:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        policies = _policies(args.policy)
+        policies = parse_policies(args.policy)
     except ValueError as error:
         print(f'colvlm eval: {error}', file=sys.stderr)
         return 2
     from colvlm_edge.glyphvqa.dataset import load_dataset
-    from colvlm_server.evaluate import Evaluator, summarize
-    from colvlm_server.gate import GateConfig
+    from colvlm_server.evaluate import Evaluator
     from colvlm_server.vlm import ModelLoadError, TransformersVlm
 
     try:
@@ -92,9 +98,23 @@ def run(args: argparse.Namespace) -> int:
     except ModelLoadError as error:
         print(f'colvlm eval: {error}', file=sys.stderr)
         return 2
+    evaluator = Evaluator(backend, args.data, questions, progress=not args.no_progress)
+    return evaluate(args, evaluator, policies, 'colvlm eval')
+
+
+def evaluate(args: argparse.Namespace, evaluator, policies: list[str], prog: str) -> int:
+    """Run `policies` (flags from add_policy_arguments) and write the report into args.out.
+
+    metrics.json (or calibration.json) is written last and atomically, after a stale one is
+    removed: a folder holding it holds a complete run.
+    """
+    from colvlm_server.evaluate import summarize
+    from colvlm_server.gate import GateConfig
+
+    calibrate = getattr(args, 'calibrate', False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    evaluator = Evaluator(backend, args.data, questions, progress=not args.no_progress)
+    (out / ('calibration.json' if calibrate else 'metrics.json')).unlink(missing_ok=True)
     threshold = args.threshold if args.threshold is not None else _default_threshold()
     base = GateConfig(threshold=threshold)
 
@@ -102,14 +122,14 @@ def run(args: argparse.Namespace) -> int:
     global_records = evaluator.run('global', base)
     scores = np.array([r.result.first.gate.min_entropy for r in global_records
                        if r.result.first and r.result.first.gate])
-    if args.calibrate:
-        return _calibrate(args, evaluator, base, scores, out)
+    if calibrate:
+        return _calibrate(args, evaluator, base, scores, out, prog)
 
     entries, all_records = [], []
     entropy_rate = None
     for policy in policies:
         settings = [base]
-        if policy == 'entropy' and args.sweep:
+        if policy == 'entropy' and args.sweep and scores.size:
             grid = sorted({round(float(t), 4) for t in np.quantile(scores, SWEEP_QUANTILES)}
                           | {threshold})
             settings = [replace(base, threshold=t) for t in grid]
@@ -131,9 +151,7 @@ def run(args: argparse.Namespace) -> int:
             entries.append(metrics)
             all_records += [(metrics, r) for r in records]
             print(_line(metrics), flush=True)
-    _write(out, entries, all_records, single=len(entries) == 1)
-    from colvlm_server.eval_plots import plot_tradeoffs
-    plots = plot_tradeoffs(entries, out)
+    plots = write_report(out, entries, all_records)
     print(f'wrote {out / "metrics.json"}, {out / "records.jsonl"}, '
           + ', '.join(str(p) for p in plots))
     return 0
@@ -143,22 +161,27 @@ def _line(m: dict) -> str:
     extra = f' τ={m["threshold"]:.4g}' if 'threshold' in m else ''
     extra += f' rate={m["random_rate"]:.3g}' if 'random_rate' in m else ''
     hit = m['roi_hit_rate']
-    return (f'{m["policy"]:>8}{extra}: accuracy {m["accuracy"]:.3f} '
-            f'({", ".join(f"{k} {v:.3f}" for k, v in m["accuracy_by_kind"].items())}), '
+    accuracy = ('not scored' if m['accuracy'] is None else
+                f'{m["accuracy"]:.3f} ('
+                + ', '.join(f'{k} {v:.3f}' for k, v in m['accuracy_by_kind'].items()) + ')')
+    return (f'{m["policy"]:>8}{extra}: accuracy {accuracy}, '
             f'uplink {m["uplink_bytes_mean"]:.0f} B, retransmit {m["retransmission_rate"]:.3f}, '
             f'LLM tokens {m["llm_tokens_mean"]:.1f}, latency {m["latency_ms_mean"]:.1f} ms'
             + (f', RoI hit {hit:.3f}' if hit is not None else ''))
 
 
-def _write(out: Path, entries: list[dict], records, single: bool) -> None:
-    (out / 'metrics.json').write_text(
-        json.dumps(entries[0] if single else entries, indent=2) + '\n')
+def write_report(out: Path, entries: list[dict], records) -> list[Path]:
+    """records.jsonl and the plots, then metrics.json (a list, or the one entry) atomically;
+    the plots' paths."""
+    from colvlm_server.eval_plots import plot_tradeoffs
+
     with open(out / 'records.jsonl', 'w', encoding='utf-8') as stream:
         for metrics, record in records:
             result = record.result
             first = result.first
             stream.write(json.dumps({
                 'id': record.question.id, 'kind': record.question.kind,
+                'question': record.question.question,
                 'policy': metrics['policy'], 'threshold': metrics.get('threshold'),
                 'random_rate': metrics.get('random_rate'), 'answer': result.answer,
                 'answers': list(record.question.answers), 'correct': record.correct,
@@ -170,9 +193,19 @@ def _write(out: Path, entries: list[dict], records, single: bool) -> None:
                 'roi': None if result.roi is None else [result.roi.x0, result.roi.y0,
                                                         result.roi.x1, result.roi.y1],
                 'roi_hit': record.roi_hit}) + '\n')
+    # Unscored settings have no accuracy to plot.
+    plots = plot_tradeoffs([e for e in entries if e['accuracy'] is not None], out)
+    _write_atomically(out / 'metrics.json', entries[0] if len(entries) == 1 else entries)
+    return plots
 
 
-def _calibrate(args, evaluator, base, scores: np.ndarray, out: Path) -> int:
+def _write_atomically(path: Path, document) -> None:
+    partial = path.with_name(path.name + '.partial')
+    partial.write_text(json.dumps(document, indent=2) + '\n')
+    partial.replace(path)
+
+
+def _calibrate(args, evaluator, base, scores: np.ndarray, out: Path, prog: str) -> int:
     from colvlm_server.evaluate import summarize
     candidates = sorted({round(float(t), 4) for t in np.quantile(scores, np.linspace(0, 1, 41))})
     chosen = None
@@ -185,11 +218,11 @@ def _calibrate(args, evaluator, base, scores: np.ndarray, out: Path) -> int:
             chosen = metrics
             break
     if chosen is None:
-        print('colvlm eval: no threshold meets the target', file=sys.stderr)
+        print(f'{prog}: no threshold meets the target', file=sys.stderr)
         return 1
     target = ({'byte_budget': args.byte_budget} if args.byte_budget
               else {'target_rate': args.target_rate})
-    (out / 'calibration.json').write_text(json.dumps({**target, **chosen}, indent=2) + '\n')
+    _write_atomically(out / 'calibration.json', {**target, **chosen})
     print(_line(chosen))
     print(f'calibrated gate.threshold: {chosen["threshold"]:.4f} nats '
           f'(put it in config/server.yaml); wrote {out / "calibration.json"}')

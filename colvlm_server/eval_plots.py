@@ -33,7 +33,10 @@ def plot_tradeoffs(entries: list[dict], out: Path) -> list[Path]:
         axes.set_xlabel(label)
         axes.set_ylabel('accuracy (%)')
         axes.grid(True, alpha=0.3)
-        axes.legend(title='policy')
+        if by_policy:
+            axes.legend(title='policy')
+        else:  # e.g. a replay whose questions have no reference answers
+            axes.text(0.5, 0.5, 'no scored questions', ha='center', transform=axes.transAxes)
         figure.tight_layout()
         path = Path(out) / name
         figure.savefig(path, dpi=120)

@@ -5,6 +5,8 @@ crops with the edge's own functions and counts the serialized size of the very m
 edge node would send. Every policy runs through `TwoStagePipeline.answer`, as in the node.
 Generations are memoised on (images, question), so sweeping τ re-runs the pipeline at the
 cost of the passes it has not seen yet; latencies are those measured when a pass first ran.
+Originals come from a frame provider: a data set folder (`colvlm eval`) or frames read from a
+bag (`colvlm replay`). A question without reference answers is answered but not scored.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 import hashlib
 import math
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -115,8 +118,8 @@ class Record:
 
     question: Question
     result: PipelineResult
-    correct: bool
-    first_correct: bool
+    correct: bool | None  # None when the question has no reference answers (not scored)
+    first_correct: bool | None
     roi_hit: bool | None  # None when no ViCrop box was computed or there is no target
 
 
@@ -146,14 +149,19 @@ def _mean(values) -> float:
 
 
 def summarize(policy: str, records: list[Record], gate: GateConfig) -> dict:
-    """The metrics.json object of one policy setting."""
+    """The metrics.json object of one policy setting.
+
+    Accuracies and AUROCs count scored questions only (`n_scored` of `n`); bytes, tokens,
+    latency and RoI hits count every question answered.
+    """
+    graded = [r for r in records if r.correct is not None]
     by_kind: dict[str, list[bool]] = {}
-    for record in records:
+    for record in graded:
         by_kind.setdefault(record.question.kind, []).append(record.correct)
     hits = [r.roi_hit for r in records if r.roi_hit is not None]
     text_hits = [r.roi_hit for r in records
                  if r.roi_hit is not None and r.question.kind == 'text']
-    scored = [r for r in records if r.result.first and r.result.first.gate]
+    scored = [r for r in graded if r.result.first and r.result.first.gate]
     text_scored = [r for r in scored if r.question.kind == 'text']
 
     def entropy_auroc(rows: list[Record]) -> float:
@@ -162,8 +170,8 @@ def summarize(policy: str, records: list[Record], gate: GateConfig) -> dict:
 
     results = [r.result for r in records]
     metrics = {
-        'policy': policy, 'n': len(records),
-        'accuracy': _mean(r.correct for r in records),
+        'policy': policy, 'n': len(records), 'n_scored': len(graded),
+        'accuracy': _mean(r.correct for r in graded),
         'accuracy_by_kind': {k: _mean(v) for k, v in sorted(by_kind.items())},
         'uplink_bytes_mean': _mean(r.uplink_bytes for r in results),
         'downlink_bytes_mean': _mean(r.downlink_bytes for r in results),
@@ -186,13 +194,37 @@ def summarize(policy: str, records: list[Record], gate: GateConfig) -> dict:
             for k, v in metrics.items()}
 
 
-class Evaluator:
-    """Runs policies over a data set through one pipeline; frames are encoded once each."""
+class FrameProvider(Protocol):
+    """Where an evaluation's originals come from, by the key a question names."""
 
-    def __init__(self, backend: VlmBackend, folder: str | Path, questions: list[Question],
-                 encoder: GlobalEncoderConfig | None = None, progress: bool = True) -> None:
-        self.backend = MemoBackend(backend)
+    def original(self, key: str) -> np.ndarray:
+        """The (H, W, 3) uint8 BGR original `key` names; OSError when it cannot be read."""
+
+
+class FolderFrames:
+    """Originals stored as image files; a key is a path relative to the folder."""
+
+    def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
+
+    def original(self, key: str) -> np.ndarray:
+        image = cv2.imread(str(self.folder / key), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 BGR
+        if image is None:
+            raise OSError(f'cannot read image {self.folder / key}')
+        return image
+
+
+class Evaluator:
+    """Runs policies over a data set through one pipeline; frames are encoded once each.
+
+    `frames` is a FrameProvider, or a data set folder (its image files).
+    """
+
+    def __init__(self, backend: VlmBackend, frames: FrameProvider | str | Path,
+                 questions: list[Question], encoder: GlobalEncoderConfig | None = None,
+                 progress: bool = True) -> None:
+        self.backend = MemoBackend(backend)
+        self.frames = FolderFrames(frames) if isinstance(frames, (str, Path)) else frames
         self.questions = questions
         width, height = backend.image_size
         self.edge = InProcessEdge(encoder or GlobalEncoderConfig(width=width, height=height))
@@ -202,10 +234,9 @@ class Evaluator:
     def _frame(self, question: Question) -> Frame:
         name = question.image
         if name not in self._frames:
-            original = cv2.imread(str(self.folder / name), cv2.IMREAD_COLOR)
-            if original is None:
-                raise OSError(f'cannot read image {self.folder / name}')
-            self._frames[name] = self.edge.frame(original, stamp_ns=len(self._frames) + 1)
+            # Stamps in order of first use: the same whatever provider the originals come from.
+            self._frames[name] = self.edge.frame(self.frames.original(name),
+                                                 stamp_ns=len(self._frames) + 1)
         return self._frames[name]
 
     def run(self, policy_name: str, gate: GateConfig, label: str = '') -> list[Record]:
@@ -225,6 +256,11 @@ class Evaluator:
             hit = None
             if result.roi_result is not None and target is not None:
                 hit = box_hit(result.roi_result.box, target)
-            records.append(Record(question, result, is_correct(result.answer, question.answers),
-                                  is_correct(first_text, question.answers), hit))
+            records.append(Record(question, result, _score(result.answer, question),
+                                  _score(first_text, question), hit))
         return records
+
+
+def _score(answer: str, question: Question) -> bool | None:
+    """Whether `answer` is right; None for a question without reference answers."""
+    return is_correct(answer, question.answers) if question.answers else None

@@ -1,7 +1,8 @@
 """The rosbags library as an independent reference for colvlm's wire types (tests only).
 
-Registers colvlm's interface files with a rosbags Jazzy type store, fills both type systems
-with the same random values, and converts colvlm (dds) messages into rosbags messages.
+Uses colvlm's interface files registered with a rosbags Jazzy type store
+(`colvlm_msgs.bag.colvlm_typestore`), fills both type systems with the same random values,
+and converts colvlm (dds) messages into rosbags messages.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import random
 import string
 
 import numpy as np
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from colvlm_msgs.interfaces import SERVICE_SEPARATOR, FieldType
+from colvlm_msgs.bag import colvlm_typestore
+from colvlm_msgs.interfaces import FieldType
 from colvlm_msgs.library import default_library
 
 _NUMPY = {
@@ -29,24 +30,9 @@ _RANGES = {
 
 
 def reference_typestore():
-    """A rosbags Jazzy type store that also knows every colvlm interface."""
-    store = get_typestore(Stores.ROS2_JAZZY)
-    library = default_library()
-    types = {}
-    for spec in library.messages.values():
-        if spec.package == 'colvlm':
-            text = open(spec.source, encoding='utf-8').read()
-            types.update(get_types_from_msg(text, spec.name))
-    for service in library.services.values():
-        request_text, response_text = open(service.source, encoding='utf-8').read().split(
-            '\n' + SERVICE_SEPARATOR + '\n')
-        for text, half in ((request_text, service.request), (response_text, service.response)):
-            # rosbags parses 'pkg/msg/Name' only: parse as a message, file under the srv name.
-            parsed = get_types_from_msg(text, half.name.replace('/srv/', '/msg/'))
-            types.update({key.replace('/msg/', '/srv/') if key.endswith(half.name.split('/')[-1])
-                          else key: value for key, value in parsed.items()})
-    store.register(types)
-    return store
+    """A rosbags Jazzy type store that also knows every colvlm interface (the package's own
+    registration, which record and replay use too)."""
+    return colvlm_typestore()
 
 
 def random_value(field_type: FieldType, rng: random.Random, cls_for, *, size: int = 4):
