@@ -1,13 +1,16 @@
 """Named QoS profiles: read once from `config/qos.yaml`, validated, backend-neutral.
 
 The transports map a `QosProfile` onto rclpy's QoSProfile or Cyclone DDS policies; node
-code only names the intent ('frames', 'answers', ...).
+code only names the intent ('frames', 'answers', ...). COLVLM_QOS_FILE picks another profile
+file for the whole process (e.g. `config/qos-lossy.yaml` on a lossy uplink); both ends of a
+link should use the same one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+import os
 from pathlib import Path
 
 import yaml
@@ -18,6 +21,7 @@ RELIABILITY = ('reliable', 'best_effort')
 DURABILITY = ('volatile', 'transient_local')
 HISTORY = ('keep_last', 'keep_all')
 _KEYS = ('reliability', 'durability', 'history', 'depth', 'deadline_ms', 'lifespan_ms')
+QOS_FILE_VARIABLE = 'COLVLM_QOS_FILE'
 
 
 class QosError(ValueError):
@@ -79,9 +83,26 @@ def load_profiles(path: Path | None = None) -> dict[str, QosProfile]:
     return parse_profiles(document, str(path))
 
 
+def qos_file(environ=os.environ) -> Path:
+    """The profile file: COLVLM_QOS_FILE when set (a path, or the name of a shipped file such
+    as `config/qos-lossy.yaml`), else the shipped `config/qos.yaml`."""
+    name = environ.get(QOS_FILE_VARIABLE, '').strip()
+    if not name:
+        return find('config/qos.yaml')
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    try:
+        return find(name)
+    except FileNotFoundError:
+        raise QosError(f'{QOS_FILE_VARIABLE}={name!r}: no such file (a path, or a shipped '
+                       'name such as config/qos-lossy.yaml)') from None
+
+
 @lru_cache(maxsize=1)
 def default_profiles() -> dict[str, QosProfile]:
-    return load_profiles()
+    """The process's profiles, from `qos_file()`; read once."""
+    return load_profiles(qos_file())
 
 
 def profile(name: str | QosProfile, profiles: dict[str, QosProfile] | None = None) -> QosProfile:

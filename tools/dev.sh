@@ -24,7 +24,13 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 task=${1:-test}
 shift || true
 case "$task" in
-  test) exec "$venv/bin/python" -m pytest "$@" ;;
+  test)
+    # The lossy-link test builds network namespaces with ip, tc and nft; as root on Debian,
+    # fetch nft when it is missing (without it that test skips and says why).
+    if [ "$(id -u)" = 0 ] && ! command -v nft >/dev/null && command -v apt-get >/dev/null; then
+      apt-get install -y -qq nftables >/dev/null 2>&1 || echo "colvlm: could not install nftables" >&2
+    fi
+    exec "$venv/bin/python" -m pytest "$@" ;;
   demo) exec "$venv/bin/colvlm" demo "$@" ;;
   shell) exec bash --rcfile <(echo "source '$venv/bin/activate'") -i ;;
   *) echo "usage: bash tools/dev.sh test|demo|shell [ARGS...]" >&2; exit 2 ;;

@@ -6,7 +6,7 @@ import pytest
 
 from colvlm_msgs import names
 from colvlm_msgs.params import ParameterError, ParameterSpec, ParameterTable
-from colvlm_msgs.qos import QosError, default_profiles, load_profiles, profile
+from colvlm_msgs.qos import QosError, default_profiles, load_profiles, profile, qos_file
 from colvlm_msgs.transport import choose_backend
 from colvlm_msgs.transport.discovery import discovery_config, domain_id_from_environment
 
@@ -42,6 +42,26 @@ def test_shipped_qos_profiles_are_named_by_intent():
         assert profiles[name].reliability == 'reliable'
     with pytest.raises(QosError, match="unknown QoS profile 'nope'"):
         profile('nope')
+
+
+def test_qos_file_comes_from_the_environment(tmp_path):
+    assert qos_file({}) == qos_file({'COLVLM_QOS_FILE': ' '}) and qos_file({}).name == 'qos.yaml'
+    own = tmp_path / 'mine.yaml'
+    own.write_text('profiles: {}\n')
+    assert qos_file({'COLVLM_QOS_FILE': str(own)}) == own
+    shipped = qos_file({'COLVLM_QOS_FILE': 'config/qos-lossy.yaml'})  # by its shipped name
+    assert shipped.is_file() and shipped.name == 'qos-lossy.yaml'
+    with pytest.raises(QosError, match="COLVLM_QOS_FILE='nope.yaml': no such file"):
+        qos_file({'COLVLM_QOS_FILE': 'nope.yaml'})
+
+
+def test_lossy_qos_profiles_keep_every_name_and_only_make_frames_reliable():
+    default = load_profiles(qos_file({}))
+    lossy = load_profiles(qos_file({'COLVLM_QOS_FILE': 'config/qos-lossy.yaml'}))
+    assert set(lossy) == set(default)
+    assert lossy['frames'].reliability == 'reliable' and lossy['frames'].depth == 1
+    assert {name: p for name, p in lossy.items() if name != 'frames'} == \
+        {name: p for name, p in default.items() if name != 'frames'}
 
 
 @pytest.mark.parametrize('body, message', [
