@@ -64,7 +64,9 @@ def check_fps(fps: float) -> float:
 class IndexClock:
     """stamp(i) = start_ns + i / fps: replayed frames keep their nominal spacing.
 
-    start_ns defaults to the wall clock now, so stamps look like ROS time in headers.
+    start_ns defaults to the wall clock at the first stamp (the first frame read, not the
+    source's creation), so stamps look like ROS time in headers and are not older than the
+    frames: a frame asked for "after this query" is not waited for in vain.
     """
 
     def __init__(self, fps: float, start_ns: Optional[int] = None) -> None:
@@ -73,9 +75,11 @@ class IndexClock:
                                      or not isinstance(start_ns, (int, np.integer))
                                      or start_ns < 0):
             raise ValueError(f'start_ns must be an int >= 0 (ns), got {start_ns!r}')
-        self.start_ns = time.time_ns() if start_ns is None else int(start_ns)
+        self.start_ns = None if start_ns is None else int(start_ns)
 
     def stamp(self, index: int) -> int:
+        if self.start_ns is None:
+            self.start_ns = time.time_ns()
         # period_ns >= 1000, so rounding cannot make two indices share a stamp.
         return self.start_ns + round(index * self.period_ns)
 

@@ -273,3 +273,17 @@ def test_synthetic_source_is_deterministic():
     assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b, strict=True))
     assert a[0].image.ndim == 3 and a[0].image.shape[2] == 3 and a[0].image.dtype == np.uint8
     assert first.last_scene is not None
+
+
+def test_index_clock_anchors_at_the_first_stamp_not_at_creation():
+    import time
+
+    from colvlm_edge.sources.frame import IndexClock
+
+    clock = IndexClock(fps=10.0)
+    time.sleep(0.2)  # a source that takes a while to read its first frame
+    before = time.time_ns()
+    first = clock.stamp(0)
+    assert first >= before  # not 0.2 s older than the frame it stamps
+    assert clock.stamp(3) - first == 300_000_000
+    assert IndexClock(fps=10.0, start_ns=7).stamp(1) == 100_000_007
