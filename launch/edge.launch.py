@@ -20,6 +20,8 @@ def generate_launch_description() -> LaunchDescription:
     has_source = PythonExpression(["'", source, "' != ''"])
     common = dict(package='colvlm', executable='edge_node', name='edge', namespace=namespace,
                   output='screen', additional_env={'COLVLM_TRANSPORT': transport})
+    # The `dds` backend reads no --ros-args: the same settings go on its own command line.
+    cli = ['--namespace', namespace, '--config', config]
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='camera',
                               description='camera namespace of the colvlm topics'),
@@ -31,6 +33,7 @@ def generate_launch_description() -> LaunchDescription:
                               description="frames (source.uri); '' = the file's"),
         DeclareLaunchArgument('transport', default_value='ros', description='ros | dds'),
         Node(parameters=[config, {'source.uri': source}], condition=IfCondition(has_source),
+             arguments=[*cli, '--source', source], **common),
+        Node(parameters=[config], condition=UnlessCondition(has_source), arguments=cli,
              **common),
-        Node(parameters=[config], condition=UnlessCondition(has_source), **common),
     ])

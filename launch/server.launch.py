@@ -21,6 +21,8 @@ def generate_launch_description() -> LaunchDescription:
     common = dict(package='colvlm', executable='server_node', name='server',
                   namespace=namespace, output='screen',
                   additional_env={'COLVLM_TRANSPORT': transport, 'HF_HUB_OFFLINE': '1'})
+    # The `dds` backend reads no --ros-args: the same settings go on its own command line.
+    cli = ['--namespace', namespace, '--config', config]
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='camera',
                               description='camera namespace of the colvlm topics'),
@@ -32,6 +34,7 @@ def generate_launch_description() -> LaunchDescription:
                               description="model path or id; '' = the file's (bundled)"),
         DeclareLaunchArgument('transport', default_value='ros', description='ros | dds'),
         Node(parameters=[config, {'model': model}], condition=IfCondition(has_model),
+             arguments=[*cli, '--model', model], **common),
+        Node(parameters=[config], condition=UnlessCondition(has_model), arguments=cli,
              **common),
-        Node(parameters=[config], condition=UnlessCondition(has_model), **common),
     ])

@@ -135,6 +135,10 @@ class RosNode(port.Node):
         self.namespace = names.validate_namespace(namespace)
         self.parameters_file = parameters_file
         self._node = rclpy.create_node(self.name, namespace=self.namespace)
+        # `--ros-args -r __ns:=... -r __node:=...` (how launch_ros places a node) win over
+        # the arguments: names resolve against what rcl actually made.
+        self.name = self._node.get_name()
+        self.namespace = self._node.get_namespace()
         self.logger = _Logger(self._node.get_logger())
         self._group = ReentrantCallbackGroup()
         self._executor = MultiThreadedExecutor(num_threads=8)
@@ -151,7 +155,8 @@ class RosNode(port.Node):
         return _interface(name, 'srv')
 
     def resolve_name(self, name: str) -> str:
-        return names.resolve(name, self.namespace, self.name)
+        names.resolve(name, self.namespace, self.name)  # the same checks as the dds backend
+        return self._node.resolve_topic_name(name)      # rcl's expansion, remappings applied
 
     def serialized_size(self, message) -> int:
         return len(serialize_message(message))
@@ -236,6 +241,11 @@ class RosNode(port.Node):
             return
         self._stopped.set()
         self._executor.shutdown()
+        # Jazzy's Executor.shutdown() returns without waiting for the spinning thread; a node
+        # destroyed (or a process exiting) under it aborts in C++ ("terminate called without
+        # an active exception"), so wait for the spin loop to leave first.
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10.0)
         self._node.destroy_node()
         if self._owns_context:
             rclpy.try_shutdown()

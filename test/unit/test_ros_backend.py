@@ -37,3 +37,60 @@ def test_publish_subscribe_and_service_through_rclpy():
         assert node.serialized_size(query_type(query_id='ros-1')) > 4
     finally:
         node.shutdown()
+
+
+def test_ros_arguments_decide_the_node_name_and_namespace():
+    # launch_ros places a node with `--ros-args -r __ns:=... -r __node:=...`; names resolve
+    # against what rcl made of them, not against the constructor's arguments.
+    from colvlm_msgs.transport import create_node
+
+    rclpy.init(args=['edge_node', '--ros-args', '-r', '__ns:=/remapped', '-r', '__node:=cam'])
+    try:
+        node = create_node('edge', 'camera', backend='ros')
+        try:
+            assert (node.name, node.namespace) == ('cam', '/remapped')
+            assert node.resolve_name('colvlm/crop_roi') == '/remapped/colvlm/crop_roi'
+            assert node.resolve_name('~/status') == '/remapped/cam/status'
+            with pytest.raises(ValueError):
+                node.resolve_name('colvlm//crop_roi')
+        finally:
+            node.shutdown()
+    finally:
+        rclpy.try_shutdown()
+
+
+def test_timer_parameters_and_a_call_without_server():
+    from colvlm_edge.parameters import EDGE_PARAMETERS
+    from colvlm_msgs.transport import ServiceTimeout, create_node
+
+    node = create_node('ros_backend_misc', 'ros_test_misc', backend='ros')
+    try:
+        ticks = queue.Queue()
+        timer = node.create_timer(0.05, lambda: ticks.put(True))
+        assert ticks.get(timeout=5.0)
+        timer.cancel()
+        values = node.declare_parameters(EDGE_PARAMETERS, {'global.quality': 42})
+        assert values['global.quality'] == 42
+        assert values['source.uri'] == 'synthetic'
+        client = node.create_client('colvlm/srv/CropRoi', 'colvlm/nobody_serves_this')
+        with pytest.raises(ServiceTimeout, match='nobody_serves_this'):
+            client.call(node.service_type('colvlm/srv/CropRoi').Request(), timeout=0.5)
+    finally:
+        node.shutdown()
+
+
+def test_a_process_that_shuts_its_node_down_early_exits_cleanly():
+    # Jazzy's Executor.shutdown() does not wait for the spinning thread: exiting under it
+    # aborted the process (SIGABRT, "terminate called without an active exception").
+    import subprocess
+    import sys
+
+    code = ('from colvlm_msgs.transport import create_node\n'
+            'from colvlm_server.parameters import SERVER_PARAMETERS\n'
+            "node = create_node('early_exit', 'ros_test_exit', backend='ros')\n"
+            'node.declare_parameters(SERVER_PARAMETERS)\n'
+            'node.shutdown()\n')
+    for _ in range(3):
+        result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, result.stderr
