@@ -73,7 +73,9 @@ def write_sample(out: Path, n_images: int, seed: int, storage: str) -> tuple[int
     writer = Writer(out / 'bag', version=WRITER_VERSION, storage_plugin=storage_plugin(storage))
     writer.set_custom_data('colvlm.sample', json.dumps(
         {'generator': 'tools/make_sample_bag.py', 'dataset': 'glyphvqa', 'seed': seed,
-         'n_images': n_images, 'image_topic': IMAGE_TOPIC, 'query_topic': QUERY_TOPIC}))
+         'n_images': n_images, 'image_topic': IMAGE_TOPIC, 'query_topic': QUERY_TOPIC,
+         # The scenes are drawn by OpenCV: only the same version remakes them byte for byte.
+         'opencv': cv2.__version__}))
     lines = []
     with writer:
         image_connection = writer.add_connection(

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader, Writer
@@ -39,6 +40,15 @@ def first_per_frame(lines: list[dict]) -> list[dict]:
     return kept
 
 
+def bag_images(bag: Path) -> list[bytes]:
+    """The encoded image of every CompressedImage message in `bag`, in log order."""
+    store = colvlm_typestore()
+    with Reader(bag) as reader:
+        return [np.asarray(store.deserialize_cdr(raw, c.msgtype).data).tobytes()
+                for c, _, raw in reader.messages()
+                if c.msgtype == 'sensor_msgs/msg/CompressedImage']
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -55,6 +65,12 @@ def runs(tmp_path_factory):
     # The data set keeps its own lines (image paths), limited to the same questions.
     kept = [line for line in read_jsonl(data / QUESTIONS_FILE) if line['id'] in ids]
     (data / QUESTIONS_FILE).write_text(''.join(json.dumps(line) + '\n' for line in kept))
+    # The very images in the bag (lossless PNG), so the comparison does not depend on this
+    # machine's OpenCV drawing the regenerated scenes exactly as the one that made the bag.
+    frames = bag_images(SAMPLE / 'bag')
+    index_of = {line['id']: line['frame_index'] for line in chosen}
+    for line in kept:
+        (data / line['image']).write_bytes(frames[index_of[line['id']]])
     questions = root / 'questions.jsonl'
     questions.write_text(''.join(json.dumps(line) + '\n' for line in chosen))
     common = ['--policy', POLICIES, '--no-progress', '--model', 'bundled']
@@ -189,8 +205,6 @@ def test_sample_bag_is_small_read_by_rosbags_and_remade_by_its_tool(tmp_path):
                            str(tmp_path), '--n-images', str(info['n_images']), '--seed',
                            str(info['seed'])], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert (tmp_path / 'questions.jsonl').read_text() == \
-        (SAMPLE / 'questions.jsonl').read_text()
 
     def messages(bag: Path) -> list[tuple]:
         with Reader(bag) as reader:
@@ -198,8 +212,21 @@ def test_sample_bag_is_small_read_by_rosbags_and_remade_by_its_tool(tmp_path):
                     for c, t, raw in reader.messages()]
 
     shipped, remade = messages(SAMPLE / 'bag'), messages(tmp_path / 'bag')
-    assert shipped == remade
     store = colvlm_typestore()
+    assert [m[:4] for m in shipped] == [m[:4] for m in remade]  # topics, types, times
+    queries = [m for m in shipped if m[1] == 'colvlm/msg/Query']
+    assert queries and queries == [m for m in remade if m[1] == 'colvlm/msg/Query']
+    if info['opencv'] == cv2.__version__:
+        assert (tmp_path / 'questions.jsonl').read_text() == \
+            (SAMPLE / 'questions.jsonl').read_text()
+        assert shipped == remade
+    else:
+        # Another OpenCV draws and measures text a little differently (anti-aliasing, font
+        # metrics), so only what does not depend on its drawing is compared.
+        def asked(path: Path) -> list[tuple]:
+            return [(q['id'], q['frame_index'], q['question'], q['answers'])
+                    for q in read_jsonl(path)]
+        assert asked(tmp_path / 'questions.jsonl') == asked(SAMPLE / 'questions.jsonl')
     image = store.deserialize_cdr(shipped[0][4], 'sensor_msgs/msg/CompressedImage')
     assert shipped[0][:2] == ('/camera/image_raw/compressed', 'sensor_msgs/msg/CompressedImage')
     assert image.format == 'bgr8; png compressed bgr8' and np.asarray(image.data)[:4].tobytes() \
