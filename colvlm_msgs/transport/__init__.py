@@ -41,3 +41,20 @@ def create_node(name: str, namespace: str = '', *, backend: str | None = None,
         return RosNode(name, namespace, parameters_file=parameters_file)
     from colvlm_msgs.transport.dds import DdsNode
     return DdsNode(name, namespace, domain_id=domain_id, parameters_file=parameters_file)
+
+
+def without_ros_arguments(argv: list[str]) -> list[str]:
+    """argv less its ROS arguments: each `--ros-args ...` up to a lone `--` or the end.
+
+    `ros2 run` and launch append `--ros-args -r __ns:=/cam -p name:=value`; rclpy reads those
+    from sys.argv itself, and a node's own parser must not mistake `-p` for its `--param`.
+    """
+    kept, inside = [], False
+    for argument in argv:
+        if argument == '--ros-args':
+            inside = True
+        elif inside and argument == '--':
+            inside = False
+        elif not inside:
+            kept.append(argument)
+    return kept

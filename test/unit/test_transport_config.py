@@ -160,3 +160,12 @@ def test_backend_choice(monkeypatch):
     assert choose_backend('ros') == 'ros'
     with pytest.raises(ValueError, match='transport must be one of'):
         choose_backend('zenoh')
+
+
+def test_ros_arguments_are_left_to_rclpy():
+    from colvlm_msgs.transport import without_ros_arguments
+
+    argv = ['--config', 'a.yaml', '--ros-args', '-r', '__ns:=/cam', '-p', 'global.quality:=50',
+            '--', '-p', 'x=1', '--ros-args', '--params-file', 'b.yaml']
+    assert without_ros_arguments(argv) == ['--config', 'a.yaml', '-p', 'x=1']
+    assert without_ros_arguments(['-p', 'x=1']) == ['-p', 'x=1']
