@@ -8,6 +8,7 @@ Failures answer `success=false` with a one-line status and never stop the node.
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import time
 
@@ -178,5 +179,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog='edge_node')
     cli.add_arguments(parser)
-    args, _ros_arguments = parser.parse_known_args(argv)
+    from colvlm_msgs.transport import without_ros_arguments
+
+    # rclpy reads --ros-args from sys.argv itself; its `-p` is not colvlm's --param.
+    args, _unknown = parser.parse_known_args(
+        without_ros_arguments(sys.argv[1:] if argv is None else argv))
     return cli.run(args)

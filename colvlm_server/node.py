@@ -14,6 +14,7 @@ from collections.abc import Callable
 import contextlib
 from dataclasses import dataclass
 import queue
+import sys
 import threading
 import time
 
@@ -353,5 +354,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog='server_node')
     server_cli.add_arguments(parser)
-    args, _ros_arguments = parser.parse_known_args(argv)
+    from colvlm_msgs.transport import without_ros_arguments
+
+    # rclpy reads --ros-args from sys.argv itself; its `-p` is not colvlm's --param.
+    args, _unknown = parser.parse_known_args(
+        without_ros_arguments(sys.argv[1:] if argv is None else argv))
     return server_cli.run(args)
