@@ -4,7 +4,7 @@ namespaces; the tuned lossy-link configuration against a naive one, in the same 
 Reproduce (root; needs ip, tc and nft: apt-get install iproute2 nftables):
 
     sudo python tools/linkbench --out out/linkbench          # about 6 min on 2 cores
-    sudo python tools/linkbench --quick --out /tmp/lb        # tuned only, 10% loss, 4 queries
+    sudo python tools/linkbench --quick --out out/lb-quick   # tuned only, 10% loss, 4 queries
 
 The edge's namespace sends through `tc tbf` at --rate-kbit (default 1000); both ends drop
 --losses % of packets at ingress (nft numgen random). Per configuration, on its own link: an
