@@ -1,7 +1,8 @@
 """Run the edge: publish global frames and serve RoI crops from a camera, folder, video or bag.
 
-Parameters come from config/edge.yaml (or --config), then flags. ROS_DOMAIN_ID and
-ROS_AUTOMATIC_DISCOVERY_RANGE select the network as for any ROS 2 node.
+Parameters come from config/edge.yaml (or --config), then flags. With layers.enabled the
+model's vision tower and the token codec are loaded before anything is offered. ROS_DOMAIN_ID
+and ROS_AUTOMATIC_DISCOVERY_RANGE select the network as for any ROS 2 node.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from colvlm_edge.node import TOPIC_SOURCE_PREFIX, EdgeNode, run_source
     from colvlm_edge.parameters import EDGE_PARAMETERS, EdgeConfig
     from colvlm_edge.sources import open_source
+    from colvlm_edge.token_encoder import load_token_encoder
     from colvlm_msgs.resources import find
     from colvlm_msgs.transport import create_node
 
@@ -59,7 +61,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             source = open_source(config.source, frame_id=config.frame_id,
                                  **_source_options(config))
-        edge = EdgeNode(node, config)
+        tokens = None
+        if config.layers.enabled:
+            node.logger.info(f'loading the vision tower of {config.layers.model} '
+                             f'({config.layers.split}) for token layers')
+            tokens = load_token_encoder(config.layers)
+        edge = EdgeNode(node, config, tokens)
     except (ValueError, FileNotFoundError) as error:
         node.logger.error(str(error))
         node.shutdown()
@@ -76,9 +83,17 @@ def run(args: argparse.Namespace) -> int:
         reader = threading.Thread(target=run_source, name='edge-source', daemon=True,
                                   args=(edge, source, config.source_fps, stop))
         reader.start()
+    layers = ''
+    if tokens is not None:
+        layers = (f'; token layers {tokens.codec.codec_id} ({config.layers.proactive} of '
+                  f'{tokens.codec.layer_count} sent with each frame) on '
+                  f'{node.resolve_name("colvlm/token_layers")}, serving '
+                  f'{node.resolve_name("colvlm/request_layers")}'
+                  + ('' if config.layers.send_global else ', no global images'))
     node.logger.info(f'ready: source {config.source}, publishing '
                      f'{node.resolve_name("colvlm/global/compressed")} '
-                     f'({config.publish_mode}), serving {node.resolve_name("colvlm/crop_roi")}')
+                     f'({config.publish_mode}), serving {node.resolve_name("colvlm/crop_roi")}'
+                     f'{layers}')
     # launch stops nodes with SIGINT, then SIGTERM: both end spin() and shut down cleanly.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

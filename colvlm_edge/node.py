@@ -2,7 +2,10 @@
 
 It publishes global frames (with their FrameGeometry) on `colvlm/global/*`, serves
 `colvlm/crop_roi` and `colvlm/request_frame`, and counts every serialized byte it sends.
-Failures answer `success=false` with a one-line status and never stop the node.
+Given a token-layer encoder it also publishes the first layers of each frame's visual tokens
+on `colvlm/token_layers` and serves the rest from a per-stamp cache on
+`colvlm/request_layers`. Failures answer `success=false` with a one-line status and never
+stop the node.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from colvlm_edge.global_encoder import GlobalEncoder
 from colvlm_edge.parameters import EdgeConfig
 from colvlm_edge.roi_crop import CropRejected, RateLimiter, crop_roi
 from colvlm_edge.sources import Frame, image_from_ros
-from colvlm_edge.wire import fill_crop_response, global_frame_messages
+from colvlm_edge.token_encoder import LayerCache, TokenLayerEncoder
+from colvlm_edge.wire import fill_crop_response, global_frame_messages, token_layer_message
 from colvlm_msgs import stamps
 from colvlm_msgs.transport.port import Node
 
@@ -49,8 +53,12 @@ class UplinkCounter:
 class EdgeNode:
     """The camera side of colvlm on one transport node."""
 
-    def __init__(self, node: Node, config: EdgeConfig):
+    def __init__(self, node: Node, config: EdgeConfig,
+                 tokens: TokenLayerEncoder | None = None):
         self.node, self.config = node, config
+        self.tokens = tokens  # None: no token layers, whatever layers.enabled says
+        self.layer_cache = LayerCache(config.layers.cache_frames)
+        self.send_global = config.layers.send_global or tokens is None
         self.buffer = FrameBuffer(config.buffer_max_frames, config.buffer_max_bytes)
         self.encoder = GlobalEncoder(config.encoder)
         self.limiter = RateLimiter(config.crop_max_requests, config.crop_window_s)
@@ -70,6 +78,13 @@ class EdgeNode:
         node.create_service('colvlm/srv/CropRoi', 'colvlm/crop_roi', self.serve_crop)
         node.create_service('colvlm/srv/RequestFrame', 'colvlm/request_frame',
                             self.serve_frame_request)
+        if tokens is not None:
+            self._layer_type = node.message_type('colvlm/msg/TokenLayer')
+            self._layers_service_type = node.service_type('colvlm/srv/RequestLayers')
+            self._layers = node.create_publisher('colvlm/msg/TokenLayer', 'colvlm/token_layers',
+                                                 'token_layers')
+            node.create_service('colvlm/srv/RequestLayers', 'colvlm/request_layers',
+                                self.serve_layer_request)
         node.create_timer(config.status_period_s, self.log_status)
 
     # Frames in
@@ -107,10 +122,29 @@ class EdgeNode:
         with self._publish_lock:
             # Geometry first: the server needs it to use the frame.
             self._geometries.publish(info)
-            self._images.publish(message)
+            if self.send_global:
+                self._images.publish(message)
             self._last_publish_ns = stamp_ns
-        self.uplink.add('global', self.node.serialized_size(message)
-                        + self.node.serialized_size(info))
+        self.uplink.add('global', self.node.serialized_size(info) + (
+            self.node.serialized_size(message) if self.send_global else 0))
+        if self.tokens is not None:
+            self.publish_layers(stamp_ns, image, frame_id)
+
+    def publish_layers(self, stamp_ns: int, image: np.ndarray, frame_id: str) -> None:
+        """Encode the frame's visual tokens, keep all layers, send the first ones."""
+        pixels, _ = self.encoder.render(image)  # (h, w, 3) uint8 BGR, the global frame's
+        try:
+            layers = self.tokens.encode(pixels)
+        except Exception as error:  # the model failed on this frame: no layers, keep going
+            line = str(error).strip().splitlines()
+            self.node.logger.warning(f'frame {stamp_ns}: no token layers: '
+                                     f'{type(error).__name__}: {line[0] if line else ""}')
+            return
+        self.layer_cache.put(stamp_ns, layers, frame_id)
+        for layer in layers[:self.config.layers.proactive]:
+            message = token_layer_message(self._layer_type, layer, stamp_ns, frame_id)
+            self._layers.publish(message)
+            self.uplink.add('layers', self.node.serialized_size(message))
 
     # Services
     def serve_crop(self, request):
@@ -149,6 +183,30 @@ class EdgeNode:
         self.publish(stamp_ns, image, self.config.frame_id)
         response.success = True
         stamps.fill(response.frame_stamp, stamp_ns)
+        return response
+
+    def serve_layer_request(self, request):
+        response = self._layers_service_type.Response()
+        stamp_ns = stamps.to_ns(request.frame_stamp)
+        codec = self.tokens.codec
+        first, last = int(request.first_layer), int(request.last_layer)
+        held = self.layer_cache.get(stamp_ns)
+        if request.codec_id != codec.codec_id:
+            response.status_message = (f'codec_id {request.codec_id!r} does not match this '
+                                       f"edge's {codec.codec_id!r}")
+        elif not 0 <= first <= last < codec.layer_count:
+            response.status_message = (f'layers {first}..{last} are not a range within '
+                                       f'0..{codec.layer_count - 1}')
+        elif held is None:
+            response.status_message = (f'no token layers for frame {stamp_ns} (the newest '
+                                       f'{self.config.layers.cache_frames} are kept)')
+        else:
+            layers, frame_id = held
+            response.layers = [token_layer_message(self._layer_type, layer, stamp_ns, frame_id)
+                               for layer in layers[first:last + 1]]
+            response.success = True
+            response.status_message = f'layers {first}..{last} of {codec.layer_count}'
+            self.uplink.add('layers', self.node.serialized_size(response))
         return response
 
     def log_status(self) -> None:

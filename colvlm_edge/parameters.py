@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 from colvlm_edge.global_encoder import GlobalEncoderConfig
 from colvlm_edge.roi_crop import CropLimits
+from colvlm_edge.token_encoder import TokenLayersConfig
 from colvlm_msgs.geometry import PREPROCESS_MODES
 from colvlm_msgs.image_codec import CODECS
 from colvlm_msgs.params import ParameterSpec, ParameterTable
+from colvlm_msgs.token_codec import SPLITS
 
 PUBLISH_MODES = ('every_frame', 'rate', 'on_request')
 
@@ -56,6 +58,27 @@ EDGE_PARAMETERS = ParameterTable([
                   min=1, max=100_000),
     ParameterSpec('crop.window_s', 'float', 1.0, 'the rate limit window, s', min=0.01,
                   max=3600.0),
+    ParameterSpec('layers.enabled', 'bool', False,
+                  "also send each published frame's visual tokens as token layers (the "
+                  "server's policy 'layers')"),
+    ParameterSpec('layers.model', 'str', 'bundled',
+                  "the VLM whose vision tower runs here, the server's: 'bundled', a local "
+                  'folder or a Hugging Face id'),
+    ParameterSpec('layers.codec', 'str', '',
+                  "token codec artifact; '' = token_codec_<split>.npz next to the model"),
+    ParameterSpec('layers.split', 'str', 'tower',
+                  "where the model is cut: 'tower' (the server runs the projector) or "
+                  "'projector'", choices=SPLITS),
+    ParameterSpec('layers.device', 'str', 'cpu', 'torch device of the vision tower'),
+    ParameterSpec('layers.proactive', 'int', 1,
+                  'layers sent with each frame, coarsest first; the rest on request, layers',
+                  min=1, max=255),
+    ParameterSpec('layers.cache_frames', 'int', 16,
+                  'newest frames whose layers colvlm/request_layers serves, frames', min=1,
+                  max=100_000),
+    ParameterSpec('layers.send_global', 'bool', True,
+                  'also publish the compressed global image; false = FrameGeometry and token '
+                  'layers only'),
     ParameterSpec('status.period_s', 'float', 10.0, 'how often the uplink status is logged, s',
                   min=0.1, max=3600.0),
 ])
@@ -78,6 +101,7 @@ class EdgeConfig:
     crop_max_requests: int
     crop_window_s: float         # s
     status_period_s: float       # s
+    layers: TokenLayersConfig = TokenLayersConfig()
 
     @classmethod
     def from_values(cls, v: dict) -> EdgeConfig:
@@ -93,13 +117,18 @@ class EdgeConfig:
                 max_output_height=v['crop.max_output_height'],
                 default_output_size=(v['global.width'], v['global.height']),
                 default_codec=v['crop.codec'], default_quality=v['crop.quality'])
+            layers = TokenLayersConfig(
+                enabled=v['layers.enabled'], model=v['layers.model'], codec=v['layers.codec'],
+                split=v['layers.split'], device=v['layers.device'],
+                proactive=v['layers.proactive'], cache_frames=v['layers.cache_frames'],
+                send_global=v['layers.send_global'])
         except ValueError as error:
             raise ValueError(f'edge parameters: {_parameter_name(str(error))}') from None
         return cls(v['source.uri'], v['source.fps'], v['source.loop'], v['source.bag_topic'],
                    v['frame_id'], v['publish.mode'], v['publish.rate_hz'], encoder,
                    v['buffer.max_frames'], v['buffer.max_bytes'],
                    int(v['buffer.stamp_tolerance_ms'] * 1e6), limits, v['crop.max_requests'],
-                   v['crop.window_s'], v['status.period_s'])
+                   v['crop.window_s'], v['status.period_s'], layers)
 
 
 # The config classes name their own fields; say which parameter that is.
@@ -108,7 +137,9 @@ _FIELD_TO_PARAMETER = {
     'quality': 'global.quality', 'codec': 'global.codec', 'preprocess': 'global.preprocess',
     'default_codec': 'crop.codec', 'default_quality': 'crop.quality',
     'default_output_size': 'global.width/height', 'max_output_width': 'crop.max_output_width',
-    'max_output_height': 'crop.max_output_height',
+    'max_output_height': 'crop.max_output_height', 'split': 'layers.split',
+    'proactive': 'layers.proactive', 'cache_frames': 'layers.cache_frames',
+    'send_global': 'layers.send_global',
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from colvlm_edge.global_encoder import EncodedGlobal
 from colvlm_edge.roi_crop import CropResult
 from colvlm_msgs import stamps
+from colvlm_msgs.token_codec import EncodedLayer
 
 
 def global_frame_messages(image_type: type, geometry_type: type, encoded: EncodedGlobal,
@@ -42,3 +43,15 @@ def fill_crop_response(response, result: CropResult, stamp_ns: int, frame_id: st
     response.applied_roi.width, response.applied_roi.height = w, h
     response.original_width, response.original_height = result.original_size
     return response
+
+
+def token_layer_message(layer_type: type, layer: EncodedLayer, stamp_ns: int, frame_id: str):
+    """A colvlm/msg/TokenLayer carrying `layer` of the frame `stamp_ns`."""
+    message = layer_type(
+        codec_id=layer.codec_id, layer_index=layer.layer_index, layer_count=layer.layer_count,
+        token_count=layer.token_count, token_dim=layer.token_dim,
+        coefficient_count=layer.coefficient_count, bits=layer.bits, scale=layer.scale,
+        zero_point=layer.zero_point, payload=list(layer.payload))
+    stamps.fill(message.header.stamp, stamp_ns)
+    message.header.frame_id = frame_id
+    return message

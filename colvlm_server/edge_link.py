@@ -1,8 +1,9 @@
-"""The server's link to one edge: the newest global frames it sent, and crops fetched from
-its `colvlm/crop_roi`.
+"""The server's link to one edge: the newest global frames and token layers it sent, and
+crops and further layers fetched from its `colvlm/crop_roi` and `colvlm/request_layers`.
 
-A frame is usable once both halves (the image and its FrameGeometry, same stamp) arrived.
-The crop source turns a lost or refusing edge into `CropUnavailable`, with the reason.
+A frame is usable once both halves (the image and its FrameGeometry, same stamp) arrived; a
+layered frame once any of its token layers did. The crop and layer sources turn a lost or
+refusing edge into `CropUnavailable` / `LayersUnavailable`, with the reason.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import threading
 from colvlm_msgs import stamps
 from colvlm_msgs.geometry import Box, GlobalGeometry
 from colvlm_msgs.image_codec import ImageDecodeError, decode_image
+from colvlm_msgs.token_codec import EncodedLayer
 from colvlm_msgs.transport.port import Node, ServiceTimeout
 from colvlm_server.parameters import ServerConfig
 from colvlm_server.pipeline import Crop, CropUnavailable, Frame
+from colvlm_server.token_layers import LayeredFrame, LayerFetch, LayersUnavailable
 
 FRAMES_KEPT = 8  # newest complete frames a query may name by stamp
 
@@ -70,6 +73,47 @@ class FrameStore:
             self._changed.wait_for(lambda: stamp_ns in self._frames, max(0.0, timeout))
             return self._frames.get(stamp_ns)
 
+    def geometry(self, stamp_ns: int) -> GlobalGeometry | None:
+        """The FrameGeometry of `stamp_ns`, with or without its image."""
+        with self._changed:
+            if stamp_ns in self._frames:
+                return self._frames[stamp_ns][0].geometry
+            held = self._geometries.get(stamp_ns)
+            return held[0] if held else None
+
+
+class LayerStore:
+    """The token layers an edge sent unasked, per frame stamp, for the newest frames."""
+
+    def __init__(self, camera: str, keep: int = FRAMES_KEPT):
+        self.camera, self._keep = camera, keep
+        self._changed = threading.Condition()
+        self._frames: dict[int, tuple[list[EncodedLayer], int, str]] = {}  # layers, B, frame_id
+
+    def add(self, stamp_ns: int, layer: EncodedLayer, size: int, frame_id: str) -> None:
+        with self._changed:
+            layers, total, _ = self._frames.get(stamp_ns, ([], 0, frame_id))
+            _keep_newest(self._frames, stamp_ns, (layers + [layer], total + size, frame_id),
+                         self._keep)
+            self._changed.notify_all()
+
+    def _frame(self, stamp_ns: int) -> tuple[LayeredFrame, str]:
+        layers, total, frame_id = self._frames[stamp_ns]
+        return LayeredFrame(stamp_ns, tuple(layers), self.camera, total), frame_id
+
+    def latest(self) -> tuple[LayeredFrame, str] | None:
+        with self._changed:
+            return self._frame(max(self._frames)) if self._frames else None
+
+    def get(self, stamp_ns: int) -> tuple[LayeredFrame, str] | None:
+        with self._changed:
+            return self._frame(stamp_ns) if stamp_ns in self._frames else None
+
+    def wait_for(self, stamp_ns: int, timeout: float) -> tuple[LayeredFrame, str] | None:
+        with self._changed:
+            self._changed.wait_for(lambda: stamp_ns in self._frames, max(0.0, timeout))
+            return self._frame(stamp_ns) if stamp_ns in self._frames else None
+
 
 def _keep_newest(table: dict, stamp_ns: int, value, limit: int) -> None:
     table[stamp_ns] = value
@@ -118,3 +162,25 @@ def fill_roi(roi, x0: int, y0: int, x1: int, y1: int):
     roi.x_offset, roi.y_offset = int(x0), int(y0)
     roi.width, roi.height = max(0, int(x1) - int(x0)), max(0, int(y1) - int(y0))
     return roi
+
+
+class EdgeLayerSource:
+    """Further token layers from the edge's `colvlm/request_layers`, counted as serialized."""
+
+    def __init__(self, node: Node, service: str, config: ServerConfig):
+        self.node, self.config = node, config
+        self._type = node.service_type('colvlm/srv/RequestLayers')
+        self._client = node.create_client('colvlm/srv/RequestLayers', service)
+
+    def fetch(self, frame: LayeredFrame, first: int, last: int, codec_id: str) -> LayerFetch:
+        request = self._type.Request(first_layer=first, last_layer=last, codec_id=codec_id)
+        stamps.fill(request.frame_stamp, frame.stamp_ns)
+        try:
+            response = self._client.call(request, timeout=self.config.layers_timeout_s)
+        except ServiceTimeout as error:
+            raise LayersUnavailable(str(error)) from None
+        if not response.success:
+            raise LayersUnavailable(f'the edge refused: {response.status_message}')
+        return LayerFetch([EncodedLayer.from_message(m) for m in response.layers],
+                          self.node.serialized_size(response),
+                          self.node.serialized_size(request))

@@ -3,8 +3,11 @@
 It keeps the newest global frames of one camera (an image is usable once its FrameGeometry,
 same stamp, has arrived too), queues questions for one worker thread running
 `TwoStagePipeline`, fetches crops from the edge's `colvlm/crop_roi`, and fills every field of
-the Answer. Every query gets exactly one Answer: a bad request, a lost edge or a failing model
-is a status on it, never a stopped node. Loading the model is the caller's job (server_cli).
+the Answer. Queries under policy 'layers' are answered from the token layers the edge sends on
+`colvlm/token_layers` instead, asking `colvlm/request_layers` for more. Every query gets
+exactly one Answer: a bad request, a lost edge, bad layers or a failing model is a status on
+it, never a stopped node. Loading the model is the caller's job (server_cli); the token codecs
+(small files) are loaded here.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import queue
 import sys
 import threading
@@ -21,20 +24,30 @@ import time
 from colvlm_msgs import stamps
 from colvlm_msgs.geometry import GlobalGeometry
 from colvlm_msgs.image_codec import ImageDecodeError, decode_image
+from colvlm_msgs.token_codec import EncodedLayer
 from colvlm_msgs.transport.port import Node, ServiceTimeout
-from colvlm_server.edge_link import FRAMES_KEPT, EdgeCropSource, FrameStore, fill_roi
+from colvlm_server.edge_link import (
+    FRAMES_KEPT,
+    EdgeCropSource,
+    EdgeLayerSource,
+    FrameStore,
+    LayerStore,
+    fill_roi,
+)
 from colvlm_server.gate import make_policy
 from colvlm_server.parameters import MAX_NEW_TOKENS, SERVER_POLICIES, ServerConfig
-from colvlm_server.pipeline import Frame, PipelineResult, TwoStagePipeline
+from colvlm_server.pipeline import PipelineResult, TwoStagePipeline
+from colvlm_server.token_layers import LayerOptions, load_codecs, model_codec_paths
+from colvlm_server.vlm import resolve_model
 
 # Answer.msg's STATUS_* and DECISION_* constants, by name.
 STATUS_NAMES = ('OK', 'CROP_UNAVAILABLE', 'LAYERS_UNAVAILABLE', 'NO_FRAME', 'STALE_FRAME',
                 'BUSY', 'BAD_REQUEST', 'MODEL_ERROR', 'TIMEOUT')
 DECISION_NAMES = ('NONE', 'GLOBAL', 'LOCAL_CROP', 'TOKEN_LAYERS', 'FALLBACK')
 _PIPELINE_STATUS = {'ok': 'OK', 'crop_unavailable': 'CROP_UNAVAILABLE',
-                    'model_error': 'MODEL_ERROR'}
+                    'layers_unavailable': 'LAYERS_UNAVAILABLE', 'model_error': 'MODEL_ERROR'}
 _DECISION = {'none': 'NONE', 'global': 'GLOBAL', 'local_crop': 'LOCAL_CROP',
-             'fallback': 'FALLBACK'}
+             'token_layers': 'TOKEN_LAYERS', 'fallback': 'FALLBACK'}
 
 
 class Rejected(Exception):
@@ -65,12 +78,16 @@ class ServerNode:
         prefix = config.default_camera.rstrip('/')
         names = {key: f'{prefix}/colvlm/{key}' if prefix else f'colvlm/{key}'
                  for key in ('global/compressed', 'global/geometry', 'crop_roi',
-                             'request_frame')}
+                             'request_frame', 'token_layers', 'request_layers')}
         full = node.resolve_name(names['global/compressed'])
         self.camera = full[:-len('/colvlm/global/compressed')] or '/'
         self._cameras = {'', prefix.strip('/'), self.camera.strip('/')}
         self.frames = FrameStore(self.camera)
         self.crops = EdgeCropSource(node, names['crop_roi'], config)
+        self.layers = LayerStore(self.camera)
+        self.layer_source = EdgeLayerSource(node, names['request_layers'], config)
+        self.layer_options = LayerOptions(load_codecs(codec_paths(config)), config.layers_step,
+                                          config.layers_crop)
         self.policies = {name: make_policy(name, config.gate) for name in SERVER_POLICIES}
         self.counts: dict[str, int] = {}
         self.dropped_frames = 0
@@ -90,6 +107,8 @@ class ServerNode:
                                  self.on_image, 'frames')
         node.create_subscription('colvlm/msg/FrameGeometry', names['global/geometry'],
                                  self.on_geometry, 'frame_info')
+        node.create_subscription('colvlm/msg/TokenLayer', names['token_layers'],
+                                 self.on_token_layer, 'token_layers')
         node.create_subscription('colvlm/msg/Query', 'colvlm/query', self.on_query, 'queries')
         node.create_service('colvlm/srv/Ask', 'colvlm/ask', self.serve_ask)
         node.create_timer(config.status_period_s, self.log_status)
@@ -111,6 +130,11 @@ class ServerNode:
             message.offset_x, message.offset_y)
         self._add(self.frames.add_geometry, stamps.to_ns(message.header.stamp), geometry,
                   self.node.serialized_size(message))
+
+    def on_token_layer(self, message) -> None:
+        """Held as it came: the pipeline checks layers against its codecs per query."""
+        self.layers.add(stamps.to_ns(message.header.stamp), EncodedLayer.from_message(message),
+                        self.node.serialized_size(message), message.header.frame_id)
 
     def _add(self, add: Callable, *args) -> None:
         try:
@@ -145,7 +169,7 @@ class ServerNode:
         policy = query.policy or self.config.policy
         try:
             self._check(query, policy)
-            held = None if query.fresh_frame else self._frame_for(query, received_ns)
+            held = None if query.fresh_frame else self._frame_for(query, received_ns, policy)
             with self._admission:  # nothing is queued once stop() has begun
                 if self._stop.is_set():
                     raise Rejected('BUSY', 'the server is shutting down')
@@ -173,17 +197,24 @@ class ServerNode:
             raise Rejected('BAD_REQUEST', f'max_new_tokens must be <= {MAX_NEW_TOKENS}, got '
                                           f'{query.max_new_tokens}')
 
-    def _frame_for(self, query, received_ns: int) -> tuple[Frame, str]:
+    def _store(self, policy: str) -> FrameStore | LayerStore:
+        """Where the frames a policy answers about are held: token layers for 'layers'."""
+        return self.layers if policy == 'layers' else self.frames
+
+    def _frame_for(self, query, received_ns: int, policy: str) -> tuple:
         wanted = stamps.to_ns(query.frame_stamp)
+        store = self._store(policy)
+        what = 'token layers' if store is self.layers else 'frame'
         if wanted:
-            held = self.frames.get(wanted)
+            held = store.get(wanted)
             if held is None:
-                raise Rejected('NO_FRAME', f'frame {wanted} is not held (only the newest '
+                raise Rejected('NO_FRAME', f'{what} {wanted} is not held (only the newest '
                                            f'{FRAMES_KEPT} are)')
             return held
-        held = self.frames.latest()
+        held = store.latest()
         if held is None:
-            raise Rejected('NO_FRAME', f'no frame from camera {self.camera!r} yet')
+            hint = ' (does the edge run with layers.enabled?)' if store is self.layers else ''
+            raise Rejected('NO_FRAME', f'no {what} from camera {self.camera!r} yet{hint}')
         age_s = (received_ns - held[0].stamp_ns) / 1e9
         max_age_s = self.config.frame_max_age_s
         if max_age_s and age_s > max_age_s:
@@ -204,12 +235,20 @@ class ServerNode:
         answer = self._new_answer(job.query, job.policy)
         answer.queue_ms = (time.perf_counter() - job.received) * 1e3
         try:
-            frame, frame_id = job.held or self._fresh_frame(job.received_ns)
+            frame, frame_id = job.held or self._fresh_frame(job.received_ns,
+                                                            self._store(job.policy))
             answer.header.frame_id = frame_id
             stamps.fill(answer.frame_stamp, frame.stamp_ns)
+            policy = self.policies[job.policy]
             with self._token_limit(job.query.max_new_tokens):
-                result = self.pipeline.answer(job.query.question, frame, self.crops,
-                                              self.policies[job.policy])
+                if job.policy == 'layers':
+                    frame = replace(frame, geometry=self.frames.geometry(frame.stamp_ns))
+                    result = self.pipeline.answer_layers(
+                        job.query.question, frame, self.layer_source, policy,
+                        self.layer_options, crops=self.crops)
+                else:
+                    result = self.pipeline.answer(job.query.question, frame, self.crops,
+                                                  policy)
             self._fill(answer, result)
         except Rejected as rejection:
             answer.status = getattr(self._answer_type, f'STATUS_{rejection.status}')
@@ -223,8 +262,9 @@ class ServerNode:
             answer.answer, answer.decision = '', self._answer_type.DECISION_NONE
         self._send(job.reply, answer, job.received)
 
-    def _fresh_frame(self, newer_than_ns: int) -> tuple[Frame, str]:
-        """A frame the edge took after `newer_than_ns`, asked for with colvlm/request_frame."""
+    def _fresh_frame(self, newer_than_ns: int, store) -> tuple:
+        """A frame the edge took after `newer_than_ns`, asked for with colvlm/request_frame,
+        once `store` holds it."""
         timeout_s = self.config.fresh_frame_timeout_s
         deadline = time.monotonic() + timeout_s
         request = self._frame_type.Request()
@@ -241,7 +281,7 @@ class ServerNode:
             if not response.success:
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         wanted = stamps.to_ns(response.frame_stamp)
-        held = self.frames.wait_for(wanted, deadline - time.monotonic())
+        held = store.wait_for(wanted, deadline - time.monotonic())
         if held is None:
             raise Rejected('NO_FRAME', f'fresh frame {wanted} did not arrive within '
                                        f'{timeout_s:g} s')
@@ -289,9 +329,10 @@ class ServerNode:
             fill_roi(answer.roi, box.x0, box.y0, box.x1, box.y1)
         answer.uplink_global_bytes, answer.uplink_crop_bytes = (result.global_bytes,
                                                                 result.crop_bytes)
+        answer.uplink_layer_bytes = result.layer_bytes
         answer.uplink_bytes, answer.downlink_bytes = result.uplink_bytes, result.downlink_bytes
         answer.locate_ms, answer.fetch_ms = result.locate_ms, result.fetch_ms
-        if result.status == 'crop_unavailable':
+        if result.status in ('crop_unavailable', 'layers_unavailable'):
             self.node.logger.warning(f'query {answer.query_id!r}: {result.reason}')
 
     def _reject(self, query, policy: str, reply: Callable, received: float,
@@ -336,6 +377,13 @@ class ServerNode:
             f'answered: {counts or "nothing"}; queue {self._jobs.qsize()}/'
             f'{self.config.queue_max_size}; frames {self.frames.completed}{age}; dropped '
             f'frames {self.dropped_frames}')
+
+
+def codec_paths(config: ServerConfig) -> list:
+    """The token codec artifacts `layers.codec` names, or those next to a local model."""
+    if config.layers_codec.strip():
+        return [part.strip() for part in config.layers_codec.split(',') if part.strip()]
+    return model_codec_paths(resolve_model(config.model))
 
 
 def status_name(answer_type, status: int) -> str:

@@ -10,8 +10,8 @@ from colvlm_msgs.params import ParameterSpec, ParameterTable
 from colvlm_server.gate import AGGREGATES, METRICS, POLICY_NAMES, GateConfig
 from colvlm_server.vlm import DTYPES
 
-# 'oracle' needs ground truth and 'layers' the token-layer path: evaluation only, for now.
-SERVER_POLICIES = tuple(name for name in POLICY_NAMES if name not in ('oracle', 'layers'))
+# 'oracle' needs ground truth: evaluation only.
+SERVER_POLICIES = tuple(name for name in POLICY_NAMES if name != 'oracle')
 MAX_NEW_TOKENS = 1024  # also the most a Query may ask for
 
 SERVER_PARAMETERS = ParameterTable([
@@ -54,6 +54,15 @@ SERVER_PARAMETERS = ParameterTable([
     ParameterSpec('crop.quality', 'int', 90,
                   'crop quality 1..100 (png: level 0..9); 0 = the edge default', min=0,
                   max=100),
+    ParameterSpec('layers.codec', 'str', '',
+                  "token codec artifacts of policy 'layers', comma-separated; '' = the "
+                  'token_codec_*.npz next to a local model'),
+    ParameterSpec('layers.step', 'int', 1, 'token layers asked of the edge per refinement, '
+                  'layers', min=1, max=255),
+    ParameterSpec('layers.timeout_s', 'float', 2.0, 'wait for one layer reply from the edge at '
+                  'most this long, s', min=0.01, max=600.0),
+    ParameterSpec('layers.crop', 'bool', False, 'after all layers, a still unsure answer asks '
+                  'the edge for an RoI crop'),
     ParameterSpec('queue.max_size', 'int', 4,
                   'queries waiting for the model at most; more are answered busy', min=1,
                   max=10_000),
@@ -82,6 +91,10 @@ class ServerConfig:
     queue_max_size: int
     question_max_chars: int      # characters
     status_period_s: float       # s
+    layers_codec: str = ''       # comma-separated artifact paths; '' = next to the model
+    layers_step: int = 1         # layers per refinement
+    layers_timeout_s: float = 2.0  # s
+    layers_crop: bool = False
 
     @classmethod
     def from_values(cls, v: dict) -> ServerConfig:
@@ -100,4 +113,5 @@ class ServerConfig:
                    None if v['vicrop.layer'] < 0 else v['vicrop.layer'], v['camera.default'],
                    v['frame.max_age_s'], v['frame.fresh_timeout_s'], v['crop.timeout_s'],
                    v['crop.codec'], v['crop.quality'], v['queue.max_size'],
-                   v['question.max_chars'], v['status.period_s'])
+                   v['question.max_chars'], v['status.period_s'], v['layers.codec'],
+                   v['layers.step'], v['layers.timeout_s'], v['layers.crop'])

@@ -5,6 +5,10 @@ policy) into a `PipelineResult` with both passes' metrics, the decision, the RoI
 bytes that crossed the link. The server node and `colvlm eval` both call it; neither has a
 second implementation. It knows nothing about the wire: frames arrive decoded, crops come from
 a `CropSource` (the edge over DDS in the node, an in-process edge in evaluation).
+
+`answer_layers` is the same loop over visual-token layers instead of a global frame: answer
+from the layers that came with the frame, and while the gate is unsure ask the edge for more
+(a `LayerSource`), up to all of them, then optionally for an RoI crop as above.
 """
 
 from __future__ import annotations
@@ -17,7 +21,24 @@ from typing import Protocol
 import numpy as np
 
 from colvlm_msgs.geometry import Box, GlobalGeometry
-from colvlm_server.gate import DecisionContext, GateConfig, GateError, GateMetrics, Policy, measure
+from colvlm_server.gate import (
+    Decision,
+    DecisionContext,
+    GateConfig,
+    GateError,
+    GateMetrics,
+    Policy,
+    measure,
+)
+from colvlm_server.token_layers import (
+    LayeredFrame,
+    LayerOptions,
+    LayerSource,
+    LayersUnavailable,
+    check_fetched,
+    extend_from,
+    usable_prefix,
+)
 from colvlm_server.vicrop import (
     DEFAULT_SCALES,
     GENERIC_PROMPT,
@@ -28,7 +49,7 @@ from colvlm_server.vicrop import (
     square_box,
     tile_boxes,
 )
-from colvlm_server.vlm import Generation, VlmBackend
+from colvlm_server.vlm import Generation, VisualTokens, VlmBackend
 
 
 class CropUnavailable(Exception):
@@ -39,7 +60,7 @@ class CropUnavailable(Exception):
 class Frame:
     """A global frame as the server holds it."""
 
-    image: np.ndarray  # (h, w, 3) uint8 BGR, decoded global frame
+    image: np.ndarray | VisualTokens  # (h, w, 3) uint8 BGR, decoded; or its visual tokens
     geometry: GlobalGeometry
     stamp_ns: int  # the original's stamp, which names it at the edge
     camera: str = ''
@@ -77,17 +98,21 @@ class PassResult:
 @dataclass
 class PipelineResult:
     answer: str = ''
-    status: str = 'ok'  # ok | crop_unavailable | model_error
-    decision: str = 'none'  # none | global | local_crop | fallback
-    refinement: str = 'none'  # what the policy asked for: none | crop | tiles | oracle_crop
+    status: str = 'ok'  # ok | crop_unavailable | layers_unavailable | model_error
+    decision: str = 'none'  # none | global | local_crop | token_layers | fallback
+    # What the policy asked for: none | crop | tiles | oracle_crop | layers
+    refinement: str = 'none'
     reason: str = ''  # one line: the gate's or the failure's
     first: PassResult | None = None
-    second: PassResult | None = None
+    second: PassResult | None = None  # the last pass, when more than one ran
+    middle: list[PassResult] = field(default_factory=list)  # passes between (more layers)
     roi: Box | None = None  # original px: the box requested (the first tile's for 'hd')
     roi_result: RoiResult | None = None
     crop_boxes: list[Box] = field(default_factory=list)  # original px actually cut
     global_bytes: int = 0
     crop_bytes: int = 0
+    layer_bytes: int = 0  # token layers: those sent with the frame and those fetched
+    layers_used: int = 0  # token layers the answer was decoded from (0..layer_count)
     downlink_bytes: int = 0
     locate_ms: float = 0.0
     fetch_ms: float = 0.0
@@ -95,15 +120,20 @@ class PipelineResult:
 
     @property
     def uplink_bytes(self) -> int:
-        return self.global_bytes + self.crop_bytes
+        return self.global_bytes + self.crop_bytes + self.layer_bytes
+
+    @property
+    def passes(self) -> list[PassResult]:
+        """Every pass that ran, in order."""
+        return [p for p in (self.first, *self.middle, self.second) if p]
 
     @property
     def llm_tokens(self) -> int:
-        return sum(p.input_tokens + p.output_tokens for p in (self.first, self.second) if p)
+        return sum(p.input_tokens + p.output_tokens for p in self.passes)
 
     @property
     def flops(self) -> float:
-        return sum(p.flops for p in (self.first, self.second) if p)
+        return sum(p.flops for p in self.passes)
 
 
 def oracle_box(target: Box, geometry: GlobalGeometry, encoder_size: float) -> Box:
@@ -147,10 +177,24 @@ class TwoStagePipeline:
 
     def answer(self, question: str, frame: Frame, crops: CropSource, policy: Policy, *,
                target: Box | None = None) -> PipelineResult:
-        started = time.perf_counter()
         result = PipelineResult(global_bytes=frame.wire_bytes)
+        return self._run(self._answer, result, question, frame, crops, policy, target)
+
+    def answer_layers(self, question: str, frame: LayeredFrame, layers: LayerSource,
+                      policy: Policy, options: LayerOptions, *, crops: CropSource | None = None,
+                      target: Box | None = None) -> PipelineResult:
+        """Answer from `frame`'s token layers, asking `layers` for more while `policy` wants
+        refinement; bad, missing or undecodable layers give status 'layers_unavailable'
+        with an answer from the layers that were usable, if any."""
+        result = PipelineResult(layer_bytes=frame.wire_bytes)
+        return self._run(self._answer_layers, result, question, frame, layers, policy,
+                         options, crops, target)
+
+    @staticmethod
+    def _run(body, result: PipelineResult, *args) -> PipelineResult:
+        started = time.perf_counter()
         try:
-            self._answer(question, frame, crops, policy, target, result)
+            body(*args, result)
         except GateError as error:
             result.status, result.decision = 'model_error', 'none'
             result.answer, result.reason = '', f'model error: {error}'
@@ -165,31 +209,104 @@ class TwoStagePipeline:
         result.answer, result.decision = first.text, 'global'
         decision = policy.decide(gate, DecisionContext(target_box=target))
         result.reason, result.refinement = decision.reason, decision.kind
-        if not decision.refine:
-            return
+        if decision.refine:
+            result.second = self._refine_with_crops(question, decision, first, frame, crops,
+                                                    result)
+
+    def _refine_with_crops(self, question: str, decision: Decision, located_from: Generation,
+                           frame: Frame, crops: CropSource,
+                           result: PipelineResult) -> PassResult | None:
+        """Fetch the crops `decision` calls for (the RoI from `located_from`'s attention)
+        and answer from the frame and them; None, with the status set, when no crop came."""
         located = time.perf_counter()
-        boxes = self._boxes(decision, first, frame, result)
-        result.locate_ms = (time.perf_counter() - located) * 1e3
+        boxes = self._boxes(decision, located_from, frame, result)
+        result.locate_ms += (time.perf_counter() - located) * 1e3
         result.roi = boxes[0]
         fetched = time.perf_counter()
         try:
             pieces = [crops.fetch(frame, box, self.backend.image_size) for box in boxes]
         except CropUnavailable as error:
             result.status, result.decision = 'crop_unavailable', 'fallback'
-            result.reason = f'{decision.reason}; crop unavailable: {error}'
-            return
+            result.reason = f'{result.reason}; crop unavailable: {error}'
+            return None
         finally:
-            result.fetch_ms = (time.perf_counter() - fetched) * 1e3
-        result.crop_bytes = sum(p.wire_bytes for p in pieces)
-        result.downlink_bytes = sum(p.request_bytes for p in pieces)
+            result.fetch_ms += (time.perf_counter() - fetched) * 1e3
+        result.crop_bytes += sum(p.wire_bytes for p in pieces)
+        result.downlink_bytes += sum(p.request_bytes for p in pieces)
         result.crop_boxes = [p.applied for p in pieces]
         second = self.backend.generate([frame.image, *(p.image for p in pieces)], question)
         try:
             gate2 = self._gate(second)
         except GateError:
             gate2 = None  # the first pass stands; the second's scores are not needed to answer
-        result.second = PassResult.of(second, gate2)
         result.answer, result.decision = second.text, 'local_crop'
+        return PassResult.of(second, gate2)
+
+    def _answer_layers(self, question, frame: LayeredFrame, source: LayerSource, policy,
+                       options: LayerOptions, crops, target, result) -> None:
+        codec = options.codecs.get(frame.codec_id)
+        if codec is None:
+            known = ', '.join(options.codecs) or 'none (layers.codec)'
+            result.status = 'layers_unavailable'
+            result.reason = (f'layers unavailable: codec_id {frame.codec_id!r} is not one this '
+                             f'server decodes ({known})')
+            return
+        have, problem = usable_prefix(codec, frame.layers)
+        wanted = max(len(have), 1)
+        passes: list[PassResult] = []
+        try:
+            while True:
+                if len(have) < wanted:
+                    have += self._fetch_layers(source, frame, codec, have, wanted - 1, result)
+                    have = extend_from(codec, have, frame.layers)
+                tokens = VisualTokens(codec.decode(have), codec.split)
+                generation = self.backend.generate([tokens], question,
+                                                   attention_layer=self.attention_layer)
+                passes.append(PassResult.of(generation, self._gate(generation)))
+                result.answer = generation.text
+                result.decision = 'global' if len(passes) == 1 else 'token_layers'
+                decision = policy.decide(passes[-1].gate, DecisionContext(target_box=target))
+                result.reason = f'{decision.reason}; layers 0..{len(have) - 1} of ' \
+                                f'{codec.layer_count}'
+                if not decision.refine:
+                    break
+                result.refinement = 'layers'
+                if len(have) < codec.layer_count:
+                    wanted = min(codec.layer_count, len(have) + options.step)
+                    continue
+                if options.crop and crops is not None and frame.geometry is not None:
+                    result.refinement = 'crop'
+                    held = Frame(tokens, frame.geometry, frame.stamp_ns, frame.camera)
+                    crop_decision = Decision(True, 'crop', decision.reason)
+                    cropped = self._refine_with_crops(question, crop_decision, generation,
+                                                      held, crops, result)
+                    passes += [cropped] if cropped else []
+                break
+        except LayersUnavailable as error:
+            problem = f'{problem}; {error}' if problem else str(error)
+            result.decision = 'fallback' if passes else 'none'
+        finally:
+            result.layers_used = len(have)
+            if passes:
+                result.first, result.middle = passes[0], passes[1:-1]
+                result.second = passes[-1] if len(passes) > 1 else None
+        if problem:
+            result.status = 'layers_unavailable'
+            prefix = f'{result.reason}; ' if passes else ''
+            result.reason = f'{prefix}layers unavailable: {problem}'
+
+    def _fetch_layers(self, source: LayerSource, frame: LayeredFrame, codec, have: list,
+                      last: int, result: PipelineResult) -> list:
+        first = len(have)
+        fetched = time.perf_counter()
+        try:
+            reply = source.fetch(frame, first, last, codec.codec_id)
+        finally:
+            result.fetch_ms += (time.perf_counter() - fetched) * 1e3
+        result.layer_bytes += reply.wire_bytes  # counted whether or not the layers are good
+        result.downlink_bytes += reply.request_bytes
+        check_fetched(codec, have, reply, first, last)
+        return list(reply.layers)
 
     def _boxes(self, decision, first: Generation, frame: Frame, result) -> list[Box]:
         geometry = frame.geometry

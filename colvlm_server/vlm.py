@@ -6,7 +6,10 @@ image's tokens at one decoder layer (for ViCrop), and token / FLOP accounting.
 `TransformersVlm` implements it for image-text-to-text models in transformers (LLaVA-1.5 and
 the bundled tiny LLaVA first; Qwen2-VL style processors work through the same calls), through
 the model's own processor, chat template and image-token handling. Images come in as the
-edge sends them: (H, W, 3) uint8 BGR.
+edge sends them: (H, W, 3) uint8 BGR, or as `VisualTokens`: an image's visual tokens computed
+elsewhere (the edge's vision tower, through the token-layer codec), which the backend puts
+into the image's positions of the language model's input embeddings, as the model itself does
+with the tokens of pixels.
 
 Backends know nothing about gates, crops or the wire.
 """
@@ -25,6 +28,7 @@ import numpy as np
 
 LOG = logging.getLogger('colvlm.vlm')
 DTYPES = ('float32', 'float16', 'bfloat16')
+TOKEN_SPLITS = ('tower', 'projector')  # the projector's input | its output (LLM embeddings)
 
 
 class ModelLoadError(RuntimeError):
@@ -43,6 +47,22 @@ class Generation:
     flops: float  # estimated LLM FLOPs: 2 x decoder parameters x positions processed
     seconds: float  # wall time of generate()
     attention: np.ndarray | None = None  # (heads, N) last input position -> image 0 tokens
+
+
+@dataclass(frozen=True, eq=False)
+class VisualTokens:
+    """One image given as its visual tokens instead of its pixels."""
+
+    tokens: np.ndarray  # (N, D) float32, N = the model's tokens per image
+    split: str = 'tower'  # 'tower': the projector's input; 'projector': its output
+
+    def __post_init__(self) -> None:
+        if self.split not in TOKEN_SPLITS:
+            raise ValueError(f'split must be one of {TOKEN_SPLITS}, got {self.split!r}')
+
+
+class _Captured(Exception):
+    """Stops a forward pass once a hook has what it needs."""
 
 
 class VlmBackend(ABC):
@@ -64,8 +84,13 @@ class VlmBackend(ABC):
         """(heads, N): the last input position's attention to the image at `layer`, for a
         one-image prompt (ViCrop's generic-prompt map)."""
 
+    def visual_tokens(self, image: np.ndarray, split: str = 'tower') -> np.ndarray:
+        """(N, D) float32: the visual tokens of one (H, W, 3) uint8 BGR image at `split`,
+        which `generate` and `image_attention` accept back as `VisualTokens`."""
+        raise NotImplementedError(f'backend {self.model_id!r} has no visual-token path')
 
-def _resolve_model(model: str) -> str:
+
+def resolve_model(model: str) -> str:
     """'' or 'bundled' is the shipped tiny VLM; a folder is used as is; else a hub id."""
     if model in ('', 'bundled'):
         from colvlm_server.tiny_vlm import bundled_model_path
@@ -89,7 +114,7 @@ class TransformersVlm(VlmBackend):
 
         import colvlm_server.glyph_tower  # noqa: F401  registers the bundled tower's classes
 
-        path = _resolve_model(model)
+        path = resolve_model(model)
         self.model_id = model if model not in ('', 'bundled') else Path(path).name
         self._torch = torch
         self.device = torch.device(device)
@@ -135,6 +160,7 @@ class TransformersVlm(VlmBackend):
             width = height = 336
         inputs = self._inputs([np.zeros((height, width, 3), np.uint8)], 'x')
         tokens = int((inputs['input_ids'][0] == self.image_token_id).sum())
+        self.tokens_per_image = tokens
         side = math.isqrt(tokens)
         grid_thw = inputs.get('image_grid_thw')
         vision = getattr(self.model.config, 'vision_config', None)
@@ -160,6 +186,100 @@ class TransformersVlm(VlmBackend):
         inputs = self.processor(images=rgb, text=prompt, return_tensors='pt')
         return {k: v.to(self.device) if hasattr(v, 'to') else v for k, v in inputs.items()}
 
+    # -- visual tokens ----------------------------------------------------------------------
+    def _projector(self):
+        model = self.model
+        projector = getattr(getattr(model, 'model', model), 'multi_modal_projector', None)
+        if projector is None:
+            raise NotImplementedError(f'model {self.model_id!r} has no multi_modal_projector; '
+                                      'the visual-token path needs a LLaVA-style model')
+        return projector
+
+    def _image_features(self, pixel_values, split: str):
+        """(n_images, N, D) features at `split` for a batch of processed pixels.
+
+        Hooks on the projector read its input ('tower') or output ('projector'), so whatever
+        the family does before it (feature layer, CLS removal) is the model's own code; for
+        'tower' the pass stops at the projector. Families whose image positions are not
+        filled with the projector output as is (LLaVA-NeXT's tiles) are refused."""
+        if split not in TOKEN_SPLITS:
+            raise ValueError(f'split must be one of {TOKEN_SPLITS}, got {split!r}')
+        projector = self._projector()
+        captured = {}
+
+        def before(module, args):
+            captured['tower'] = args[0]
+            if split == 'tower':
+                raise _Captured
+
+        def after(module, args, output):
+            captured['projector'] = output
+
+        handles = [projector.register_forward_pre_hook(before),
+                   projector.register_forward_hook(after)]
+        try:
+            self.model.get_image_features(pixel_values=pixel_values)
+        except _Captured:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        features = captured[split]
+        expected = (int(pixel_values.shape[0]), self.tokens_per_image)
+        if features.dim() != 3 or tuple(features.shape[:2]) != expected:
+            raise NotImplementedError(
+                f'model {self.model_id!r}: the projector sees {tuple(features.shape)} for '
+                f'{expected[0]} image(s) of {expected[1]} tokens; the visual-token path needs '
+                'one projector row per image position')
+        return features
+
+    def visual_tokens(self, image: np.ndarray, split: str = 'tower') -> np.ndarray:
+        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        pixels = self.processor.image_processor(images=[rgb], return_tensors='pt')
+        pixel_values = pixels['pixel_values'].to(self.device, self.model.dtype)
+        with self._torch.inference_mode():
+            features = self._image_features(pixel_values, split)
+        return features[0].float().cpu().numpy()
+
+    def _embedded_inputs(self, images: Sequence, question: str) -> dict:
+        """input_ids, attention_mask and inputs_embeds: the prompt's embeddings with each
+        image's positions filled by its projected tokens, given (VisualTokens) or computed
+        from pixels. Call under inference_mode."""
+        torch = self._torch
+        width, height = self.image_size
+        blank = np.zeros((height, width, 3), np.uint8)
+        inputs = self._inputs([blank if isinstance(i, VisualTokens) else i for i in images],
+                              question)
+        input_ids = inputs['input_ids']
+        rows = [k for k, image in enumerate(images) if not isinstance(image, VisualTokens)]
+        from_pixels = iter(self._image_features(inputs['pixel_values'][rows], 'projector')
+                           if rows else ())
+        hidden = int(self.model.config.get_text_config().hidden_size)
+        pieces = []
+        for k, image in enumerate(images):
+            if not isinstance(image, VisualTokens):
+                pieces.append(next(from_pixels))
+                continue
+            tokens = np.asarray(image.tokens, np.float32)
+            if tokens.ndim != 2 or tokens.shape[0] != self.tokens_per_image or (
+                    image.split == 'projector' and tokens.shape[1] != hidden):
+                raise ValueError(f'image {k}: visual tokens of shape {tokens.shape} do not fit '
+                                 f'{self.tokens_per_image} tokens at split {image.split!r}')
+            features = torch.from_numpy(tokens).to(self.device, self.model.dtype)
+            if image.split == 'tower':
+                try:
+                    features = self._projector()(features[None])[0]
+                except RuntimeError as error:
+                    raise ValueError(f'image {k}: tower tokens of shape {tokens.shape} do not '
+                                     f'fit the projector: {error}') from None
+            pieces.append(features)
+        features = torch.cat(pieces)  # (images * N, hidden)
+        embeds = self.model.get_input_embeddings()(input_ids)  # (1, L, hidden)
+        positions = input_ids[0] == self.image_token_id
+        embeds[0, positions] = features.to(embeds.dtype)
+        return {'input_ids': input_ids, 'attention_mask': inputs['attention_mask'],
+                'inputs_embeds': embeds}
+
     def _image0_positions(self, input_ids) -> np.ndarray:
         positions = (input_ids[0] == self.image_token_id).nonzero().flatten().cpu().numpy()
         return positions[:self.grid[0] * self.grid[1]]
@@ -178,10 +298,16 @@ class TransformersVlm(VlmBackend):
     def generate(self, images: Sequence[np.ndarray], question: str, *,
                  attention_layer: int | None = None) -> Generation:
         torch = self._torch
-        inputs = self._inputs(images, question)
-        input_ids = inputs['input_ids']
-        started = time.perf_counter()
         with torch.inference_mode():
+            if any(isinstance(image, VisualTokens) for image in images):
+                # Filling the embeddings (the projector included) is part of the pass's time;
+                # generate() starts from them and keeps input_ids in its output.
+                started = time.perf_counter()
+                inputs = self._embedded_inputs(images, question)
+            else:
+                inputs = self._inputs(images, question)
+                started = time.perf_counter()
+            input_ids = inputs['input_ids']
             output = self.model.generate(
                 **inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
                 output_logits=True, output_attentions=attention_layer is not None,
@@ -211,8 +337,13 @@ class TransformersVlm(VlmBackend):
 
     def image_attention(self, image: np.ndarray, prompt: str, layer: int) -> np.ndarray:
         torch = self._torch
-        inputs = self._inputs([image], prompt)
         with torch.inference_mode():
+            if isinstance(image, VisualTokens):
+                inputs = self._embedded_inputs([image], prompt)
+                input_ids = inputs.pop('input_ids')  # the forward takes ids or embeddings
+            else:
+                inputs = self._inputs([image], prompt)
+                input_ids = inputs['input_ids']
             output = self.model(**inputs, output_attentions=True, return_dict=True,
                                 logits_to_keep=1)
-        return self._last_position_attention(output.attentions, layer, inputs['input_ids'])
+        return self._last_position_attention(output.attentions, layer, input_ids)

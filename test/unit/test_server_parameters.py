@@ -35,7 +35,8 @@ def test_defaults_describe_the_bundled_model_behind_the_entropy_gate():
     assert default.policy == 'entropy' and default.gate.threshold == 0.6773
     assert default.vicrop_layer is None and default.default_camera == ''
     assert default.queue_max_size == 4 and default.frame_max_age_s == 5.0
-    assert 'oracle' not in SERVER_POLICIES and 'layers' not in SERVER_POLICIES
+    assert 'oracle' not in SERVER_POLICIES and 'layers' in SERVER_POLICIES
+    assert (default.layers_codec, default.layers_step, default.layers_crop) == ('', 1, False)
     with pytest.raises(dataclasses.FrozenInstanceError):
         default.policy = 'always'
 
@@ -59,7 +60,7 @@ def test_values_reach_the_configuration():
     ('gate.metric', 'gini', 'gate.metric must be one of'),
     ('gate.random_rate', 1.5, 'gate.random_rate must be <= 1.0, got 1.5'),
     ('policy', 'oracle', "policy must be one of ('global', 'entropy', 'always', 'random', "
-                         "'hd'), got 'oracle'"),
+                         "'hd', 'layers'), got 'oracle'"),
     ('dtype', 'int8', "dtype must be one of ('float32', 'float16', 'bfloat16'), got 'int8'"),
     ('max_new_tokens', 0, 'max_new_tokens must be >= 1, got 0'),
     ('vicrop.layer', -2, 'vicrop.layer must be >= -1, got -2'),

@@ -1,0 +1,110 @@
+"""The edge's half of the token-layer path: the model's vision tower (and, by parameter, its
+projector) turns a global frame's pixels into visual tokens, and the shared codec turns those
+into progressively refinable layers, kept per stamp for `colvlm/request_layers`.
+
+The model is the server's model, loaded here for its image side only (the language model is
+loaded with it by transformers and never run). It knows nothing about topics or services.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+import threading
+import time
+
+import numpy as np
+
+from colvlm_msgs.token_codec import SPLITS, EncodedLayer, TokenCodec, artifact_name
+
+
+@dataclass(frozen=True)
+class TokenLayersConfig:
+    """The edge's `layers.*` parameters."""
+
+    enabled: bool = False
+    model: str = 'bundled'
+    codec: str = ''  # artifact path; '' = token_codec_<split>.npz next to the model
+    split: str = 'tower'
+    device: str = 'cpu'
+    proactive: int = 1  # layers sent with each frame, coarsest first
+    cache_frames: int = 16  # frames whose layers can be requested
+    send_global: bool = True  # also publish the compressed global image
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f'split must be one of {SPLITS}, got {self.split!r}')
+        for name in ('proactive', 'cache_frames'):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f'{name} must be an int >= 1, got {value!r}')
+        if not self.send_global and not self.enabled:
+            raise ValueError('send_global may be false only with enabled true: the edge '
+                             'would send nothing')
+
+
+class TokenLayerEncoder:
+    """Pixels -> visual tokens -> all layers of one frame, with the tower's compute time."""
+
+    def __init__(self, backend, codec: TokenCodec) -> None:
+        self.backend, self.codec = backend, codec
+        self.last_encode_s = 0.0  # s, wall time of the last encode (tower + codec)
+
+    def encode(self, pixels: np.ndarray) -> list[EncodedLayer]:
+        """All layers of a global frame's pixels (h, w, 3) uint8 BGR, layer 0 first."""
+        started = time.perf_counter()
+        tokens = self.backend.visual_tokens(pixels, self.codec.split)  # (N, D) float32
+        layers = self.codec.encode(tokens)
+        self.last_encode_s = time.perf_counter() - started
+        return layers
+
+
+def load_token_encoder(config: TokenLayersConfig) -> TokenLayerEncoder:
+    """The model and codec `config` names; ValueError with one line when either is missing,
+    does not load, or does not match the other."""
+    from colvlm_server.vlm import ModelLoadError, TransformersVlm, resolve_model
+
+    path = Path(config.codec) if config.codec else \
+        Path(resolve_model(config.model)) / artifact_name(config.split)
+    if not path.is_file():
+        raise ValueError(f'layers.codec: no token codec at {path}; fit one with '
+                         f'tools/fit_token_codec.py --model {config.model}')
+    codec = TokenCodec.load(path)
+    if codec.split != config.split:
+        raise ValueError(f'layers.split is {config.split!r} but the codec {path} was fitted '
+                         f'at split {codec.split!r}')
+    if config.proactive > codec.layer_count:
+        raise ValueError(f'layers.proactive {config.proactive} is more than the '
+                         f'{codec.layer_count} layers of codec {codec.codec_id}')
+    try:
+        backend = TransformersVlm(config.model, device=config.device, attention=False,
+                                  progress=False)
+    except (ModelLoadError, RuntimeError) as error:
+        raise ValueError(f'layers.model: {error}') from None
+    width = backend.visual_tokens(np.zeros((backend.image_size[1], backend.image_size[0], 3),
+                                           np.uint8), config.split).shape[1]
+    if width != codec.token_dim:
+        raise ValueError(f'codec {path} expects {codec.token_dim} channels per token, model '
+                         f'{config.model!r} gives {width} at split {config.split!r}')
+    return TokenLayerEncoder(backend, codec)
+
+
+class LayerCache:
+    """The layers of the newest frames, by stamp, for colvlm/request_layers."""
+
+    def __init__(self, max_frames: int) -> None:
+        self.max_frames = max_frames
+        self._lock = threading.Lock()
+        self._frames: OrderedDict[int, tuple[list[EncodedLayer], str]] = OrderedDict()
+
+    def put(self, stamp_ns: int, layers: list[EncodedLayer], frame_id: str) -> None:
+        with self._lock:
+            self._frames[stamp_ns] = (layers, frame_id)
+            self._frames.move_to_end(stamp_ns)
+            while len(self._frames) > self.max_frames:
+                self._frames.popitem(last=False)
+
+    def get(self, stamp_ns: int) -> tuple[list[EncodedLayer], str] | None:
+        with self._lock:
+            return self._frames.get(stamp_ns)
