@@ -22,7 +22,7 @@ from colvlm_edge.global_encoder import GlobalEncoder
 from colvlm_edge.parameters import EdgeConfig
 from colvlm_edge.roi_crop import CropRejected, RateLimiter, crop_roi
 from colvlm_edge.sources import Frame, image_from_ros
-from colvlm_edge.token_encoder import LayerCache, TokenLayerEncoder
+from colvlm_edge.token_encoder import LayerCache, LayerRequestError, TokenLayerEncoder
 from colvlm_edge.wire import fill_crop_response, global_frame_messages, token_layer_message
 from colvlm_msgs import stamps
 from colvlm_msgs.transport.port import Node
@@ -188,25 +188,18 @@ class EdgeNode:
     def serve_layer_request(self, request):
         response = self._layers_service_type.Response()
         stamp_ns = stamps.to_ns(request.frame_stamp)
-        codec = self.tokens.codec
         first, last = int(request.first_layer), int(request.last_layer)
-        held = self.layer_cache.get(stamp_ns)
-        if request.codec_id != codec.codec_id:
-            response.status_message = (f'codec_id {request.codec_id!r} does not match this '
-                                       f"edge's {codec.codec_id!r}")
-        elif not 0 <= first <= last < codec.layer_count:
-            response.status_message = (f'layers {first}..{last} are not a range within '
-                                       f'0..{codec.layer_count - 1}')
-        elif held is None:
-            response.status_message = (f'no token layers for frame {stamp_ns} (the newest '
-                                       f'{self.config.layers.cache_frames} are kept)')
-        else:
-            layers, frame_id = held
-            response.layers = [token_layer_message(self._layer_type, layer, stamp_ns, frame_id)
-                               for layer in layers[first:last + 1]]
-            response.success = True
-            response.status_message = f'layers {first}..{last} of {codec.layer_count}'
-            self.uplink.add('layers', self.node.serialized_size(response))
+        try:
+            layers, frame_id = self.layer_cache.serve(self.tokens.codec, stamp_ns, first, last,
+                                                      request.codec_id)
+        except LayerRequestError as error:
+            response.status_message = str(error)
+            return response
+        response.layers = [token_layer_message(self._layer_type, layer, stamp_ns, frame_id)
+                           for layer in layers]
+        response.success = True
+        response.status_message = f'layers {first}..{last} of {self.tokens.codec.layer_count}'
+        self.uplink.add('layers', self.node.serialized_size(response))
         return response
 
     def log_status(self) -> None:

@@ -108,3 +108,24 @@ class LayerCache:
     def get(self, stamp_ns: int) -> tuple[list[EncodedLayer], str] | None:
         with self._lock:
             return self._frames.get(stamp_ns)
+
+    def serve(self, codec: TokenCodec, stamp_ns: int, first: int, last: int,
+              codec_id: str) -> tuple[list[EncodedLayer], str]:
+        """(layers first..last, frame_id) of frame `stamp_ns`, as colvlm/request_layers
+        answers; LayerRequestError naming what is wrong with the request otherwise."""
+        if codec_id != codec.codec_id:
+            raise LayerRequestError(f"codec_id {codec_id!r} does not match this edge's "
+                                    f'{codec.codec_id!r}')
+        if not 0 <= first <= last < codec.layer_count:
+            raise LayerRequestError(f'layers {first}..{last} are not a range within '
+                                    f'0..{codec.layer_count - 1}')
+        held = self.get(stamp_ns)
+        if held is None:
+            raise LayerRequestError(f'no token layers for frame {stamp_ns} (the newest '
+                                    f'{self.max_frames} are kept)')
+        layers, frame_id = held
+        return layers[first:last + 1], frame_id
+
+
+class LayerRequestError(ValueError):
+    """A colvlm/request_layers request the edge cannot serve; one line saying why."""

@@ -37,10 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -> None:
     """The flags `colvlm eval` and `colvlm replay` share: policies, model, output."""
-    from colvlm_server.evaluate import POLICIES
+    from colvlm_msgs.token_codec import SPLITS
+    from colvlm_server.evaluate import EVAL_POLICIES
     parser.add_argument('--policy', default=default_policy,
-                        help=f"one of {POLICIES}, a comma list, or 'all' "
-                             f'(default: {default_policy})')
+                        help=f"one of {EVAL_POLICIES}, a comma list; 'all' = every one but "
+                             f"'layers' (default: {default_policy})")
     parser.add_argument('--model', default='bundled', help='model path or id (default: bundled)')
     parser.add_argument('--threshold', type=float, default=None, metavar='T',
                         help='entropy threshold τ, nats (default: config/server.yaml)')
@@ -51,16 +52,32 @@ def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -
     parser.add_argument('--limit', type=int, default=0, metavar='N',
                         help='use the first N questions only (0 = all)')
     parser.add_argument('--device', default='cpu')
+    layers = parser.add_argument_group("policy 'layers' (visual-token layers instead of pixels)")
+    layers.add_argument('--layers-split', default='tower', choices=SPLITS,
+                        help="the edge's layers.split (default: %(default)s)")
+    layers.add_argument('--layers-proactive', type=int, default=1, metavar='K',
+                        help='layers sent with each frame (default: %(default)s)')
+    layers.add_argument('--layers-step', type=int, default=1, metavar='K',
+                        help='layers asked for per refinement (default: %(default)s)')
+    layers.add_argument('--layers-crop', action='store_true',
+                        help='after all layers, ask for an RoI crop when still unsure')
+    layers.add_argument('--layers-codec', default='', metavar='FILE',
+                        help="token codec artifact (default: the model's, at the split)")
     parser.add_argument('--out', required=True, metavar='DIR', help='output folder')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
 def parse_policies(text: str) -> list[str]:
-    from colvlm_server.evaluate import POLICIES
-    names = list(POLICIES) if text == 'all' else [p.strip() for p in text.split(',') if p]
-    unknown = [n for n in names if n not in POLICIES]
+    """'entropy,layers' -> ['entropy', 'layers']; 'all' stands for the image policies."""
+    from colvlm_server.evaluate import EVAL_POLICIES, POLICIES
+    names = []
+    for name in (p.strip() for p in text.split(',')):
+        for policy in POLICIES if name == 'all' else [name] if name else []:
+            if policy not in names:
+                names.append(policy)
+    unknown = [n for n in names if n not in EVAL_POLICIES]
     if unknown or not names:
-        raise ValueError(f'--policy must be among {POLICIES} or all, got {text!r}')
+        raise ValueError(f'--policy must be among {EVAL_POLICIES} or all, got {text!r}')
     return names
 
 
@@ -108,9 +125,17 @@ def evaluate(args: argparse.Namespace, evaluator, policies: list[str], prog: str
     metrics.json (or calibration.json) is written last and atomically, after a stale one is
     removed: a folder holding it holds a complete run.
     """
-    from colvlm_server.evaluate import summarize
+    from colvlm_server.evaluate import LayerSettings, summarize
     from colvlm_server.gate import GateConfig
 
+    if 'layers' in policies:
+        try:
+            evaluator.enable_layers(args.model, LayerSettings(
+                args.layers_split, args.layers_proactive, args.layers_step, args.layers_crop),
+                args.layers_codec)
+        except ValueError as error:
+            print(f'{prog}: policy layers: {error}', file=sys.stderr)
+            return 2
     calibrate = getattr(args, 'calibrate', False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +154,7 @@ def evaluate(args: argparse.Namespace, evaluator, policies: list[str], prog: str
     entropy_rate = None
     for policy in policies:
         settings = [base]
-        if policy == 'entropy' and args.sweep and scores.size:
+        if policy in ('entropy', 'layers') and args.sweep and scores.size:
             grid = sorted({round(float(t), 4) for t in np.quantile(scores, SWEEP_QUANTILES)}
                           | {threshold})
             settings = [replace(base, threshold=t) for t in grid]
@@ -140,7 +165,8 @@ def evaluate(args: argparse.Namespace, evaluator, policies: list[str], prog: str
                 rates = sorted(set(rates) | {round(rate if rate is not None else 0.5, 4)})
             settings = [replace(base, random_rate=r) for r in rates]
         for gate in settings:
-            label = policy + (f' τ={gate.threshold:g}' if policy == 'entropy' else '') \
+            label = policy + (f' τ={gate.threshold:g}' if policy in ('entropy', 'layers')
+                              else '') \
                 + (f' rate={gate.random_rate:g}' if policy == 'random' else '')
             records = global_records if policy == 'global' else evaluator.run(policy, gate,
                                                                              label)
@@ -189,6 +215,7 @@ def write_report(out: Path, entries: list[dict], records) -> list[Path]:
                 'first_correct': record.first_correct,
                 'min_entropy': first.gate.min_entropy if first and first.gate else None,
                 'status': result.status, 'decision': result.decision,
+                'layers_used': result.layers_used,
                 'uplink_bytes': result.uplink_bytes, 'llm_tokens': result.llm_tokens,
                 'roi': None if result.roi is None else [result.roi.x0, result.roi.y0,
                                                         result.roi.x1, result.roi.y1],

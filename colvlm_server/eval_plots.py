@@ -10,7 +10,7 @@ PLOTS = (('uplink_bytes_mean', 'uplink bytes per query (mean, serialized)',
          ('llm_tokens_mean', 'server compute: LLM input + output tokens per query (mean)',
           'accuracy_vs_compute.png'))
 MARKERS = {'global': 'o', 'entropy': 's', 'always': '^', 'random': 'x', 'hd': 'D',
-           'oracle': '*'}
+           'oracle': '*', 'layers': 'P'}
 
 
 def plot_tradeoffs(entries: list[dict], out: Path) -> list[Path]:

@@ -3,6 +3,9 @@
 An `InProcessEdge` plays the edge without a middleware: it encodes global frames and cuts
 crops with the edge's own functions and counts the serialized size of the very messages the
 edge node would send. Every policy runs through `TwoStagePipeline.answer`, as in the node.
+Policy 'layers' answers from visual-token layers instead: an `InProcessLayerEdge` runs the
+edge's token encoder on the same global frame and serves further layers as
+`colvlm/request_layers` would, through `TwoStagePipeline.answer_layers`.
 Generations are memoised on (images, question), so sweeping τ re-runs the pipeline at the
 cost of the passes it has not seen yet; latencies are those measured when a pass first ran.
 Originals come from a frame provider: a data set folder (`colvlm eval`) or frames read from a
@@ -24,16 +27,20 @@ import numpy as np
 from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig
 from colvlm_edge.glyphvqa.questions import Question, is_correct
 from colvlm_edge.roi_crop import CropLimits, CropRejected, crop_roi
-from colvlm_edge.wire import fill_crop_response, global_frame_messages
+from colvlm_edge.token_encoder import LayerCache, LayerRequestError, TokenLayerEncoder
+from colvlm_edge.wire import fill_crop_response, global_frame_messages, token_layer_message
 from colvlm_msgs.geometry import Box
 from colvlm_msgs.image_codec import decode_image
+from colvlm_msgs.token_codec import SPLITS, TokenCodec, artifact_name
 from colvlm_msgs.typesupport import message_class, service_classes
 from colvlm_server.gate import GateConfig, make_policy
 from colvlm_server.pipeline import Crop, CropUnavailable, Frame, PipelineResult, TwoStagePipeline
+from colvlm_server.token_layers import LayeredFrame, LayerFetch, LayerOptions, LayersUnavailable
 from colvlm_server.vicrop import box_hit
-from colvlm_server.vlm import Generation, VlmBackend
+from colvlm_server.vlm import Generation, VisualTokens, VlmBackend, resolve_model
 
-POLICIES = ('global', 'entropy', 'always', 'random', 'hd', 'oracle')
+POLICIES = ('global', 'entropy', 'always', 'random', 'hd', 'oracle')  # 'all': image policies
+EVAL_POLICIES = (*POLICIES, 'layers')  # 'layers': the token-layer path, named explicitly
 
 
 def wire_size(message) -> int:
@@ -82,6 +89,74 @@ class InProcessEdge:
                     wire_size(request))
 
 
+@dataclass(frozen=True)
+class LayerSettings:
+    """How evaluation plays the token-layer path: the edge's layers.split and .proactive,
+    the server's layers.step and .crop."""
+
+    split: str = 'tower'
+    proactive: int = 1
+    step: int = 1
+    crop: bool = False
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f'layers split must be one of {SPLITS}, got {self.split!r}')
+        for name in ('proactive', 'step'):
+            if getattr(self, name) < 1:
+                raise ValueError(f'layers {name} must be >= 1, got {getattr(self, name)}')
+
+
+class InProcessLayerEdge:
+    """The edge's token-layer encoder and `colvlm/request_layers`, without a middleware;
+    bytes are the serialized TokenLayer messages and RequestLayers replies the edge sends."""
+
+    def __init__(self, encoder: TokenLayerEncoder, proactive: int) -> None:
+        if proactive > encoder.codec.layer_count:
+            raise ValueError(f'layers proactive {proactive} is more than the '
+                             f'{encoder.codec.layer_count} layers of {encoder.codec.codec_id}')
+        self.encoder, self.proactive = encoder, proactive
+        self.cache = LayerCache(max_frames=1 << 30)
+        self._layer_type = message_class('colvlm/msg/TokenLayer')
+        self._request = service_classes('colvlm/srv/RequestLayers')
+
+    def frame(self, frame: Frame, pixels: np.ndarray) -> LayeredFrame:
+        """Encode the global frame `pixels` (before compression, as the edge does) of
+        `frame`; the layered frame carries the layers sent unasked."""
+        layers = self.encoder.encode(pixels)
+        self.cache.put(frame.stamp_ns, layers, frame.camera)
+        sent = layers[:self.proactive]
+        size = sum(wire_size(token_layer_message(self._layer_type, layer, frame.stamp_ns,
+                                                 frame.camera)) for layer in sent)
+        return LayeredFrame(frame.stamp_ns, tuple(sent), frame.camera, size, frame.geometry)
+
+    def fetch(self, frame: LayeredFrame, first: int, last: int, codec_id: str) -> LayerFetch:
+        request = self._request.Request(first_layer=first, last_layer=last, codec_id=codec_id)
+        response = self._request.Response(success=True)
+        try:
+            layers, frame_id = self.cache.serve(self.encoder.codec, frame.stamp_ns, first,
+                                                last, codec_id)
+        except LayerRequestError as error:
+            raise LayersUnavailable(f'the edge refused: {error}') from None
+        response.layers = [token_layer_message(self._layer_type, layer, frame.stamp_ns,
+                                               frame_id) for layer in layers]
+        return LayerFetch(list(layers), wire_size(response), wire_size(request))
+
+
+def load_layer_edge(backend: VlmBackend, model: str, settings: LayerSettings,
+                    codec: str = '') -> InProcessLayerEdge:
+    """The in-process token-layer edge of `model` (its codec artifact at `settings.split`,
+    or `codec`); ValueError with one line when there is none or it does not fit."""
+    path = Path(codec) if codec else Path(resolve_model(model)) / artifact_name(settings.split)
+    if not path.is_file():
+        raise ValueError(f'no token codec at {path}; fit one with tools/fit_token_codec.py')
+    loaded = TokenCodec.load(path)
+    if loaded.split != settings.split:
+        raise ValueError(f'the codec {path} was fitted at split {loaded.split!r}, not '
+                         f'{settings.split!r}')
+    return InProcessLayerEdge(TokenLayerEncoder(backend, loaded), settings.proactive)
+
+
 class MemoBackend(VlmBackend):
     """A backend that answers a repeated (images, question, layer) from memory."""
 
@@ -92,11 +167,21 @@ class MemoBackend(VlmBackend):
         self._memo: dict[tuple, object] = {}
 
     @staticmethod
-    def _key(images: Sequence[np.ndarray], *rest) -> tuple:
+    def _key(images: Sequence, *rest) -> tuple:
         digest = hashlib.blake2b(digest_size=16)
         for image in images:
+            if isinstance(image, VisualTokens):
+                digest.update(image.split.encode())
+                image = image.tokens
+            digest.update(str(image.shape).encode())
             digest.update(np.ascontiguousarray(image).tobytes())
         return (digest.hexdigest(), *rest)
+
+    def visual_tokens(self, image: np.ndarray, split: str = 'tower') -> np.ndarray:
+        key = self._key([image], 'tokens', split)
+        if key not in self._memo:
+            self._memo[key] = self.inner.visual_tokens(image, split)
+        return self._memo[key]
 
     def generate(self, images, question, *, attention_layer=None) -> Generation:
         key = self._key(images, 'generate', question, attention_layer)
@@ -179,15 +264,17 @@ def summarize(policy: str, records: list[Record], gate: GateConfig) -> dict:
         'roi_hit_rate': _mean(hits), 'roi_hit_rate_text': _mean(text_hits),
         'llm_tokens_mean': _mean(r.llm_tokens for r in results),
         'gflops_mean': _mean(r.flops / 1e9 for r in results),
-        'latency_ms_mean': _mean(sum(p.latency_ms for p in (r.first, r.second) if p)
-                                 + r.locate_ms for r in results),
+        'latency_ms_mean': _mean(sum(p.latency_ms for p in r.passes) + r.locate_ms
+                                 for r in results),
         'status_counts': {s: sum(r.status == s for r in results)
                           for s in sorted({r.status for r in results})},
         'min_entropy_auroc': entropy_auroc(scored),
         'min_entropy_auroc_text': entropy_auroc(text_scored),
     }
-    if policy == 'entropy':
+    if policy in ('entropy', 'layers'):
         metrics['threshold'] = gate.threshold
+    if policy == 'layers':
+        metrics['layers_used_mean'] = _mean(r.layers_used for r in results)
     if policy == 'random':
         metrics['random_rate'] = gate.random_rate
     return {k: (None if isinstance(v, float) and math.isnan(v) else v)
@@ -230,6 +317,26 @@ class Evaluator:
         self.edge = InProcessEdge(encoder or GlobalEncoderConfig(width=width, height=height))
         self.progress = progress
         self._frames: dict[str, Frame] = {}
+        self.layer_edge: InProcessLayerEdge | None = None  # set by enable_layers
+        self.layer_options = LayerOptions()
+        self._layered: dict[str, LayeredFrame] = {}
+
+    def enable_layers(self, model: str, settings: LayerSettings, codec: str = '') -> None:
+        """Make policy 'layers' runnable: the model's token codec, as edge and server hold
+        it; ValueError with one line when the model has none."""
+        self.layer_edge = load_layer_edge(self.backend, model, settings, codec)
+        self.layer_options = LayerOptions({self.layer_edge.encoder.codec.codec_id:
+                                           self.layer_edge.encoder.codec},
+                                          settings.step, settings.crop)
+        self._layered.clear()
+
+    def _layered_frame(self, question: Question) -> LayeredFrame:
+        name = question.image
+        if name not in self._layered:
+            frame = self._frame(question)  # same stamp: a crop after the layers finds it
+            pixels, _ = self.edge.encoder.render(self.frames.original(name))
+            self._layered[name] = self.layer_edge.frame(frame, pixels)
+        return self._layered[name]
 
     def _frame(self, question: Question) -> Frame:
         name = question.image
@@ -247,11 +354,17 @@ class Evaluator:
         if self.progress:
             from tqdm import tqdm
             iterator = tqdm(iterator, desc=label or policy_name, unit='q', leave=False)
+        if policy_name == 'layers' and self.layer_edge is None:
+            raise ValueError("policy 'layers' needs enable_layers() first")
         for question in iterator:
-            frame = self._frame(question)
             target = Box(*question.target) if question.target else None
-            result = pipeline.answer(question.question, frame, self.edge, policy,
-                                     target=target)
+            if policy_name == 'layers':
+                result = pipeline.answer_layers(
+                    question.question, self._layered_frame(question), self.layer_edge, policy,
+                    self.layer_options, crops=self.edge, target=target)
+            else:
+                result = pipeline.answer(question.question, self._frame(question), self.edge,
+                                         policy, target=target)
             first_text = result.first.answer if result.first else ''
             hit = None
             if result.roi_result is not None and target is not None:

@@ -65,3 +65,15 @@ def test_summary_has_the_documented_keys_and_fractions():
     assert metrics['uplink_bytes_mean'] == 200 and metrics['threshold'] == 0.3
     assert metrics['min_entropy_auroc'] == 1.0  # the wrong answer is the unsure one
     assert metrics['roi_hit_rate'] is None  # no ViCrop box: reported as null, not NaN
+
+
+def test_policy_lists_name_layers_explicitly():
+    from colvlm_server.eval_cli import parse_policies
+    from colvlm_server.evaluate import POLICIES
+
+    assert parse_policies('all') == list(POLICIES) and 'layers' not in POLICIES
+    assert parse_policies('all,layers') == [*POLICIES, 'layers']
+    assert parse_policies('layers, entropy,layers') == ['layers', 'entropy']
+    for bad in ('', 'layer', 'entropy,,pixels'):
+        with pytest.raises(ValueError, match='--policy must be among'):
+            parse_policies(bad)
