@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--namespace', default='', help="the server's namespace, e.g. cam0")
     parser.add_argument('--timeout', type=float, default=60.0, metavar='S',
                         help='seconds to wait for the answer (default: 60)')
-    parser.add_argument('--policy', default='', help="global | entropy | always | random | hd "
-                        "(default: the server's)")
+    parser.add_argument('--policy', default='', help="global | entropy | always | random | hd | "
+                        "layers (default: the server's)")
     parser.add_argument('--camera', default='', help="camera namespace (default: the server's)")
     parser.add_argument('--json', action='store_true', help='print one JSON object')
     parser.add_argument('--transport', choices=('auto', 'ros', 'dds'), default=None,

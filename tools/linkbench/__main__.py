@@ -57,8 +57,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help='packet loss settings, %% each way, comma-separated')
     parser.add_argument('--queries', type=int, default=20, help='questions per setting')
     parser.add_argument('--configs', default='tuned,naive',
-                        help='comma-separated: tuned, naive, and the ablations '
-                        'tuned-default-link, naive-lossy-link (the other link settings)')
+                        help='comma-separated: tuned, naive, the other paths layers and '
+                        'full-edge, and the ablations tuned-default-link, naive-lossy-link '
+                        '(the other link settings)')
     parser.add_argument('--seed', type=int, default=20261124, help='the Glyph-VQA scene')
     parser.add_argument('--quick', action='store_true',
                         help='tuned only, 10%% loss, 4 questions (the test suite)')

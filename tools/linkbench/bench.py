@@ -34,11 +34,14 @@ class Configuration:
     server_args: tuple[str, ...]
     environment: dict[str, str] = field(default_factory=dict)  # COLVLM_QOS_FILE, CYCLONEDDS_URI
     answer_timeout_s: float = 30.0  # the asker gives up on an answer after this long
+    server_at_edge: bool = False  # the whole VLM on the edge's side: only answers cross
 
 
 def configurations(original_size: tuple[int, int]) -> dict[str, Configuration]:
     """'tuned' (what colvlm ships for lossy links) and 'naive' (defaults, send the original),
-    and the two ablations that swap only the link settings (QoS file + Cyclone DDS XML)."""
+    the two ablations that swap only the link settings (QoS file + Cyclone DDS XML), and the
+    other paths on the tuned link: 'layers' (visual-token layers instead of pixels) and
+    'full-edge' (the server beside the edge, so only questions and answers cross)."""
     side = max(original_size)  # full resolution, padded to the square the model takes
     lossy_link = {'COLVLM_QOS_FILE': str(REPO / 'config/qos-lossy.yaml'),
                   'CYCLONEDDS_URI': f'file://{REPO / "config/cyclonedds-lossy.xml"}'}
@@ -58,9 +61,22 @@ def configurations(original_size: tuple[int, int]) -> dict[str, Configuration]:
                 'from it (full cloud)')
     lossy = 'config/qos-lossy.yaml, config/cyclonedds-lossy.xml'
     default = 'ROS 2 default QoS, Cyclone DDS defaults'
+    layers = {
+        'edge_args': (*two_stage['edge_args'], '-p', 'layers.enabled=true',
+                      '-p', 'layers.send_global=false'),
+        'server_args': ('--config', str(REPO / 'config/server-lossy.yaml'),
+                        '-p', 'policy=layers')}
     return {
         'tuned': Configuration('tuned', f'{small}, {lossy}', environment=lossy_link,
                                **two_stage),
+        'layers': Configuration(
+            'layers', 'token layers of the 128 px frame (tower split, layer 0 sent, more on '
+            f'request while unsure), no global image, {lossy}', environment=lossy_link,
+            **layers),
+        'full-edge': Configuration(
+            'full-edge', f'the server beside the edge (whole VLM on the edge, {small}), '
+            f'only the answer crosses, {lossy}', environment=lossy_link, server_at_edge=True,
+            **two_stage),
         'naive': Configuration('naive', f'{original}, {default}', environment=default_link,
                                **full_cloud),
         'tuned-default-link': Configuration('tuned-default-link', f'{small}, {default}',

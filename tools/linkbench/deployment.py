@@ -62,9 +62,12 @@ class Deployment:
         self._spawn('edge', self.network.edge, command + [
             'edge', '--source', str(scene.images), '--namespace', NAMESPACE,
             *self.config.edge_args, *EDGE_ARGS], _environment(self.config, SERVER_ADDRESS))
-        self._spawn('server', self.network.server, command + [
-            'server', '--namespace', NAMESPACE, *self.config.server_args, *SERVER_ARGS],
-            _environment(self.config, EDGE_ADDRESS))
+        # Beside the edge (full edge), the server's peer is the asker across the link.
+        at_edge = self.config.server_at_edge
+        self._spawn('server', self.network.edge if at_edge else self.network.server,
+                    command + ['server', '--namespace', NAMESPACE, *self.config.server_args,
+                               *SERVER_ARGS],
+                    _environment(self.config, SERVER_ADDRESS if at_edge else EDGE_ADDRESS))
 
     def wait_ready(self, question: str) -> None:
         """Both ready, the asker started, and answers coming back OK (then a few more)."""

@@ -10,7 +10,10 @@ import numpy as np
 
 from colvlm_edge.glyphvqa.questions import is_correct
 
-PROSEMCOM_FULL_CLOUD_S, PROSEMCOM_SPLIT_S = 9.32, 6.94   # the seed's figures at 1 Mbps
+# The seed's figures at 1 Mbps (ProSemCom, ../shared/seeds/001).
+PROSEMCOM_FULL_CLOUD_S, PROSEMCOM_FULL_EDGE_S, PROSEMCOM_SPLIT_S = 9.32, 7.98, 6.94
+PATHS = {'naive': 'full cloud', 'full-edge': 'full edge', 'tuned': 'image two-stage',
+         'layers': 'token layers'}
 TARGET_DELIVERED = 0.99
 
 
@@ -63,7 +66,8 @@ def summarize_setting(config: str, loss: float, replies: list[dict], counts: dic
         'uplink_queue_drops': wire['uplink_queue_drops'],
         'accuracy': round(sum(is_correct(r['answer'], r['answers']) for r in ok) / asked, 4)
         if asked else None,
-        'refined_share': round(sum(r['decision'] == 'LOCAL_CROP' for r in ok) / len(ok), 4)
+        'refined_share': round(sum(r['decision'] in ('LOCAL_CROP', 'TOKEN_LAYERS')
+                                   for r in ok) / len(ok), 4)
         if ok else None,
         'elapsed_s': round(elapsed_s, 1), 'replies': replies,
     }
@@ -100,6 +104,15 @@ def comparisons(results: list[dict]) -> dict:
             'two_stage_mean_s': clean_tuned['latency_mean_s'],
             'ratio': _ratio(clean_naive['latency_mean_s'], clean_tuned['latency_mean_s']),
             'prosemcom_ratio': round(PROSEMCOM_FULL_CLOUD_S / PROSEMCOM_SPLIT_S, 3)}
+    clean = {config: by[(config, 0.0)] for config in PATHS if (config, 0.0) in by}
+    if clean_naive and len(clean) > 2:
+        summary['paths'] = {
+            PATHS[config]: {'mean_s': r['latency_mean_s'], 'p95_s': r['latency_p95_s'],
+                            'over_full_cloud': _ratio(r['latency_mean_s'],
+                                                      clean_naive['latency_mean_s']),
+                            'uplink_wire_bytes_per_query': r['uplink_wire_bytes_per_query'],
+                            'accuracy': r['accuracy']}
+            for config, r in clean.items()}
     ten_tuned, ten_naive = by.get(('tuned', 10.0)), by.get(('naive', 10.0))
     if ten_tuned:
         summary['target_delivered_at_10'] = {
@@ -148,6 +161,14 @@ def table(results: list[dict], summary: dict, header: str) -> str:
                      f' s, ratio {_cell(cloud["ratio"])} (ProSemCom seed: '
                      f'{PROSEMCOM_FULL_CLOUD_S} s vs {PROSEMCOM_SPLIT_S} s, ratio '
                      f'{cloud["prosemcom_ratio"]:.2f})')
+    paths = summary.get('paths')
+    if paths:
+        lines += ['', 'paths at 0% loss (mean s, x full cloud; ProSemCom seed: full cloud '
+                  f'{PROSEMCOM_FULL_CLOUD_S} s, full edge {PROSEMCOM_FULL_EDGE_S} s, split '
+                  f'{PROSEMCOM_SPLIT_S} s):']
+        lines += [f'  {name}: {_cell(row["mean_s"])} s, {_cell(row["over_full_cloud"])}x, '
+                  f'{_cell(row["uplink_wire_bytes_per_query"], digits=0)} wire B/q'
+                  for name, row in paths.items()]
     delivered = summary.get('target_delivered_at_10')
     if delivered:
         lines.append(f'target, 10% loss, tuned answered >= {TARGET_DELIVERED:.0%}: '
