@@ -65,14 +65,19 @@ class FrameBuffer:
     def __len__(self) -> int:
         return self.frames
 
-    def put(self, stamp_ns: int, image: np.ndarray) -> None:
-        """Keep image under stamp_ns (replacing a frame with the same stamp), then evict."""
+    def check(self, stamp_ns: int, image: np.ndarray) -> int:
+        """The stamp, if put() would take (stamp_ns, image); ValueError saying why not."""
         stamp_ns = _check_stamp(stamp_ns)
         if not isinstance(image, np.ndarray):
             raise ValueError(f'image must be a numpy array, got {type(image).__name__}')
         if image.nbytes > self.max_bytes:
             raise ValueError(f'image of {image.nbytes} bytes {image.shape} is larger than '
                              f'max_bytes={self.max_bytes}')
+        return stamp_ns
+
+    def put(self, stamp_ns: int, image: np.ndarray) -> None:
+        """Keep image under stamp_ns (replacing a frame with the same stamp), then evict."""
+        stamp_ns = self.check(stamp_ns, image)
         view = image.view()
         view.flags.writeable = False
         with self._lock:

@@ -60,6 +60,7 @@ class EdgeNode:
         self.layer_cache = LayerCache(config.layers.cache_frames)
         self.send_global = config.layers.send_global or tokens is None
         self.buffer = FrameBuffer(config.buffer_max_frames, config.buffer_max_bytes)
+        self._newest: Frame | None = None  # the newest frame read, published or not
         self.encoder = GlobalEncoder(config.encoder)
         self.limiter = RateLimiter(config.crop_max_requests, config.crop_window_s)
         self.uplink = UplinkCounter()
@@ -89,13 +90,18 @@ class EdgeNode:
 
     # Frames in
     def on_frame(self, frame: Frame) -> None:
-        """Keep the original; publish its global frame if the publish mode says so."""
+        """Hold the newest original; publish its global frame if the publish mode says so.
+
+        The buffer keeps the originals of published frames only, the ones a crop can name: at
+        30 fps with a frame a second published, buffer.max_frames frames are as many seconds,
+        not a thirtieth of that."""
         try:
-            self.buffer.put(frame.stamp_ns, frame.image)
+            self.buffer.check(frame.stamp_ns, frame.image)
         except ValueError as error:
             self.dropped_frames += 1
             self.node.logger.warning(f'frame {frame.stamp_ns} dropped: {error}')
             return
+        self._newest = frame  # for colvlm/request_frame
         mode = self.config.publish_mode
         due = mode == 'every_frame' or (
             mode == 'rate' and frame.stamp_ns - self._last_publish_ns
@@ -117,6 +123,7 @@ class EdgeNode:
     # Frames out
     def publish(self, stamp_ns: int, image: np.ndarray, frame_id: str) -> None:
         encoded = self.encoder.encode(image)  # (H, W, 3) uint8 BGR in, encoded file out
+        self.buffer.put(stamp_ns, image)  # before the frame is out: a crop may follow at once
         message, info = global_frame_messages(self._image_type, self._geometry_type, encoded,
                                               stamp_ns, frame_id)
         with self._publish_lock:
@@ -175,12 +182,12 @@ class EdgeNode:
     def serve_frame_request(self, request):
         response = self._frame_type.Response()
         newer_than = stamps.to_ns(request.newer_than)
-        latest = self.buffer.latest()
-        if latest is None or latest[0] <= newer_than:
+        newest = self._newest
+        if newest is None or newest.stamp_ns <= newer_than:
             response.status_message = 'no frame newer than the requested stamp yet'
             return response
-        stamp_ns, image = latest
-        self.publish(stamp_ns, image, self.config.frame_id)
+        stamp_ns = newest.stamp_ns
+        self.publish(stamp_ns, newest.image, newest.frame_id)
         response.success = True
         stamps.fill(response.frame_stamp, stamp_ns)
         return response

@@ -188,3 +188,42 @@ def test_on_request_mode_publishes_only_when_asked(originals, dds_env):
         client.shutdown()
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=TIMEOUT_S)
+
+
+def test_the_buffer_keeps_published_originals_not_every_camera_frame(originals, dds_env):
+    """20 camera frames a second, 2 published, 2 kept: a published frame can still be
+    cropped after many camera frames, and is gone once two newer ones were published."""
+    folder, _ = originals
+    process = spawn(['-m', 'colvlm_server.cli', 'edge', '--source', str(folder),
+                     '--namespace', 'cam2', '-p', 'source.loop=true', '-p', 'source.fps=20',
+                     '-p', 'publish.mode=rate', '-p', 'publish.rate_hz=2',
+                     '-p', 'buffer.max_frames=2'], dds_env)
+    client = create_node('buffer_client', 'cam2')
+    try:
+        geometries = queue.Queue()
+        client.create_subscription('colvlm/msg/FrameGeometry', 'colvlm/global/geometry',
+                                   geometries.put, 'frame_info')
+        service = client.create_client('colvlm/srv/CropRoi', 'colvlm/crop_roi')
+        crop = client.service_type('colvlm/srv/CropRoi')
+
+        def ask(stamp_ns: int):
+            request = crop.Request(output_width=32, output_height=32)
+            stamps.fill(request.frame_stamp, stamp_ns)
+            request.roi.width, request.roi.height = 64, 64
+            return service.call(request, timeout=TIMEOUT_S)
+
+        stamp_ns = stamps.to_ns(first(geometries).header.stamp)
+        time.sleep(0.3)  # about 6 camera frames, no newer published one yet
+        kept = ask(stamp_ns)
+        assert kept.success, kept.status_message
+        newer = [stamps.to_ns(first(geometries, lambda g: stamps.to_ns(g.header.stamp)
+                                    > stamp_ns).header.stamp)]
+        newer.append(stamps.to_ns(first(geometries, lambda g: stamps.to_ns(g.header.stamp)
+                                        > newer[0]).header.stamp))
+        gone = ask(stamp_ns)
+        assert not gone.success and 'evicted' in gone.status_message, gone.status_message
+        assert ask(newer[-1]).success
+    finally:
+        client.shutdown()
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=TIMEOUT_S)
