@@ -94,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
                      f'{node.resolve_name("colvlm/global/compressed")} '
                      f'({config.publish_mode}), serving {node.resolve_name("colvlm/crop_roi")}'
                      f'{layers}')
-    # launch stops nodes with SIGINT, then SIGTERM: both end spin() and shut down cleanly.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # launch stops nodes with SIGINT, then SIGTERM: both end spin() and shut down cleanly,
+    # SIGINT also where it was ignored at start (a shell's background job, an init script).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     try:
         node.spin()
     finally:

@@ -54,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
         f'{config.device}, policy {config.policy}, threshold {config.gate.threshold:g} nats, '
         f'camera {server.camera}; serving {node.resolve_name("colvlm/ask")} and '
         f'{node.resolve_name("colvlm/query")}')
-    # launch stops nodes with SIGINT, then SIGTERM: both end spin() and shut down cleanly.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # launch stops nodes with SIGINT, then SIGTERM: both end spin() and shut down cleanly,
+    # SIGINT also where it was ignored at start (a shell's background job, an init script).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     try:
         node.spin()
     finally:
