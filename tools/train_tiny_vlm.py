@@ -241,17 +241,20 @@ def pixel_batch(processor, views: list[View]) -> torch.Tensor:
     return processor.image_processor(images=images, return_tensors='pt')['pixel_values']
 
 
-def draw_question(rng: np.random.Generator, views: SceneViews):
-    kinds = list(KIND_WEIGHTS)
-    weights = np.array([KIND_WEIGHTS[k] for k in kinds])
+def draw_question(rng: np.random.Generator, views: SceneViews,
+                  kind_weights: dict[str, float] | None = None):
+    kind_weights = kind_weights or KIND_WEIGHTS
+    kinds = list(kind_weights)
+    weights = np.array([kind_weights[k] for k in kinds])
     kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
     questions = questions_for_scene(views.scene, rng, 'scene.png', kinds=(kind,))
     return questions[int(rng.integers(0, len(questions)))]
 
 
-def build_sample(rng: np.random.Generator, views: SceneViews, n_images: int):
+def build_sample(rng: np.random.Generator, views: SceneViews, n_images: int,
+                 kind_weights: dict[str, float] | None = None):
     """(image views, question text, answer text)."""
-    question = draw_question(rng, views)
+    question = draw_question(rng, views, kind_weights)
     images = [views.global_view]
     if n_images == 2:
         objects = views.scene.objects
@@ -473,11 +476,13 @@ class Trainer:
         return self.heads.loss(features, views)
 
     def _vqa_step(self, rng: np.random.Generator, pool: ScenePool, name: str):
-        formats = FORMATS[name]
+        formats = self.args.joint_formats if name == 'joint' and self.args.joint_formats \
+            else FORMATS[name]
         weights = np.array([w for _, w in formats])
         n_images = formats[int(rng.choice(len(formats), p=weights / weights.sum()))][0]
         batch_size = max(2, int(self.args.batch * 2 / (n_images + 1)))  # similar tokens/step
-        samples = [build_sample(rng, pool.sample(rng), n_images) for _ in range(batch_size)]
+        samples = [build_sample(rng, pool.sample(rng), n_images, self.args.kinds)
+                   for _ in range(batch_size)]
         views = [v for images, _, _ in samples for v in images]
         inputs = self.prompts.batch(samples, self.device)
         inputs['pixel_values'] = pixel_batch(self.processor, views).to(self.device)
@@ -502,10 +507,32 @@ class Trainer:
             {'seed': self.args.seed, 'stages': [
                 {'name': n, 'steps': s, 'lr': lr} for n, s, lr in self.stages()],
              'batch': self.args.batch, 'tower_batch': self.args.tower_batch,
+             'kinds': self.args.kinds or KIND_WEIGHTS,
+             'joint_formats': dict(self.args.joint_formats or FORMATS['joint']),
              'completed': {'stage': self.state['stage'], 'step': self.state['step']},
              'minutes': round(self.state['seconds'] / 60, 1), 'device': str(self.device),
              'torch': torch.__version__}, indent=2) + '\n')
         self.log({'exported': str(out), 'minutes': round(self.state['seconds'] / 60, 2)})
+
+
+def _weights(key_type: type, allowed: set):
+    """An argparse type: 'a=0.5,b=0.5' -> {a: 0.5, b: 0.5} for keys in `allowed`."""
+    def parse(text: str):
+        weights = {}
+        for part in text.split(','):
+            key, _, value = part.partition('=')
+            try:
+                key, weight = key_type(key.strip()), float(value)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f'{part!r} is not KEY=WEIGHT') from None
+            if key not in allowed or weight < 0:
+                raise argparse.ArgumentTypeError(f'{part!r}: keys are {sorted(allowed)}, '
+                                                 'weights >= 0')
+            weights[key] = weight
+        if not sum(weights.values()) > 0:
+            raise argparse.ArgumentTypeError(f'{text!r}: the weights sum to 0')
+        return weights if key_type is str else tuple(weights.items())
+    return parse
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -533,6 +560,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--pool', type=int, default=256, help='scenes kept for reuse')
     parser.add_argument('--pool-fill', type=int, default=64, help='scenes before step 1')
     parser.add_argument('--refresh', type=int, default=4, help='new scenes per step')
+    parser.add_argument('--kinds', type=_weights(str, set(KIND_WEIGHTS)), default=None,
+                        metavar='KIND=W,...', help='question kinds and their weights in the '
+                        'align and joint stages (default: ' + ','.join(
+                            f'{k}={w:g}' for k, w in KIND_WEIGHTS.items()) + ')')
+    parser.add_argument('--joint-formats', type=_weights(int, {1, 2, 5}), default=None,
+                        metavar='N=W,...', help='images per prompt and weights in the joint '
+                        'stage (default: ' + ','.join(
+                            f'{n}={w:g}' for n, w in FORMATS['joint']) + ')')
     parser.add_argument('--log-every', type=int, default=20)
     parser.add_argument('--save-every', type=int, default=100)
     parser.add_argument('--export-only', action='store_true',
