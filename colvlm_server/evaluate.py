@@ -68,6 +68,11 @@ class InProcessEdge:
         return Frame(decode_image(encoded.data), encoded.geometry, stamp_ns, camera,
                      wire_size(image_msg) + wire_size(info))
 
+    def rendered(self, frame: Frame) -> np.ndarray:
+        """The global frame's pixels before compression, as the edge's token encoder sees
+        them; `frame` came from frame()."""
+        return self.encoder.render(self._originals[frame.stamp_ns])[0]
+
     def fetch(self, frame: Frame, box: Box, output_size: tuple[int, int]) -> Crop:
         original = self._originals.get(frame.stamp_ns)
         if original is None:
@@ -334,8 +339,7 @@ class Evaluator:
         name = question.image
         if name not in self._layered:
             frame = self._frame(question)  # same stamp: a crop after the layers finds it
-            pixels, _ = self.edge.encoder.render(self.frames.original(name))
-            self._layered[name] = self.layer_edge.frame(frame, pixels)
+            self._layered[name] = self.layer_edge.frame(frame, self.edge.rendered(frame))
         return self._layered[name]
 
     def _frame(self, question: Question) -> Frame:
