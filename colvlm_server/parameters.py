@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from colvlm_msgs.image_codec import CODECS, check_quality
 from colvlm_msgs.params import ParameterSpec, ParameterTable
+from colvlm_server.accelerate import QUANTIZE, SPECULATIVE, Acceleration
 from colvlm_server.gate import AGGREGATES, METRICS, POLICY_NAMES, GateConfig
 from colvlm_server.vlm import DTYPES
 
@@ -22,6 +23,19 @@ SERVER_PARAMETERS = ParameterTable([
     ParameterSpec('dtype', 'str', 'float32', 'weights and activations', choices=DTYPES),
     ParameterSpec('max_new_tokens', 'int', 8, 'answer tokens generated at most, tokens',
                   min=1, max=MAX_NEW_TOKENS),
+    ParameterSpec('quantize', 'str', 'none', "'int8': dynamic int8 weights of the decoder's "
+                  'Linear layers (CPU; lossy)', choices=QUANTIZE),
+    ParameterSpec('tokens.keep_ratio', 'float', 1.0, 'share of image tokens the language model '
+                  'keeps, ranked by attention (FastV; lossy below 1); 1 = all', min=0.01,
+                  max=1.0),
+    ParameterSpec('tokens.select_layer', 'int', 0, '0-based decoder layer whose last-position '
+                  'attention ranks the image tokens', min=0, max=1000),
+    ParameterSpec('decode.speculative', 'str', 'none', 'speculative greedy decoding (answers '
+                  "unchanged): 'prompt_lookup' or a 'draft' model", choices=SPECULATIVE),
+    ParameterSpec('decode.draft_model', 'str', '', "draft of decode.speculative 'draft': a "
+                  "local folder or hub id; '' = the '<model>-draft' folder beside the model"),
+    ParameterSpec('decode.draft_tokens', 'int', 3, 'tokens proposed per verification, tokens',
+                  min=1, max=64),
     ParameterSpec('policy', 'str', 'entropy', 'when to ask the edge for detail, unless a '
                   'query names its own', choices=SERVER_POLICIES),
     ParameterSpec('gate.threshold', 'float', 0.6773,
@@ -95,6 +109,7 @@ class ServerConfig:
     layers_step: int = 1         # layers per refinement
     layers_timeout_s: float = 2.0  # s
     layers_crop: bool = False
+    acceleration: Acceleration = Acceleration()
 
     @classmethod
     def from_values(cls, v: dict) -> ServerConfig:
@@ -105,6 +120,10 @@ class ServerConfig:
                               random_rate=v['gate.random_rate'], seed=v['gate.seed'])
             if v['crop.quality']:
                 check_quality(v['crop.codec'], v['crop.quality'], 'crop.quality')
+            acceleration = Acceleration(
+                keep_ratio=v['tokens.keep_ratio'], select_layer=v['tokens.select_layer'],
+                speculative=v['decode.speculative'], draft_model=v['decode.draft_model'],
+                draft_tokens=v['decode.draft_tokens'], quantize=v['quantize'])
         except ValueError as error:
             raise ValueError(f'server parameters: {error}') from None
         if not v['device'].strip():
@@ -114,4 +133,4 @@ class ServerConfig:
                    v['frame.max_age_s'], v['frame.fresh_timeout_s'], v['crop.timeout_s'],
                    v['crop.codec'], v['crop.quality'], v['queue.max_size'],
                    v['question.max_chars'], v['status.period_s'], v['layers.codec'],
-                   v['layers.step'], v['layers.timeout_s'], v['layers.crop'])
+                   v['layers.step'], v['layers.timeout_s'], v['layers.crop'], acceleration)

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = ServerConfig.from_values(node.declare_parameters(SERVER_PARAMETERS, overrides))
         server = _build(node, config)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, FileNotFoundError, RuntimeError) as error:  # ModelLoadError too
         node.logger.error(str(error))
         node.shutdown()
         return 2
@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
         f'ready: model {server.model_id} ({pipeline.backend.image_size[0]}x'
         f'{pipeline.backend.image_size[1]}, attention layer {pipeline.attention_layer}) on '
         f'{config.device}, policy {config.policy}, threshold {config.gate.threshold:g} nats, '
-        f'camera {server.camera}; serving {node.resolve_name("colvlm/ask")} and '
-        f'{node.resolve_name("colvlm/query")}')
+        f'{config.acceleration.describe()}camera {server.camera}; serving '
+        f'{node.resolve_name("colvlm/ask")} and {node.resolve_name("colvlm/query")}')
     # launch stops nodes with SIGINT, then SIGTERM: both end spin() and shut down cleanly,
     # SIGINT also where it was ignored at start (a shell's background job, an init script).
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -76,7 +76,7 @@ def _build(node, config):
     node.logger.info(f'loading model {config.model} on {config.device} ({config.dtype})')
     backend = TransformersVlm(config.model, device=config.device, dtype=config.dtype,
                               max_new_tokens=config.max_new_tokens, attention=True,
-                              progress=False)
+                              progress=False, acceleration=config.acceleration)
     pipeline = TwoStagePipeline(backend, config.gate, attention_layer=config.vicrop_layer)
     return ServerNode(node, config, pipeline)
 

@@ -9,7 +9,8 @@ the model's own processor, chat template and image-token handling. Images come i
 edge sends them: (H, W, 3) uint8 BGR, or as `VisualTokens`: an image's visual tokens computed
 elsewhere (the edge's vision tower, through the token-layer codec), which the backend puts
 into the image's positions of the language model's input embeddings, as the model itself does
-with the tokens of pixels.
+with the tokens of pixels. LiteVLM's accelerations (`Acceleration`: visual-token selection,
+speculative decoding, int8 weights; colvlm_server/accelerate.py) are options of the backend.
 
 Backends know nothing about gates, crops or the wire.
 """
@@ -25,6 +26,14 @@ from pathlib import Path
 import time
 
 import numpy as np
+
+from colvlm_server.accelerate import (
+    Acceleration,
+    DraftProposer,
+    greedy_decode,
+    quantize_int8,
+    select_image_positions,
+)
 
 LOG = logging.getLogger('colvlm.vlm')
 DTYPES = ('float32', 'float16', 'bfloat16')
@@ -47,6 +56,8 @@ class Generation:
     flops: float  # estimated LLM FLOPs: 2 x decoder parameters x positions processed
     seconds: float  # wall time of generate()
     attention: np.ndarray | None = None  # (heads, N) last input position -> image 0 tokens
+    drafted_tokens: int = 0  # speculative decoding: tokens proposed for verification
+    accepted_tokens: int = 0  # of drafted_tokens, those the model confirmed
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,7 +114,8 @@ class TransformersVlm(VlmBackend):
 
     def __init__(self, model: str = 'bundled', *, device: str = 'cpu', dtype: str = 'float32',
                  max_new_tokens: int = 8, attention: bool = True, progress: bool = True,
-                 image_size: tuple[int, int] | None = None) -> None:
+                 image_size: tuple[int, int] | None = None,
+                 acceleration: Acceleration | None = None) -> None:
         if dtype not in DTYPES:
             raise ValueError(f'dtype must be one of {DTYPES}, got {dtype!r}')
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -141,7 +153,60 @@ class TransformersVlm(VlmBackend):
         language_model = self.model.get_decoder() if hasattr(self.model, 'get_decoder') \
             else self.model.language_model
         self._decoder_params = sum(p.numel() for p in language_model.parameters())
+        self._language_model = language_model
         self.image_size, self.grid = self._probe_geometry(image_size)
+        self.acceleration = acceleration or Acceleration()
+        self._draft = None
+        self._draft_params = 0
+        self._set_up_acceleration(path, dtype, attention)
+
+    # -- accelerations -----------------------------------------------------------------------
+    def _set_up_acceleration(self, path: str, dtype: str, attention: bool) -> None:
+        """Check the accelerations against this model and load what they need; ValueError
+        naming the parameter, ModelLoadError for a draft that cannot be loaded."""
+        acc = self.acceleration
+        if acc.selects_tokens:
+            layers = getattr(self._language_model, 'layers', None)
+            if layers is None or not attention:
+                raise ValueError(f'tokens.keep_ratio: model {self.model_id!r} has no decoder '
+                                 'layers with eager attention to rank image tokens by')
+            if acc.select_layer >= self.num_layers:
+                raise ValueError(f'tokens.select_layer must be in 0..{self.num_layers - 1} for '
+                                 f'model {self.model_id!r}, got {acc.select_layer}')
+            self._layer_params = sum(p.numel() for p in layers[0].parameters())
+        if acc.quantize == 'int8' and self.device.type != 'cpu':
+            raise ValueError(f'quantize int8 runs on the CPU only, not on {self.device}')
+        if acc.speculative == 'draft':
+            self._draft = self._load_draft(acc.draft_model or f'{Path(path)}-draft', dtype)
+        if acc.quantize == 'int8':
+            quantize_int8(self._language_model)
+            if self._draft is not None:
+                quantize_int8(self._draft.get_decoder())
+
+    def _load_draft(self, draft_path: str, dtype: str):
+        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+        torch = self._torch
+        try:
+            try:
+                draft = AutoModelForImageTextToText.from_pretrained(
+                    draft_path, dtype=getattr(torch, dtype), attn_implementation='sdpa')
+            except ValueError:  # a text-only draft
+                draft = AutoModelForCausalLM.from_pretrained(
+                    draft_path, dtype=getattr(torch, dtype), attn_implementation='sdpa')
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise ModelLoadError(f'cannot load decode.draft_model {draft_path!r}: '
+                                 f'{first}') from None
+        ours, theirs = self.model.config.get_text_config(), draft.config.get_text_config()
+        for name in ('vocab_size', 'hidden_size'):
+            if getattr(ours, name) != getattr(theirs, name):
+                raise ValueError(f'decode.draft_model {draft_path!r}: its {name} '
+                                 f"{getattr(theirs, name)} is not the model's "
+                                 f'{getattr(ours, name)}; a draft shares the tokenizer and '
+                                 'the embedding space')
+        draft = draft.to(self.device).eval()
+        self._draft_params = sum(p.numel() for p in draft.get_decoder().parameters())
+        return draft
 
     # -- model geometry ---------------------------------------------------------------------
     def _probe_geometry(self, image_size) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -241,15 +306,18 @@ class TransformersVlm(VlmBackend):
             features = self._image_features(pixel_values, split)
         return features[0].float().cpu().numpy()
 
-    def _embedded_inputs(self, images: Sequence, question: str) -> dict:
+    def _embedded_inputs(self, images: Sequence, question: str,
+                         inputs: dict | None = None) -> dict:
         """input_ids, attention_mask and inputs_embeds: the prompt's embeddings with each
         image's positions filled by its projected tokens, given (VisualTokens) or computed
-        from pixels. Call under inference_mode."""
+        from pixels (`inputs`: the processor's output for them, when already made). Call
+        under inference_mode."""
         torch = self._torch
         width, height = self.image_size
         blank = np.zeros((height, width, 3), np.uint8)
-        inputs = self._inputs([blank if isinstance(i, VisualTokens) else i for i in images],
-                              question)
+        if inputs is None:
+            inputs = self._inputs([blank if isinstance(i, VisualTokens) else i for i in images],
+                                  question)
         input_ids = inputs['input_ids']
         rows = [k for k, image in enumerate(images) if not isinstance(image, VisualTokens)]
         from_pixels = iter(self._image_features(inputs['pixel_values'][rows], 'projector')
@@ -297,6 +365,8 @@ class TransformersVlm(VlmBackend):
     # -- VlmBackend -------------------------------------------------------------------------
     def generate(self, images: Sequence[np.ndarray], question: str, *,
                  attention_layer: int | None = None) -> Generation:
+        if self.acceleration.custom_decode:
+            return self._generate_accelerated(images, question, attention_layer)
         torch = self._torch
         with torch.inference_mode():
             if any(isinstance(image, VisualTokens) for image in images):
@@ -347,3 +417,116 @@ class TransformersVlm(VlmBackend):
             output = self.model(**inputs, output_attentions=True, return_dict=True,
                                 logits_to_keep=1)
         return self._last_position_attention(output.attentions, layer, input_ids)
+
+    # -- accelerated generation -------------------------------------------------------------
+    def _generate_accelerated(self, images: Sequence, question: str,
+                              attention_layer: int | None) -> Generation:
+        """generate() with token selection and/or speculative decoding: the same greedy
+        answer contract, from the prompt's embeddings, through accelerate.greedy_decode."""
+        torch = self._torch
+        acc = self.acceleration
+        if attention_layer is not None and not 0 <= attention_layer < self.num_layers:
+            raise ValueError(f'attention layer must be in 0..{self.num_layers - 1}, got '
+                             f'{attention_layer}')
+        with torch.inference_mode():
+            if any(isinstance(image, VisualTokens) for image in images):
+                started = time.perf_counter()
+                embedded = self._embedded_inputs(images, question)
+            else:
+                inputs = self._inputs(images, question)
+                started = time.perf_counter()
+                embedded = self._embedded_inputs(images, question, inputs)
+            input_ids = embedded['input_ids']  # (1, L)
+            embeds = embedded['inputs_embeds']  # (1, L, hidden)
+            full_length = int(input_ids.shape[1])
+            kept = torch.arange(full_length, device=self.device)  # (L',) original positions
+            selection_flops = 0.0
+            if acc.selects_tokens:
+                kept = self._select_tokens(embeds, input_ids)
+                embeds = embeds[:, kept]
+                selection_flops = 2.0 * self._layer_params * (acc.select_layer + 1) * full_length
+            context = None
+            if acc.speculative == 'prompt_lookup':
+                context = input_ids[0][input_ids[0] != self.image_token_id].tolist()
+            decoded = greedy_decode(
+                self.model, embeds, kept[None], max_new_tokens=self.max_new_tokens,
+                eos=self._eos(), context=context,
+                draft=DraftProposer(self._draft) if self._draft is not None else None,
+                draft_tokens=acc.draft_tokens, output_attentions=attention_layer is not None)
+        seconds = time.perf_counter() - started
+        answer_steps = len(decoded.tokens)
+        for k, token in enumerate(decoded.tokens):
+            if token in self._eos():
+                answer_steps = k
+                break
+        logits = torch.stack(decoded.logits[:max(answer_steps, 1)])
+        text = self.tokenizer.decode(decoded.tokens[:answer_steps],
+                                     skip_special_tokens=True).strip()
+        attention = None
+        if attention_layer is not None:
+            attention = self._kept_attention(decoded.attentions, attention_layer, input_ids,
+                                             kept)
+        kept_ids = input_ids[0, kept]
+        n_input, n_output = int(len(kept)), len(decoded.tokens)
+        flops = 2.0 * self._decoder_params * (n_input + decoded.positions) + selection_flops
+        flops += 2.0 * self._draft_params * decoded.draft_positions
+        return Generation(
+            text=text, logits=logits.float().cpu().numpy(), input_tokens=n_input,
+            image_tokens=int((kept_ids == self.image_token_id).sum()), output_tokens=n_output,
+            flops=flops, seconds=seconds, attention=attention,
+            drafted_tokens=decoded.drafted, accepted_tokens=decoded.accepted)
+
+    def _eos(self) -> set[int]:
+        return set(np.atleast_1d(self.model.generation_config.eos_token_id or []).tolist())
+
+    def _select_tokens(self, embeds, input_ids):
+        """(L',) original positions kept: every text position and the image tokens the last
+        prompt position attends to most at decoder layer tokens.select_layer (FastV); the
+        decoder's first select_layer + 1 layers run on the full prompt to rank them."""
+        torch = self._torch
+        layer = self.acceleration.select_layer
+        captured = {}
+
+        def hook(module, args, output):
+            captured['weights'] = output[1]  # (1, heads, L, L) with eager attention
+            raise _Captured
+
+        attention = self._language_model.layers[layer].self_attn
+        handle = attention.register_forward_hook(hook)
+        length = int(input_ids.shape[1])
+        try:
+            self._language_model(inputs_embeds=embeds,
+                                 position_ids=torch.arange(length, device=self.device)[None],
+                                 output_attentions=True, use_cache=False)
+        except _Captured:
+            pass
+        finally:
+            handle.remove()
+        weights = captured.get('weights')
+        if weights is None:
+            raise RuntimeError(f'model {self.model_id!r} returned no attention weights at '
+                               f'layer {layer}; token selection needs eager attention')
+        is_image = (input_ids[0] == self.image_token_id)
+        image_positions = is_image.nonzero().flatten().cpu().numpy()
+        scores = weights[0, :, -1, :].float().sum(dim=0).cpu().numpy()  # (L,) over heads
+        chosen = select_image_positions(scores[image_positions], image_positions,
+                                        self.acceleration.keep_ratio)
+        keep = ~is_image.cpu()
+        keep[torch.from_numpy(chosen)] = True
+        return keep.nonzero().flatten().to(self.device)
+
+    def _kept_attention(self, attentions, layer: int, input_ids, kept) -> np.ndarray:
+        """(heads, N): the last position's attention to image 0's tokens on the full grid;
+        tokens that selection dropped get 0 (ViCrop's RoI is placed among the kept ones)."""
+        weights = attentions[layer]  # (1, heads, L', L')
+        if weights is None:
+            raise RuntimeError(f'model {self.model_id!r} returned no attention weights; load it '
+                               'with attention=True (eager attention)')
+        row = weights[0, :, -1, :].float().cpu().numpy()  # (heads, L')
+        grid_positions = self._image0_positions(input_ids)  # (N,) original positions
+        index = {int(p): k for k, p in enumerate(grid_positions)}
+        full = np.zeros((row.shape[0], len(grid_positions)), np.float32)
+        for column, position in enumerate(kept.tolist()):
+            if position in index:
+                full[:, index[position]] = row[:, column]
+        return full

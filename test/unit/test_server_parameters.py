@@ -41,6 +41,19 @@ def test_defaults_describe_the_bundled_model_behind_the_entropy_gate():
         default.policy = 'always'
 
 
+def test_accelerations_are_off_by_default_and_reach_the_configuration():
+    default = config().acceleration
+    assert (default.keep_ratio, default.speculative, default.quantize) == (1.0, 'none', 'none')
+    assert not default.custom_decode and default.describe() == ''
+    chosen = config(tokens__keep_ratio=0.5, tokens__select_layer=1,
+                    decode__speculative='draft', decode__draft_model='/models/draft',
+                    decode__draft_tokens=4, quantize='int8').acceleration
+    assert (chosen.keep_ratio, chosen.select_layer, chosen.speculative, chosen.draft_model,
+            chosen.draft_tokens, chosen.quantize) == (0.5, 1, 'draft', '/models/draft', 4,
+                                                      'int8')
+    assert 'speculative draft' in chosen.describe()
+
+
 def test_values_reach_the_configuration():
     chosen = config(policy='always', gate__aggregate='mean', gate__metric='renyi',
                     gate__renyi_alpha=3.0, vicrop__layer=2, crop__codec='png',
@@ -70,6 +83,14 @@ def test_values_reach_the_configuration():
     ('crop.codec', 'gif', 'crop.codec must be one of'),
     ('question.max_chars', True, 'question.max_chars must be int, got True'),
     ('gate.thresold', 1.0, "unknown parameter 'gate.thresold'"),
+    ('tokens.keep_ratio', 0.0, 'tokens.keep_ratio must be >= 0.01, got 0.0'),
+    ('tokens.keep_ratio', 1.5, 'tokens.keep_ratio must be <= 1.0, got 1.5'),
+    ('tokens.select_layer', -1, 'tokens.select_layer must be >= 0, got -1'),
+    ('decode.speculative', 'medusa', "decode.speculative must be one of ('none', "
+                                     "'prompt_lookup', 'draft'), got 'medusa'"),
+    ('decode.speculative', False, 'decode.speculative must be str, got False'),
+    ('decode.draft_tokens', 0, 'decode.draft_tokens must be >= 1, got 0'),
+    ('quantize', 'fp8', "quantize must be one of ('none', 'int8'), got 'fp8'"),
 ])
 def test_bad_values_name_the_parameter(name, value, message):
     with pytest.raises(ParameterError) as error:

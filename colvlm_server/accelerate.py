@@ -1,0 +1,247 @@
+"""LiteVLM-style accelerations of one VLM pass (../shared/seeds/002): visual-token selection,
+speculative greedy decoding and low precision.
+
+- Token selection (FastV-style): the image tokens are ranked by the attention the last prompt
+  position pays them at decoder layer k, computed by running the decoder's first k + 1 layers
+  on the full prompt; the generation then runs on the prompt's embeddings with the other image
+  positions removed, every kept position keeping its original RoPE position.
+- Speculative decoding: a greedy loop that verifies proposed tokens (prompt lookup, or a
+  smaller draft model sharing the tokenizer) with one forward of the model and keeps the
+  longest prefix equal to the model's own argmax, so the tokens are those of plain greedy
+  decoding. transformers' own assisted generation (`prompt_lookup_num_tokens`,
+  `assistant_model`) cannot serve here: with LLaVA it proposes `<image>` tokens from the prompt
+  (the forward then finds more image tokens than features), and started from `inputs_embeds`
+  its first verification reads the prompt's logits instead of the candidates'.
+- Low precision: dynamic int8 quantization of the decoder's Linear layers (torch.ao).
+
+The module knows nothing of gates, crops or the wire; `TransformersVlm` calls it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import warnings
+
+import numpy as np
+
+SPECULATIVE = ('none', 'prompt_lookup', 'draft')  # not 'off': YAML reads it as false
+QUANTIZE = ('none', 'int8')
+LOOKUP_NGRAM = 2  # prompt lookup matches the last 2 tokens first, then the last 1
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """Which accelerations a backend applies; every field is a server parameter."""
+
+    keep_ratio: float = 1.0  # tokens.keep_ratio: share of image tokens kept, 0 < r <= 1
+    select_layer: int = 0  # tokens.select_layer: 0-based decoder layer that ranks them
+    speculative: str = 'none'  # decode.speculative
+    draft_model: str = ''  # decode.draft_model: '' = '<model folder>-draft' beside the model
+    draft_tokens: int = 3  # decode.draft_tokens: tokens proposed per verification
+    quantize: str = 'none'  # quantize
+
+    def __post_init__(self) -> None:
+        ratio = self.keep_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or \
+                not 0.0 < ratio <= 1.0:
+            raise ValueError(f'tokens.keep_ratio must be in (0, 1], got {ratio!r}')
+        if isinstance(self.select_layer, bool) or not isinstance(self.select_layer, int) or \
+                self.select_layer < 0:
+            raise ValueError(f'tokens.select_layer must be an int >= 0, got '
+                             f'{self.select_layer!r}')
+        if self.speculative not in SPECULATIVE:
+            raise ValueError(f'decode.speculative must be one of {SPECULATIVE}, got '
+                             f'{self.speculative!r}')
+        if isinstance(self.draft_tokens, bool) or not isinstance(self.draft_tokens, int) or \
+                not 1 <= self.draft_tokens <= 64:
+            raise ValueError(f'decode.draft_tokens must be an int in 1..64, got '
+                             f'{self.draft_tokens!r}')
+        if self.quantize not in QUANTIZE:
+            raise ValueError(f'quantize must be one of {QUANTIZE}, got {self.quantize!r}')
+
+    def describe(self) -> str:
+        """'' when nothing is on, else one clause for the server's ready line."""
+        parts = []
+        if self.selects_tokens:
+            parts.append(f'image tokens kept {self.keep_ratio:g} (layer {self.select_layer})')
+        if self.speculative != 'none':
+            parts.append(f'speculative {self.speculative} ({self.draft_tokens} tokens)')
+        if self.quantize != 'none':
+            parts.append(f'quantize {self.quantize}')
+        return f'accelerations: {", ".join(parts)}, ' if parts else ''
+
+    @property
+    def selects_tokens(self) -> bool:
+        return self.keep_ratio < 1.0
+
+    @property
+    def custom_decode(self) -> bool:
+        """Whether generation leaves model.generate() for the loop below."""
+        return self.selects_tokens or self.speculative != 'none'
+
+
+def kept_count(n_image: int, keep_ratio: float) -> int:
+    """Image tokens kept of `n_image`: at least one."""
+    return max(1, min(n_image, int(round(n_image * keep_ratio))))
+
+
+def select_image_positions(scores: np.ndarray, image_positions: np.ndarray,
+                           keep_ratio: float) -> np.ndarray:
+    """The image positions to keep, ascending: the top `keep_ratio` of them by `scores`
+    ((n_image,) attention received, summed over heads); ties go to the earlier position."""
+    keep = kept_count(len(image_positions), keep_ratio)
+    order = np.argsort(-scores, kind='stable')[:keep]
+    return np.sort(image_positions[order])
+
+
+def quantize_int8(module) -> None:
+    """Dynamic int8 quantization of every nn.Linear in `module`, in place: weights int8 per
+    tensor, activations quantized on the fly (fbgemm on x86, qnnpack on ARM)."""
+    import torch
+
+    with warnings.catch_warnings():
+        # torch.ao.quantization warns that it is deprecated; it is still what ships in torch.
+        warnings.simplefilter('ignore', DeprecationWarning)
+        warnings.filterwarnings('ignore', message='.*deprecated.*')
+        torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8,
+                                               inplace=True)
+
+
+def lookup_candidates(context: list[int], count: int, ngram: int = LOOKUP_NGRAM) -> list[int]:
+    """Prompt lookup: the `count` tokens that followed the latest earlier occurrence of the
+    context's last n-gram (longest n first), or [] when it has not occurred."""
+    for size in range(min(ngram, len(context) - 1), 0, -1):
+        tail = context[-size:]
+        for start in range(len(context) - size - 1, -1, -1):
+            if context[start:start + size] == tail:
+                follow = context[start + size:start + size + count]
+                if follow:
+                    return follow
+    return []
+
+
+@dataclass
+class Decoded:
+    """What the decoding loop produced."""
+
+    tokens: list[int]  # generated ids, EOS included when produced
+    logits: list  # per generated token, (V,) float32 tensors: the model's own scores
+    attentions: tuple | None  # prefill attentions per layer, (1, heads, L, L), when asked
+    forwards: int  # forward passes of the model (prefill included)
+    positions: int  # positions the model processed after the prompt (rejected drafts too)
+    draft_positions: int  # positions the draft model processed (its prompt included)
+    drafted: int  # tokens proposed
+    accepted: int  # proposed tokens that the model confirmed
+
+
+class DraftProposer:
+    """A smaller model sharing the tokenizer and the input embedding space (the bundled draft
+    shares tower, projector and embeddings): it decodes greedily on its own cache."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.cache = None
+        self.fed = 0  # positions in the draft's cache
+        self.processed = 0  # positions run through the draft, for FLOP accounting
+
+    def start(self, embeds, position_ids) -> None:
+        from transformers import DynamicCache
+        self.cache = DynamicCache(config=self.model.config)
+        self.model(inputs_embeds=embeds.to(self.model.dtype), position_ids=position_ids,
+                   past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        self.fed = self.processed = int(embeds.shape[1])
+
+    def propose(self, pending: list[int], next_position: int, count: int) -> list[int]:
+        """`pending`: tokens the draft has not seen yet (the last one not yet verified);
+        `next_position`: RoPE position of pending[0]."""
+        import torch
+        proposed = []
+        feed = pending
+        position = next_position
+        for _ in range(count):
+            ids = torch.tensor([feed], device=self.model.device)
+            positions = torch.arange(position, position + len(feed),
+                                     device=self.model.device)[None]
+            out = self.model(input_ids=ids, position_ids=positions, past_key_values=self.cache,
+                             use_cache=True, logits_to_keep=1)
+            self.fed += len(feed)
+            self.processed += len(feed)
+            position += len(feed)
+            token = int(out.logits[0, -1].argmax())
+            proposed.append(token)
+            feed = [token]
+        return proposed
+
+    def rewind(self, length: int) -> None:
+        """Keep the first `length` cached positions (those of confirmed tokens)."""
+        if self.fed > length:
+            self.cache.crop(length - self.fed)
+            self.fed = length
+
+
+def greedy_decode(model, embeds, position_ids, *, max_new_tokens: int, eos: set[int],
+                  context: list[int] | None = None, draft: DraftProposer | None = None,
+                  draft_tokens: int = 3, output_attentions: bool = False) -> Decoded:
+    """Greedy decoding from prompt embeddings (1, L, D) at `position_ids` (1, L), with
+    speculation from prompt lookup over `context` (the prompt's text ids) or from `draft`.
+
+    Every kept token is the argmax of the model's logits at its position given the tokens
+    before it, as in plain greedy decoding; its logits are the verification forward's.
+    Call under inference_mode."""
+    import torch
+    from transformers import DynamicCache
+
+    device = embeds.device
+    cache = DynamicCache(config=model.config)
+    out = model(inputs_embeds=embeds, position_ids=position_ids, past_key_values=cache,
+                use_cache=True, output_attentions=output_attentions, logits_to_keep=1)
+    attentions = out.attentions if output_attentions else None
+    next_position = int(position_ids[0, -1]) + 1
+    logits = [out.logits[0, -1].float()]
+    tokens = [int(logits[0].argmax())]
+    fed = int(embeds.shape[1])  # positions in the model's cache
+    forwards, drafted, accepted, processed = 1, 0, 0, 0
+    if draft is not None:
+        draft.start(embeds, position_ids)
+    while len(tokens) < max_new_tokens and tokens[-1] not in eos:
+        room = max_new_tokens - len(tokens) - 1  # a verification also yields one more token
+        proposed = []
+        if room > 0 and draft is not None:
+            # The draft has seen the prompt and the tokens before the newest.
+            pending_from = draft.fed - int(embeds.shape[1])
+            proposed = draft.propose(tokens[pending_from:], next_position + pending_from,
+                                     min(draft_tokens, room))
+        elif room > 0 and context is not None:
+            proposed = lookup_candidates(context + tokens, min(draft_tokens, room))
+        feed = [tokens[-1], *proposed]
+        ids = torch.tensor([feed], device=device)
+        start = next_position + len(tokens) - 1
+        positions = torch.arange(start, start + len(feed), device=device)[None]
+        out = model(input_ids=ids, position_ids=positions, past_key_values=cache,
+                    use_cache=True)
+        forwards += 1
+        fed += len(feed)
+        processed += len(feed)
+        step_logits = out.logits[0].float()  # (len(feed), V)
+        choices = step_logits.argmax(dim=-1).tolist()
+        drafted += len(proposed)
+        matched = 0
+        while matched < len(proposed) and proposed[matched] == choices[matched]:
+            matched += 1
+        appended = 0
+        for k in range(matched + 1):
+            tokens.append(choices[k])
+            logits.append(step_logits[k])
+            appended += 1
+            if choices[k] in eos or len(tokens) >= max_new_tokens:
+                break
+        accepted += min(matched, appended)
+        # The cache keeps the confirmed tokens; the newest token is fed next round.
+        keep = int(embeds.shape[1]) + len(tokens) - 1
+        if fed > keep:
+            cache.crop(keep - fed)  # a negative count: positions removed from the end
+            fed = keep
+        if draft is not None:
+            draft.rewind(keep)
+    return Decoded(tokens, logits, attentions, forwards, processed,
+                   draft.processed if draft is not None else 0, drafted, accepted)
