@@ -1,8 +1,9 @@
 """Run the edge: publish global frames and serve RoI crops from a camera, folder, video or bag.
 
 Parameters come from config/edge.yaml (or --config), then flags. With layers.enabled the
-model's vision tower and the token codec are loaded before anything is offered. ROS_DOMAIN_ID
-and ROS_AUTOMATIC_DISCOVERY_RANGE select the network as for any ROS 2 node.
+model's vision tower and the token codec are loaded before anything is offered, with
+view.enabled the tower and the view probe. ROS_DOMAIN_ID and ROS_AUTOMATIC_DISCOVERY_RANGE
+select the network as for any ROS 2 node.
 """
 
 from __future__ import annotations
@@ -66,7 +67,12 @@ def run(args: argparse.Namespace) -> int:
             node.logger.info(f'loading the vision tower of {config.layers.model} '
                              f'({config.layers.split}) for token layers')
             tokens = load_token_encoder(config.layers)
-        edge = EdgeNode(node, config, tokens)
+        scorer = None
+        if config.view.enabled:
+            node.logger.info(f'loading the vision tower of {config.view.model} and its view '
+                             'probe for colvlm/score_view')
+            scorer = _view_scorer(config, tokens)
+        edge = EdgeNode(node, config, tokens, scorer)
     except (ValueError, FileNotFoundError) as error:
         node.logger.error(str(error))
         node.shutdown()
@@ -90,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
                   f'{node.resolve_name("colvlm/token_layers")}, serving '
                   f'{node.resolve_name("colvlm/request_layers")}'
                   + ('' if config.layers.send_global else ', no global images'))
+    if scorer is not None:
+        layers += f', view scores on {node.resolve_name("colvlm/score_view")}'
     node.logger.info(f'ready: source {config.source}, publishing '
                      f'{node.resolve_name("colvlm/global/compressed")} '
                      f'({config.publish_mode}), serving {node.resolve_name("colvlm/crop_roi")}'
@@ -106,6 +114,18 @@ def run(args: argparse.Namespace) -> int:
             reader.join(timeout=5.0)  # no publishing while DDS tears down at exit
         edge.log_status()  # the final counts, whatever the status period
     return 0
+
+
+def _view_scorer(config, tokens):
+    """The view scorer, on the token layers' model when it is the same one (one tower in
+    memory, not two)."""
+    from colvlm_edge.view_score import load_view_scorer
+
+    view = config.view
+    shared = tokens is not None and (config.layers.model, config.layers.device) == (
+        view.model, view.device)
+    return load_view_scorer(view.model, view.probe, view.device, config.encoder,
+                            backend=tokens.backend if shared else None)
 
 
 def _source_options(config) -> dict:

@@ -4,7 +4,9 @@ It publishes global frames (with their FrameGeometry) on `colvlm/global/*`, serv
 `colvlm/crop_roi` and `colvlm/request_frame`, and counts every serialized byte it sends.
 Given a token-layer encoder it also publishes the first layers of each frame's visual tokens
 on `colvlm/token_layers` and serves the rest from a per-stamp cache on
-`colvlm/request_layers`. Failures answer `success=false` with a one-line status and never
+`colvlm/request_layers`. Given a view scorer it serves `colvlm/score_view`: how relevant the
+newest frame is to a question, computed here so that a server choosing among cameras sends
+only the views it needs. Failures answer `success=false` with a one-line status and never
 stop the node.
 """
 
@@ -54,9 +56,10 @@ class EdgeNode:
     """The camera side of colvlm on one transport node."""
 
     def __init__(self, node: Node, config: EdgeConfig,
-                 tokens: TokenLayerEncoder | None = None):
+                 tokens: TokenLayerEncoder | None = None, scorer=None):
         self.node, self.config = node, config
         self.tokens = tokens  # None: no token layers, whatever layers.enabled says
+        self.scorer = scorer  # a view_score.ViewScorer; None: no colvlm/score_view
         self.layer_cache = LayerCache(config.layers.cache_frames)
         self.send_global = config.layers.send_global or tokens is None
         self.buffer = FrameBuffer(config.buffer_max_frames, config.buffer_max_bytes)
@@ -86,6 +89,9 @@ class EdgeNode:
                                                  'token_layers')
             node.create_service('colvlm/srv/RequestLayers', 'colvlm/request_layers',
                                 self.serve_layer_request)
+        if scorer is not None:
+            self._score_type = node.service_type('colvlm/srv/ScoreView')
+            node.create_service('colvlm/srv/ScoreView', 'colvlm/score_view', self.serve_score)
         node.create_timer(config.status_period_s, self.log_status)
 
     # Frames in
@@ -207,6 +213,33 @@ class EdgeNode:
         response.success = True
         response.status_message = f'layers {first}..{last} of {self.tokens.codec.layer_count}'
         self.uplink.add('layers', self.node.serialized_size(response))
+        return response
+
+    def serve_score(self, request):
+        """Score the newest frame read for the question; nothing of the image is sent."""
+        response = self._score_type.Response()
+        newest = self._newest
+        if newest is None:
+            response.status_message = 'no frame read yet'
+            return response
+        if not request.question.strip():
+            response.status_message = 'empty question'
+            return response
+        try:
+            scored = self.scorer.score(newest.image, request.question, key=newest.stamp_ns)
+        except Exception as error:  # the model failed on this frame: say so, keep serving
+            line = str(error).strip().splitlines()
+            response.status_message = (f'frame {newest.stamp_ns}: no score: '
+                                       f'{type(error).__name__}: {line[0] if line else ""}')
+            self.node.logger.warning(response.status_message)
+            return response
+        stamps.fill(response.frame_stamp, newest.stamp_ns)
+        response.success = True
+        response.abstained = scored.score is None
+        response.score = 0.0 if scored.score is None else float(scored.score)
+        response.concept = scored.concept
+        response.score_ms = scored.seconds * 1e3
+        self.uplink.add('score', self.node.serialized_size(response))
         return response
 
     def log_status(self) -> None:

@@ -13,6 +13,20 @@ from colvlm_msgs.image_codec import CODECS
 from colvlm_msgs.params import ParameterSpec, ParameterTable
 from colvlm_msgs.token_codec import SPLITS
 
+
+@dataclass(frozen=True)
+class ViewScoreConfig:
+    """The edge's `view.*` parameters."""
+
+    enabled: bool = False
+    model: str = 'bundled'
+    probe: str = ''  # artifact path; '' = view_probe.npz next to the model
+    device: str = 'cpu'
+
+    def __post_init__(self) -> None:
+        if self.enabled and not self.model.strip():
+            raise ValueError("view.model must name a model when view.enabled, got ''")
+
 PUBLISH_MODES = ('every_frame', 'rate', 'on_request')
 
 EDGE_PARAMETERS = ParameterTable([
@@ -79,6 +93,15 @@ EDGE_PARAMETERS = ParameterTable([
     ParameterSpec('layers.send_global', 'bool', True,
                   'also publish the compressed global image; false = FrameGeometry and token '
                   'layers only'),
+    ParameterSpec('view.enabled', 'bool', False,
+                  'serve colvlm/score_view: how relevant the newest frame is to a question, '
+                  "before any image is sent (a server's views.select)"),
+    ParameterSpec('view.model', 'str', 'bundled',
+                  "the VLM whose vision tower scores views: 'bundled', a local folder or a "
+                  'Hugging Face id (shared with layers.model when the same)'),
+    ParameterSpec('view.probe', 'str', '',
+                  "view probe artifact; '' = view_probe.npz next to the model"),
+    ParameterSpec('view.device', 'str', 'cpu', 'torch device of the view scorer'),
     ParameterSpec('status.period_s', 'float', 10.0, 'how often the uplink status is logged, s',
                   min=0.1, max=3600.0),
 ])
@@ -102,6 +125,7 @@ class EdgeConfig:
     crop_window_s: float         # s
     status_period_s: float       # s
     layers: TokenLayersConfig = TokenLayersConfig()
+    view: ViewScoreConfig = ViewScoreConfig()
 
     @classmethod
     def from_values(cls, v: dict) -> EdgeConfig:
@@ -122,13 +146,15 @@ class EdgeConfig:
                 split=v['layers.split'], device=v['layers.device'],
                 proactive=v['layers.proactive'], cache_frames=v['layers.cache_frames'],
                 send_global=v['layers.send_global'])
+            view = ViewScoreConfig(enabled=v['view.enabled'], model=v['view.model'],
+                                   probe=v['view.probe'], device=v['view.device'])
         except ValueError as error:
             raise ValueError(f'edge parameters: {_parameter_name(str(error))}') from None
         return cls(v['source.uri'], v['source.fps'], v['source.loop'], v['source.bag_topic'],
                    v['frame_id'], v['publish.mode'], v['publish.rate_hz'], encoder,
                    v['buffer.max_frames'], v['buffer.max_bytes'],
                    int(v['buffer.stamp_tolerance_ms'] * 1e6), limits, v['crop.max_requests'],
-                   v['crop.window_s'], v['status.period_s'], layers)
+                   v['crop.window_s'], v['status.period_s'], layers, view)
 
 
 # The config classes name their own fields; say which parameter that is.

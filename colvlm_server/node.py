@@ -1,19 +1,26 @@
 """The server node: the two-stage pipeline behind `colvlm/query` and `colvlm/ask`.
 
-It keeps the newest global frames of one camera (an image is usable once its FrameGeometry,
-same stamp, has arrived too), queues questions for one worker thread running
-`TwoStagePipeline`, fetches crops from the edge's `colvlm/crop_roi`, and fills every field of
-the Answer. Queries under policy 'layers' are answered from the token layers the edge sends on
-`colvlm/token_layers` instead, asking `colvlm/request_layers` for more. Every query gets
-exactly one Answer: a bad request, a lost edge, bad layers or a failing model is a status on
-it, never a stopped node. Loading the model is the caller's job (server_cli); the token codecs
-(small files) are loaded here.
+It keeps the newest global frames of one camera, or of several (`views.cameras`); an image is
+usable once its FrameGeometry, same stamp, has arrived too. It queues questions for one worker
+thread running `TwoStagePipeline`, fetches crops from the edge's `colvlm/crop_roi`, and fills
+every field of the Answer. Queries under policy 'layers' are answered from the token layers
+the edge sends on `colvlm/token_layers` instead, asking `colvlm/request_layers` for more.
+
+With several cameras, a query that names none is answered from the views selected for it
+(colvlm_server/views.py): named in the question, or best scored by the edges'
+`colvlm/score_view`. Only their frames are asked for with `colvlm/request_frame`, and the
+surest of their answers is kept.
+
+Every query gets exactly one Answer: a bad request, a lost edge, bad layers or a failing model
+is a status on it, never a stopped node. Loading the model is the caller's job (server_cli);
+the token codecs (small files) are loaded here.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 import contextlib
 from dataclasses import dataclass, replace
 import queue
@@ -38,6 +45,14 @@ from colvlm_server.gate import make_policy
 from colvlm_server.parameters import MAX_NEW_TOKENS, SERVER_POLICIES, ServerConfig
 from colvlm_server.pipeline import PipelineResult, TwoStagePipeline
 from colvlm_server.token_layers import LayerOptions, load_codecs, model_codec_paths
+from colvlm_server.views import (
+    ViewScore,
+    most_confident,
+    needs_scores,
+    select_views,
+    strip_view_names,
+    view_name,
+)
 from colvlm_server.vlm import resolve_model
 
 # Answer.msg's STATUS_* and DECISION_* constants, by name.
@@ -66,26 +81,52 @@ class _Job:
     received_ns: int     # wall clock ns
     policy: str
     held: tuple | None   # (Frame, frame_id); None = ask the edge for a fresh one
+    link: CameraLink | None  # None = select views (several cameras, none named)
+
+
+class CameraLink:
+    """What the server holds and asks of one camera's edge: its frames and token layers, and
+    clients of its crop, layer, frame and view-score services."""
+
+    def __init__(self, node: Node, prefix: str, config: ServerConfig, *, scores: bool):
+        prefix = prefix.rstrip('/')
+        names = {key: f'{prefix}/colvlm/{key}' if prefix else f'colvlm/{key}'
+                 for key in ('global/compressed', 'global/geometry', 'crop_roi',
+                             'request_frame', 'token_layers', 'request_layers', 'score_view')}
+        self.topics = names
+        full = node.resolve_name(names['global/compressed'])
+        self.camera = full[:-len('/colvlm/global/compressed')] or '/'
+        self.name = view_name(self.camera)  # '' for the root namespace
+        self.aliases = {prefix.strip('/'), self.camera.strip('/'), self.name}
+        self.frames = FrameStore(self.camera)
+        self.crops = EdgeCropSource(node, names['crop_roi'], config)
+        self.layers = LayerStore(self.camera)
+        self.layer_source = EdgeLayerSource(node, names['request_layers'], config)
+        self.frame_client = node.create_client('colvlm/srv/RequestFrame',
+                                               names['request_frame'])
+        self.score_client = node.create_client('colvlm/srv/ScoreView', names['score_view']) \
+            if scores else None
 
 
 class ServerNode:
-    """The server side of colvlm for one camera on one transport node."""
+    """The server side of colvlm for one or several cameras on one transport node."""
 
     def __init__(self, node: Node, config: ServerConfig, pipeline: TwoStagePipeline, *,
                  model_id: str = ''):
         self.node, self.config, self.pipeline = node, config, pipeline
         self.model_id = model_id or getattr(pipeline.backend, 'model_id', '')
-        prefix = config.default_camera.rstrip('/')
-        names = {key: f'{prefix}/colvlm/{key}' if prefix else f'colvlm/{key}'
-                 for key in ('global/compressed', 'global/geometry', 'crop_roi',
-                             'request_frame', 'token_layers', 'request_layers')}
-        full = node.resolve_name(names['global/compressed'])
-        self.camera = full[:-len('/colvlm/global/compressed')] or '/'
-        self._cameras = {'', prefix.strip('/'), self.camera.strip('/')}
-        self.frames = FrameStore(self.camera)
-        self.crops = EdgeCropSource(node, names['crop_roi'], config)
-        self.layers = LayerStore(self.camera)
-        self.layer_source = EdgeLayerSource(node, names['request_layers'], config)
+        views = config.views
+        prefixes = views.cameras or (config.default_camera,)
+        self.links = [CameraLink(node, prefix, config, scores=views.several)
+                      for prefix in prefixes]
+        self.several = views.several
+        self._by_name = {link.name: link for link in self.links}
+        default = self.links[0]
+        # The first camera's stores stay reachable under the one-camera names.
+        self.camera, self.frames, self.layers = default.camera, default.frames, default.layers
+        self.crops, self.layer_source = default.crops, default.layer_source
+        self._scoring = ThreadPoolExecutor(len(self.links), thread_name_prefix='score') \
+            if self.several else None
         self.layer_options = LayerOptions(load_codecs(codec_paths(config)), config.layers_step,
                                           config.layers_crop)
         self.policies = {name: make_policy(name, config.gate) for name in SERVER_POLICIES}
@@ -98,43 +139,51 @@ class ServerNode:
         self._answer_type = node.message_type('colvlm/msg/Answer')
         self._ask_type = node.service_type('colvlm/srv/Ask')
         self._frame_type = node.service_type('colvlm/srv/RequestFrame')
-        self._frame_client = node.create_client('colvlm/srv/RequestFrame',
-                                                names['request_frame'])
+        self._score_type = node.service_type('colvlm/srv/ScoreView') if self.several else None
         self._worker = threading.Thread(target=self._work, name='server-worker', daemon=True)
         self._worker.start()
         self._answers = node.create_publisher('colvlm/msg/Answer', 'colvlm/answer', 'answers')
-        node.create_subscription('sensor_msgs/msg/CompressedImage', names['global/compressed'],
-                                 self.on_image, 'frames')
-        node.create_subscription('colvlm/msg/FrameGeometry', names['global/geometry'],
-                                 self.on_geometry, 'frame_info')
-        node.create_subscription('colvlm/msg/TokenLayer', names['token_layers'],
-                                 self.on_token_layer, 'token_layers')
+        for link in self.links:
+            self._subscribe(link)
         node.create_subscription('colvlm/msg/Query', 'colvlm/query', self.on_query, 'queries')
         node.create_service('colvlm/srv/Ask', 'colvlm/ask', self.serve_ask)
         node.create_timer(config.status_period_s, self.log_status)
 
     # Frames in
-    def on_image(self, message) -> None:
+    def _subscribe(self, link: CameraLink) -> None:
+        topics, node = link.topics, self.node
+        node.create_subscription('sensor_msgs/msg/CompressedImage', topics['global/compressed'],
+                                 lambda message: self.on_image(message, link), 'frames')
+        node.create_subscription('colvlm/msg/FrameGeometry', topics['global/geometry'],
+                                 lambda message: self.on_geometry(message, link), 'frame_info')
+        node.create_subscription('colvlm/msg/TokenLayer', topics['token_layers'],
+                                 lambda message: self.on_token_layer(message, link),
+                                 'token_layers')
+
+    def on_image(self, message, link: CameraLink | None = None) -> None:
+        link = link or self.links[0]
         try:
             image = decode_image(bytes(message.data))  # (h, w, 3) uint8 BGR
         except ImageDecodeError as error:
-            self._drop_frame(str(error))
+            self._drop_frame(f'{link.camera}: {error}')
             return
-        self._add(self.frames.add_image, stamps.to_ns(message.header.stamp), image,
+        self._add(link.frames.add_image, stamps.to_ns(message.header.stamp), image,
                   message.header.frame_id, self.node.serialized_size(message))
 
-    def on_geometry(self, message) -> None:
+    def on_geometry(self, message, link: CameraLink | None = None) -> None:
+        link = link or self.links[0]
         geometry = GlobalGeometry(
             message.original_width, message.original_height, message.global_width,
             message.global_height, message.preprocess, message.scale_x, message.scale_y,
             message.offset_x, message.offset_y)
-        self._add(self.frames.add_geometry, stamps.to_ns(message.header.stamp), geometry,
+        self._add(link.frames.add_geometry, stamps.to_ns(message.header.stamp), geometry,
                   self.node.serialized_size(message))
 
-    def on_token_layer(self, message) -> None:
+    def on_token_layer(self, message, link: CameraLink | None = None) -> None:
         """Held as it came: the pipeline checks layers against its codecs per query."""
-        self.layers.add(stamps.to_ns(message.header.stamp), EncodedLayer.from_message(message),
-                        self.node.serialized_size(message), message.header.frame_id)
+        (link or self.links[0]).layers.add(
+            stamps.to_ns(message.header.stamp), EncodedLayer.from_message(message),
+            self.node.serialized_size(message), message.header.frame_id)
 
     def _add(self, add: Callable, *args) -> None:
         try:
@@ -168,19 +217,26 @@ class ServerNode:
         received, received_ns = time.perf_counter(), self.node.now_ns()
         policy = query.policy or self.config.policy
         try:
-            self._check(query, policy)
-            held = None if query.fresh_frame else self._frame_for(query, received_ns, policy)
+            link = self._check(query, policy)
+            named_frame = bool(stamps.to_ns(query.frame_stamp))
+            # Several cameras' edges publish on request: their newest frames are fetched by
+            # the worker; a frame named by stamp must be held already.
+            held = None
+            if link is not None and not query.fresh_frame and (named_frame or not self.several):
+                held = self._frame_for(query, received_ns, policy, link)
             with self._admission:  # nothing is queued once stop() has begun
                 if self._stop.is_set():
                     raise Rejected('BUSY', 'the server is shutting down')
-                self._jobs.put_nowait(_Job(query, reply, received, received_ns, policy, held))
+                self._jobs.put_nowait(_Job(query, reply, received, received_ns, policy, held,
+                                           link))
         except Rejected as rejection:
             self._reject(query, policy, reply, received, rejection)
         except queue.Full:
             self._reject(query, policy, reply, received, Rejected(
                 'BUSY', f'{self.config.queue_max_size} queries are already waiting'))
 
-    def _check(self, query, policy: str) -> None:
+    def _check(self, query, policy: str) -> CameraLink | None:
+        """The camera the query is about (None: views to select), or Rejected."""
         limit = self.config.question_max_chars
         if not query.question.strip():
             raise Rejected('BAD_REQUEST', 'empty question')
@@ -190,21 +246,31 @@ class ServerNode:
         if policy not in SERVER_POLICIES:
             raise Rejected('BAD_REQUEST', f'unknown policy {policy!r}; this server knows '
                                           f'{", ".join(SERVER_POLICIES)}')
-        if query.camera.strip('/') not in self._cameras:
-            raise Rejected('BAD_REQUEST', f'unknown camera {query.camera!r}; this server '
-                                          f'answers about {self.camera!r}')
         if query.max_new_tokens > MAX_NEW_TOKENS:
             raise Rejected('BAD_REQUEST', f'max_new_tokens must be <= {MAX_NEW_TOKENS}, got '
                                           f'{query.max_new_tokens}')
+        wanted = query.camera.strip('/')
+        if not wanted and self.several and stamps.to_ns(query.frame_stamp):
+            raise Rejected('BAD_REQUEST', 'a frame_stamp names a frame of one camera: set the '
+                                          "query's camera too (this server has several)")
+        if not wanted:
+            return None if self.several else self.links[0]
+        for link in self.links:
+            if wanted in link.aliases:
+                return link
+        known = ', '.join(repr(link.camera) for link in self.links)
+        raise Rejected('BAD_REQUEST', f'unknown camera {query.camera!r}; this server answers '
+                                      f'about {known}')
 
-    def _store(self, policy: str) -> FrameStore | LayerStore:
+    @staticmethod
+    def _store(policy: str, link: CameraLink) -> FrameStore | LayerStore:
         """Where the frames a policy answers about are held: token layers for 'layers'."""
-        return self.layers if policy == 'layers' else self.frames
+        return link.layers if policy == 'layers' else link.frames
 
-    def _frame_for(self, query, received_ns: int, policy: str) -> tuple:
+    def _frame_for(self, query, received_ns: int, policy: str, link: CameraLink) -> tuple:
         wanted = stamps.to_ns(query.frame_stamp)
-        store = self._store(policy)
-        what = 'token layers' if store is self.layers else 'frame'
+        store = self._store(policy, link)
+        what = 'token layers' if store is link.layers else 'frame'
         if wanted:
             held = store.get(wanted)
             if held is None:
@@ -213,8 +279,8 @@ class ServerNode:
             return held
         held = store.latest()
         if held is None:
-            hint = ' (does the edge run with layers.enabled?)' if store is self.layers else ''
-            raise Rejected('NO_FRAME', f'no {what} from camera {self.camera!r} yet{hint}')
+            hint = ' (does the edge run with layers.enabled?)' if store is link.layers else ''
+            raise Rejected('NO_FRAME', f'no {what} from camera {link.camera!r} yet{hint}')
         age_s = (received_ns - held[0].stamp_ns) / 1e9
         max_age_s = self.config.frame_max_age_s
         if max_age_s and age_s > max_age_s:
@@ -232,24 +298,19 @@ class ServerNode:
             self._run(job)
 
     def _run(self, job: _Job) -> None:
-        answer = self._new_answer(job.query, job.policy)
+        answer = self._new_answer(job.query, job.policy, job.link)
         answer.queue_ms = (time.perf_counter() - job.received) * 1e3
         try:
-            frame, frame_id = job.held or self._fresh_frame(job.received_ns,
-                                                            self._store(job.policy))
-            answer.header.frame_id = frame_id
-            stamps.fill(answer.frame_stamp, frame.stamp_ns)
-            policy = self.policies[job.policy]
-            with self._token_limit(job.query.max_new_tokens):
-                if job.policy == 'layers':
-                    frame = replace(frame, geometry=self.frames.geometry(frame.stamp_ns))
-                    result = self.pipeline.answer_layers(
-                        job.query.question, frame, self.layer_source, policy,
-                        self.layer_options, crops=self.crops)
-                else:
-                    result = self.pipeline.answer(job.query.question, frame, self.crops,
-                                                  policy)
-            self._fill(answer, result)
+            if job.link is None:
+                self._answer_views(job, answer)
+            elif self.several and job.held is None and not job.query.fresh_frame:
+                answer.views_sent, answer.view_selection = [job.link.name], 'query'
+                frame, frame_id = self._view_frame(job, job.link, None)
+                self._fill(answer, self._answer_in(job, job.link, frame), frame, frame_id)
+            else:
+                frame, frame_id = job.held or self._fresh_frame(job.received_ns, job.policy,
+                                                                job.link)
+                self._fill(answer, self._answer_in(job, job.link, frame), frame, frame_id)
         except Rejected as rejection:
             answer.status = getattr(self._answer_type, f'STATUS_{rejection.status}')
             answer.status_message = str(rejection)
@@ -262,9 +323,114 @@ class ServerNode:
             answer.answer, answer.decision = '', self._answer_type.DECISION_NONE
         self._send(job.reply, answer, job.received)
 
-    def _fresh_frame(self, newer_than_ns: int, store) -> tuple:
+    def _answer_in(self, job: _Job, link: CameraLink, frame,
+                   question: str | None = None) -> PipelineResult:
+        """The pipeline's answer about one camera's frame (or token layers)."""
+        policy = self.policies[job.policy]
+        question = job.query.question if question is None else question
+        with self._token_limit(job.query.max_new_tokens):
+            if job.policy == 'layers':
+                frame = replace(frame, geometry=link.frames.geometry(frame.stamp_ns))
+                return self.pipeline.answer_layers(question, frame, link.layer_source, policy,
+                                                   self.layer_options, crops=link.crops)
+            return self.pipeline.answer(question, frame, link.crops, policy)
+
+    def _answer_views(self, job: _Job, answer) -> None:
+        """Select views, get only their frames, answer about each, keep the surest answer;
+        every byte and millisecond of the selection is on the Answer."""
+        started = time.perf_counter()
+        question = job.query.question
+        names = [link.name for link in self.links]
+        scores, score_up, score_down = {}, 0, 0
+        if needs_scores(question, names, self.config.views):
+            scores, score_up, score_down = self._score_views(question)
+        selection = select_views(question, names, self.config.views, scores)
+        if self.config.views.strip_names:
+            question = strip_view_names(question, names)
+        answer.select_ms = (time.perf_counter() - started) * 1e3
+        answer.view_selection = selection.how
+        answered, missing = [], []
+        for name in selection.views:
+            link = self._by_name[name]
+            try:
+                frame, frame_id = self._view_frame(job, link, scores.get(name))
+            except Rejected as rejection:
+                missing.append(f'{name}: {rejection}')
+                continue
+            answered.append((link, frame, frame_id,
+                             self._answer_in(job, link, frame, question)))
+        answer.uplink_score_bytes = score_up
+        if not answered:
+            raise Rejected('NO_FRAME', f'no frame from the selected views ({selection.how}: '
+                                       f'{"; ".join(missing)})')
+        best = most_confident([result for *_, result in answered])
+        link, frame, frame_id, result = answered[best]
+        self._fill(answer, result, frame, frame_id)
+        answer.camera = link.camera
+        answer.views_sent = [link.name] + [other.name for other, *_ in answered
+                                           if other is not link]
+        for other, _, _, extra in answered:  # every view's bytes crossed the link
+            if other is not link:
+                answer.uplink_global_bytes += extra.global_bytes
+                answer.uplink_crop_bytes += extra.crop_bytes
+                answer.uplink_layer_bytes += extra.layer_bytes
+                answer.uplink_bytes += extra.uplink_bytes
+                answer.downlink_bytes += extra.downlink_bytes
+        answer.uplink_bytes += score_up
+        answer.downlink_bytes += score_down
+        note = f'views {", ".join(answer.views_sent)} by {selection.how} ({selection.reason})'
+        if missing:
+            note += f'; without {"; ".join(missing)}'
+        answer.status_message = f'{answer.status_message}; {note}' if answer.status_message \
+            else note
+
+    def _score_views(self, question: str) -> tuple[dict[str, ViewScore], int, int]:
+        """Every edge's colvlm/score_view at once, within views.score_timeout_s together:
+        scores by view name, uplink and downlink bytes."""
+        timeout_s = self.config.views.score_timeout_s
+        request = self._score_type.Request(question=question)
+        request_bytes = self.node.serialized_size(request)
+
+        def ask(link: CameraLink):
+            try:
+                return link.score_client.call(request, timeout=timeout_s)
+            except ServiceTimeout as error:
+                return error
+
+        futures = {link.name: self._scoring.submit(ask, link) for link in self.links}
+        scores, up, down = {}, 0, 0
+        for name, future in futures.items():
+            response = future.result()
+            down += request_bytes
+            if isinstance(response, Exception):
+                scores[name] = ViewScore(None, error=str(response))
+                continue
+            up += self.node.serialized_size(response)
+            if not response.success:
+                scores[name] = ViewScore(None, error=f'the edge refused: '
+                                                     f'{response.status_message}')
+            else:
+                scores[name] = ViewScore(None if response.abstained else float(response.score),
+                                         stamps.to_ns(response.frame_stamp), response.concept)
+        return scores, up, down
+
+    def _view_frame(self, job: _Job, link: CameraLink, score: ViewScore | None) -> tuple:
+        """A selected view's frame: the newest held one when it is fresh and not older than
+        the frame its edge scored, else one asked for with colvlm/request_frame."""
+        scored_ns = score.stamp_ns if score is not None else 0
+        if not job.query.fresh_frame:
+            held = self._store(job.policy, link).latest()
+            max_age_s = self.config.frame_max_age_s
+            if held is not None and held[0].stamp_ns >= scored_ns and (
+                    not max_age_s or job.received_ns - held[0].stamp_ns <= max_age_s * 1e9):
+                return held
+            return self._fresh_frame(max(scored_ns - 1, 0), job.policy, link)
+        return self._fresh_frame(job.received_ns, job.policy, link)
+
+    def _fresh_frame(self, newer_than_ns: int, policy: str, link: CameraLink) -> tuple:
         """A frame the edge took after `newer_than_ns`, asked for with colvlm/request_frame,
-        once `store` holds it."""
+        once the policy's store holds it."""
+        store = self._store(policy, link)
         timeout_s = self.config.fresh_frame_timeout_s
         deadline = time.monotonic() + timeout_s
         request = self._frame_type.Request()
@@ -273,9 +439,10 @@ class ServerNode:
         while response is None or not response.success:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise Rejected('NO_FRAME', f'no fresh frame from the edge within {timeout_s:g} s')
+                raise Rejected('NO_FRAME', f'no fresh frame from the edge of {link.camera!r} '
+                                           f'within {timeout_s:g} s')
             try:
-                response = self._frame_client.call(request, timeout=remaining)
+                response = link.frame_client.call(request, timeout=remaining)
             except ServiceTimeout as error:
                 raise Rejected('NO_FRAME', f'no fresh frame: {error}') from None
             if not response.success:
@@ -303,15 +470,18 @@ class ServerNode:
             backend.max_new_tokens = default
 
     # Answers out
-    def _new_answer(self, query, policy: str):
+    def _new_answer(self, query, policy: str, link: CameraLink | None = None):
         gate = self.config.gate
+        camera = link.camera if link else '' if self.several else self.camera
         return self._answer_type(
             query_id=query.query_id, question=query.question, policy=policy,
-            camera=self.camera, model_id=self.model_id, gate_aggregate=gate.aggregate,
+            camera=camera, model_id=self.model_id, gate_aggregate=gate.aggregate,
             gate_threshold=gate.threshold, renyi_alpha=gate.renyi_alpha)
 
-    def _fill(self, answer, result: PipelineResult) -> None:
+    def _fill(self, answer, result: PipelineResult, frame, frame_id: str) -> None:
         kind = self._answer_type
+        answer.header.frame_id = frame_id
+        stamps.fill(answer.frame_stamp, frame.stamp_ns)
         answer.status = getattr(kind, f'STATUS_{_PIPELINE_STATUS[result.status]}')
         answer.decision = getattr(kind, f'DECISION_{_DECISION[result.decision]}')
         answer.answer, answer.status_message = result.answer, result.reason
@@ -366,16 +536,22 @@ class ServerNode:
                 break
             self._reject(job.query, job.policy, job.reply, job.received,
                          Rejected('BUSY', 'the server is shutting down'))
+        if self._scoring is not None:
+            self._scoring.shutdown(wait=False, cancel_futures=True)
 
     def log_status(self) -> None:
         with self._lock:
             counts = ', '.join(f'{name.lower()} {n}' for name, n in sorted(self.counts.items()))
-        latest = self.frames.latest()
-        age = f', newest {(self.node.now_ns() - latest[0].stamp_ns) / 1e9:.1f} s old' \
-            if latest else ''
+        frames = []
+        for link in self.links:
+            latest = link.frames.latest()
+            age = f', newest {(self.node.now_ns() - latest[0].stamp_ns) / 1e9:.1f} s old' \
+                if latest else ''
+            where = f'{link.name} ' if self.several else ''
+            frames.append(f'{where}{link.frames.completed}{age}')
         self.node.logger.info(
             f'answered: {counts or "nothing"}; queue {self._jobs.qsize()}/'
-            f'{self.config.queue_max_size}; frames {self.frames.completed}{age}; dropped '
+            f'{self.config.queue_max_size}; frames {"; ".join(frames)}; dropped '
             f'frames {self.dropped_frames}')
 
 

@@ -9,6 +9,7 @@ from colvlm_msgs.image_codec import CODECS, check_quality
 from colvlm_msgs.params import ParameterSpec, ParameterTable
 from colvlm_server.accelerate import QUANTIZE, SPECULATIVE, Acceleration
 from colvlm_server.gate import AGGREGATES, METRICS, POLICY_NAMES, GateConfig
+from colvlm_server.views import FALLBACKS, SELECTIONS, ViewsConfig
 from colvlm_server.vlm import DTYPES
 
 # 'oracle' needs ground truth: evaluation only.
@@ -55,6 +56,26 @@ SERVER_PARAMETERS = ParameterTable([
     ParameterSpec('camera.default', 'str', '',
                   "camera namespace answered about, relative to the server's or absolute; "
                   "'' = the server's own namespace"),
+    ParameterSpec('views.cameras', 'str_array', [],
+                  'several cameras: their namespaces, relative or absolute; a query naming no '
+                  'camera is answered from the views selected for it; [] = camera.default'),
+    ParameterSpec('views.select', 'str', 'auto',
+                  "how views are chosen: 'lexical' (view names in the question), 'learned' "
+                  "(each edge's colvlm/score_view), 'auto' (lexical, else learned), 'all'",
+                  choices=SELECTIONS),
+    ParameterSpec('views.max_selected', 'int', 1, 'views sent per query at most, views',
+                  min=1, max=64),
+    ParameterSpec('views.min_score', 'float', 0.5,
+                  'a learned score below this does not select its view', min=0.0, max=1.0),
+    ParameterSpec('views.fallback', 'str', 'all',
+                  "when nothing selects a view: 'all' views or the 'first'",
+                  choices=FALLBACKS),
+    ParameterSpec('views.strip_names', 'bool', True,
+                  "the model gets the question without the view it names ('... (left "
+                  "camera)'): the bundled model never saw camera names"),
+    ParameterSpec('views.score_timeout_s', 'float', 1.0,
+                  "wait for the edges' view scores at most this long, s", min=0.01,
+                  max=600.0),
     ParameterSpec('frame.max_age_s', 'float', 5.0,
                   'a newest frame older than this is stale, s; 0 = off', min=0.0,
                   max=86400.0),
@@ -110,6 +131,7 @@ class ServerConfig:
     layers_timeout_s: float = 2.0  # s
     layers_crop: bool = False
     acceleration: Acceleration = Acceleration()
+    views: ViewsConfig = ViewsConfig()
 
     @classmethod
     def from_values(cls, v: dict) -> ServerConfig:
@@ -124,13 +146,22 @@ class ServerConfig:
                 keep_ratio=v['tokens.keep_ratio'], select_layer=v['tokens.select_layer'],
                 speculative=v['decode.speculative'], draft_model=v['decode.draft_model'],
                 draft_tokens=v['decode.draft_tokens'], quantize=v['quantize'])
+            views = ViewsConfig(
+                cameras=tuple(v['views.cameras']), select=v['views.select'],
+                max_selected=v['views.max_selected'], min_score=v['views.min_score'],
+                fallback=v['views.fallback'], score_timeout_s=v['views.score_timeout_s'],
+                strip_names=v['views.strip_names'])
         except ValueError as error:
             raise ValueError(f'server parameters: {error}') from None
         if not v['device'].strip():
             raise ValueError("server parameters: device must not be empty, got ''")
+        if views.several and v['camera.default']:
+            raise ValueError(f"server parameters: camera.default {v['camera.default']!r} and "
+                             'views.cameras both name cameras; set one of them')
         return cls(v['model'], v['device'], v['dtype'], v['max_new_tokens'], v['policy'], gate,
                    None if v['vicrop.layer'] < 0 else v['vicrop.layer'], v['camera.default'],
                    v['frame.max_age_s'], v['frame.fresh_timeout_s'], v['crop.timeout_s'],
                    v['crop.codec'], v['crop.quality'], v['queue.max_size'],
                    v['question.max_chars'], v['status.period_s'], v['layers.codec'],
-                   v['layers.step'], v['layers.timeout_s'], v['layers.crop'], acceleration)
+                   v['layers.step'], v['layers.timeout_s'], v['layers.crop'], acceleration,
+                   views)

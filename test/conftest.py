@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from pathlib import Path
@@ -18,9 +19,7 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 
 
-@pytest.fixture
-def dds_env(monkeypatch) -> dict[str, str]:
-    """An environment with a domain id no other test of this run uses, loopback discovery."""
+def _private_domain(monkeypatch) -> dict[str, str]:
     # 101..230: away from the default 0 and inside Cyclone DDS's port range.
     domain_id = 101 + next(_domain_ids) % 130
     monkeypatch.setenv('ROS_DOMAIN_ID', str(domain_id))
@@ -28,6 +27,19 @@ def dds_env(monkeypatch) -> dict[str, str]:
     monkeypatch.setenv('COLVLM_TRANSPORT', 'dds')
     monkeypatch.delenv('CYCLONEDDS_URI', raising=False)
     return dict(os.environ)
+
+
+@pytest.fixture
+def dds_env(monkeypatch) -> dict[str, str]:
+    """An environment with a domain id no other test of this run uses, loopback discovery."""
+    return _private_domain(monkeypatch)
+
+
+@contextlib.contextmanager
+def module_dds_env():
+    """dds_env for a longer scope (a module's processes): `yield from` it in a fixture."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield _private_domain(patch)
 
 
 def spawn(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:

@@ -1,7 +1,9 @@
 """Write a synthetic benchmark data set.
 
 `colvlm dataset glyphvqa OUT --n-images N --seed S` renders Glyph-VQA images and their
-evaluation questions into the folder OUT (images/ and questions.jsonl).
+evaluation questions into the folder OUT (images/ and questions.jsonl). With
+`--views front,left,right,rear` it writes the multi-view variant instead: N scenes, one image
+per view, the evidence of each question in one view (colvlm_edge/glyphvqa/views.py).
 """
 
 from __future__ import annotations
@@ -16,33 +18,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('name', choices=['glyphvqa'], help='which data set to write')
     parser.add_argument('out', metavar='OUT', help='output folder (must be empty or absent)')
     parser.add_argument('--n-images', type=int, default=200, metavar='N',
-                        help='number of images (default: %(default)s)')
+                        help='number of images, or of scenes with --views '
+                             '(default: %(default)s)')
     parser.add_argument('--seed', type=int, default=0, metavar='S',
                         help='random seed; the same seed writes the same set '
                              '(default: %(default)s)')
     parser.add_argument('--format', choices=['png', 'jpg'], default='png',
                         help='image file format (default: %(default)s)')
+    parser.add_argument('--views', default=None, metavar='NAMES',
+                        help='write the multi-view variant instead: one image per camera '
+                             'name, comma-separated, e.g. front,left,right,rear')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace images/ and questions.jsonl in a non-empty OUT')
 
 
 def run(args: argparse.Namespace) -> int:
     from colvlm_edge.glyphvqa.dataset import load_dataset, write_dataset
+    from colvlm_edge.glyphvqa.views import (
+        check_view_names,
+        load_views_dataset,
+        write_views_dataset,
+    )
 
     if args.n_images < 1:
         print(f'colvlm dataset: --n-images must be at least 1, got {args.n_images}',
               file=sys.stderr)
         return 2
+    views = None
+    if args.views is not None:
+        try:
+            views = check_view_names([name.strip() for name in args.views.split(',')])
+        except ValueError as error:
+            print(f'colvlm dataset: --views: {error}', file=sys.stderr)
+            return 2
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.overwrite)):
         print(f'colvlm dataset: {out} exists and is not an empty folder '
               '(pass --overwrite to replace its data set)', file=sys.stderr)
         return 2
-    folder = write_dataset(out, args.n_images, args.seed, image_format=args.format,
-                           overwrite=args.overwrite)
     # Reading the set back validates what was written, at little cost.
-    questions = load_dataset(folder)
+    if views is None:
+        folder = write_dataset(out, args.n_images, args.seed, image_format=args.format,
+                               overwrite=args.overwrite)
+        questions = load_dataset(folder)
+        what = f'{args.n_images} images'
+    else:
+        folder = write_views_dataset(out, args.n_images, args.seed, views=views,
+                                     image_format=args.format, overwrite=args.overwrite)
+        questions = [item.question for item in load_views_dataset(folder)]
+        what = f'{args.n_images} scenes x {len(views)} views ({",".join(views)})'
     by_kind = Counter(question.kind for question in questions)
     kinds = ', '.join(f'{kind} {count}' for kind, count in sorted(by_kind.items()))
-    print(f'wrote {folder}: {args.n_images} images, {len(questions)} questions ({kinds})')
+    print(f'wrote {folder}: {what}, {len(questions)} questions ({kinds})')
     return 0

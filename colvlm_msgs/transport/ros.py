@@ -223,8 +223,12 @@ class RosNode(port.Node):
                     from_value=float(spec.min), to_value=float(spec.max), step=0.0)]
             default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
             if default == [] and spec.type in _EMPTY_ARRAY_TYPES:
+                # An empty list has no type of its own: declare the type, statically (rclpy
+                # refuses dynamic typing with a type given); unset, it reads as None.
                 default = _EMPTY_ARRAY_TYPES[spec.type]
-            values[name] = self._node.declare_parameter(name, default, descriptor).value
+                descriptor.dynamic_typing = False
+            value = self._node.declare_parameter(name, default, descriptor).value
+            values[name] = [] if value is None and spec.type in _EMPTY_ARRAY_TYPES else value
         # The launch file's parameters arrive through rclpy; the table checks them the same way.
         return table.resolve(values, f'node {self.resolve_name(self.name)}', overrides)
 

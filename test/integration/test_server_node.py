@@ -9,7 +9,6 @@ edge starts, the last but one kills the edge.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import re
 import signal
@@ -19,7 +18,7 @@ import threading
 import time
 import uuid
 
-from conftest import _domain_ids, spawn
+from conftest import module_dds_env, spawn
 import numpy as np
 import pytest
 
@@ -79,12 +78,8 @@ def stop(process: subprocess.Popen) -> None:
 @pytest.fixture(scope='module')
 def env():
     """dds_env for the whole module: one private domain, loopback discovery."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv('ROS_DOMAIN_ID', str(101 + next(_domain_ids) % 130))
-        patch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-        patch.setenv('COLVLM_TRANSPORT', 'dds')
-        patch.delenv('CYCLONEDDS_URI', raising=False)
-        yield dict(os.environ)
+    with module_dds_env() as env:
+        yield env
 
 
 @pytest.fixture(scope='module')

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 import threading
 import uuid
 
-from conftest import _domain_ids, spawn
+from conftest import module_dds_env, spawn
 import numpy as np
 import pytest
 from test_server_node import START_TIMEOUT_S, TIMEOUT_S, ProcessLog, stop
@@ -119,12 +118,8 @@ def test_eval_refuses_a_codec_of_another_split(bundled, data):
 # -- two processes over DDS ----------------------------------------------------------------
 @pytest.fixture(scope='module')
 def env():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv('ROS_DOMAIN_ID', str(101 + next(_domain_ids) % 130))
-        patch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-        patch.setenv('COLVLM_TRANSPORT', 'dds')
-        patch.delenv('CYCLONEDDS_URI', raising=False)
-        yield dict(os.environ)
+    with module_dds_env() as env:
+        yield env
 
 
 @pytest.fixture(scope='module')
