@@ -148,6 +148,17 @@ def test_speculative_decoding_answers_exactly_as_greedy(speculative, scenes, ref
         assert sum(g.drafted_tokens for g in generations) > 0
 
 
+def test_speculation_over_selected_tokens_answers_as_selection_alone(scenes):
+    """The two combine: a draft verified by the pruned model changes no pruned answer."""
+    pruned = load(keep_ratio=0.5)
+    both = load(keep_ratio=0.5, speculative='draft')
+    _, pairs = scenes
+    alone = [pruned.generate([f.image], q.question) for q, f in pairs[:6]]
+    combined = [both.generate([f.image], q.question) for q, f in pairs[:6]]
+    assert_identical(combined, alone)
+    assert sum(g.drafted_tokens for g in combined) > 0
+
+
 def test_verification_keeps_confirmed_proposals_and_rejects_the_rest(plain, scenes, reference):
     """Prompt lookup over a context that holds the answer (every proposal confirmed) or a wrong
     one (every proposal rejected): both give the greedy tokens and logits."""
