@@ -360,7 +360,8 @@ class ServerNode:
             answered.append((link, frame, frame_id,
                              self._answer_in(job, link, frame, question)))
         answer.uplink_score_bytes = score_up
-        if not answered:
+        if not answered:  # the scores still crossed the link
+            answer.uplink_bytes, answer.downlink_bytes = score_up, score_down
             raise Rejected('NO_FRAME', f'no frame from the selected views ({selection.how}: '
                                        f'{"; ".join(missing)})')
         best = most_confident([result for *_, result in answered])
