@@ -18,7 +18,7 @@ AUROC of the score (each question scored on its own scene and on the next held-o
 positive when that view holds the asked concept), per question template.
 
     python tools/fit_view_probe.py          # ~75 s on a 2-core CPU, 1 thread
-    python tools/fit_view_probe.py --model PATH --out /tmp/probe.npz --scenes 600
+    python tools/fit_view_probe.py --model PATH --out out/probe.npz --scenes 600
 """
 
 from __future__ import annotations
