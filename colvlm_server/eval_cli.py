@@ -39,6 +39,7 @@ def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -
     """The flags `colvlm eval` and `colvlm replay` share: policies, model, output."""
     from colvlm_msgs.token_codec import SPLITS
     from colvlm_server.evaluate import EVAL_POLICIES
+    from colvlm_server.vicrop import VICROP_METHODS
     parser.add_argument('--policy', default=default_policy,
                         help=f"one of {EVAL_POLICIES}, a comma list; 'all' = every one but "
                              f"'layers' (default: {default_policy})")
@@ -52,6 +53,9 @@ def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -
     parser.add_argument('--limit', type=int, default=0, metavar='N',
                         help='use the first N questions only (0 = all)')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--vicrop-method', default='rel_att', choices=VICROP_METHODS,
+                        help="the server's vicrop.method: the RoI map, relative or "
+                             'gradient-weighted attention (default: %(default)s)')
     layers = parser.add_argument_group("policy 'layers' (visual-token layers instead of pixels)")
     layers.add_argument('--layers-split', default='tower', choices=SPLITS,
                         help="the edge's layers.split (default: %(default)s)")
@@ -115,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     except ModelLoadError as error:
         print(f'colvlm eval: {error}', file=sys.stderr)
         return 2
-    evaluator = Evaluator(backend, args.data, questions, progress=not args.no_progress)
+    evaluator = Evaluator(backend, args.data, questions, progress=not args.no_progress,
+                          vicrop_method=args.vicrop_method)
     return evaluate(args, evaluator, policies, 'colvlm eval')
 
 
@@ -170,7 +175,7 @@ def evaluate(args: argparse.Namespace, evaluator, policies: list[str], prog: str
                 + (f' rate={gate.random_rate:g}' if policy == 'random' else '')
             records = global_records if policy == 'global' else evaluator.run(policy, gate,
                                                                              label)
-            metrics = summarize(policy, records, gate)
+            metrics = summarize(policy, records, gate, evaluator.vicrop_method)
             if policy == 'entropy' and gate.threshold == threshold:
                 entropy_rate = metrics['retransmission_rate']
                 metrics['default'] = True
@@ -193,7 +198,7 @@ def _line(m: dict) -> str:
     return (f'{m["policy"]:>8}{extra}: accuracy {accuracy}, '
             f'uplink {m["uplink_bytes_mean"]:.0f} B, retransmit {m["retransmission_rate"]:.3f}, '
             f'LLM tokens {m["llm_tokens_mean"]:.1f}, latency {m["latency_ms_mean"]:.1f} ms'
-            + (f', RoI hit {hit:.3f}' if hit is not None else ''))
+            + (f', RoI hit {hit:.3f} ({m["vicrop_method"]})' if hit is not None else ''))
 
 
 def write_report(out: Path, entries: list[dict], records) -> list[Path]:
@@ -238,7 +243,8 @@ def _calibrate(args, evaluator, base, scores: np.ndarray, out: Path, prog: str) 
     chosen = None
     for threshold in candidates:  # ascending τ: the retransmission rate falls
         gate = replace(base, threshold=threshold)
-        metrics = summarize('entropy', evaluator.run('entropy', gate, f'τ={threshold:g}'), gate)
+        metrics = summarize('entropy', evaluator.run('entropy', gate, f'τ={threshold:g}'), gate,
+                            evaluator.vicrop_method)
         within = (metrics['uplink_bytes_mean'] <= args.byte_budget if args.byte_budget
                   else metrics['retransmission_rate'] <= args.target_rate)
         if within:

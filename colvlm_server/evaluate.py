@@ -36,7 +36,7 @@ from colvlm_msgs.typesupport import message_class, service_classes
 from colvlm_server.gate import GateConfig, make_policy
 from colvlm_server.pipeline import Crop, CropUnavailable, Frame, PipelineResult, TwoStagePipeline
 from colvlm_server.token_layers import LayeredFrame, LayerFetch, LayerOptions, LayersUnavailable
-from colvlm_server.vicrop import box_hit
+from colvlm_server.vicrop import box_hit, check_method
 from colvlm_server.vlm import Generation, VisualTokens, VlmBackend, resolve_model
 
 POLICIES = ('global', 'entropy', 'always', 'random', 'hd', 'oracle')  # 'all': image policies
@@ -201,6 +201,12 @@ class MemoBackend(VlmBackend):
             self._memo[key] = self.inner.image_attention(image, prompt, layer)
         return self._memo[key]
 
+    def gradient_attention(self, image, prompt, layer) -> np.ndarray:
+        key = self._key([image], 'gradient_attention', prompt, layer)
+        if key not in self._memo:
+            self._memo[key] = self.inner.gradient_attention(image, prompt, layer)
+        return self._memo[key]
+
 
 @dataclass
 class Record:
@@ -238,11 +244,13 @@ def _mean(values) -> float:
     return float(np.mean(values)) if values else float('nan')
 
 
-def summarize(policy: str, records: list[Record], gate: GateConfig) -> dict:
+def summarize(policy: str, records: list[Record], gate: GateConfig,
+              vicrop_method: str = 'rel_att') -> dict:
     """The metrics.json object of one policy setting.
 
     Accuracies and AUROCs count scored questions only (`n_scored` of `n`); bytes, tokens,
-    latency and RoI hits count every question answered.
+    latency and RoI hits count every question answered. `vicrop_method` is the one the
+    records' pipeline located RoIs with.
     """
     graded = [r for r in records if r.correct is not None]
     by_kind: dict[str, list[bool]] = {}
@@ -267,6 +275,7 @@ def summarize(policy: str, records: list[Record], gate: GateConfig) -> dict:
         'downlink_bytes_mean': _mean(r.downlink_bytes for r in results),
         'retransmission_rate': _mean(r.refinement != 'none' for r in results),
         'roi_hit_rate': _mean(hits), 'roi_hit_rate_text': _mean(text_hits),
+        'vicrop_method': vicrop_method,
         'llm_tokens_mean': _mean(r.llm_tokens for r in results),
         'gflops_mean': _mean(r.flops / 1e9 for r in results),
         'latency_ms_mean': _mean(sum(p.latency_ms for p in r.passes) + r.locate_ms
@@ -309,12 +318,14 @@ class FolderFrames:
 class Evaluator:
     """Runs policies over a data set through one pipeline; frames are encoded once each.
 
-    `frames` is a FrameProvider, or a data set folder (its image files).
+    `frames` is a FrameProvider, or a data set folder (its image files); `vicrop_method` is
+    the pipeline's vicrop.method.
     """
 
     def __init__(self, backend: VlmBackend, frames: FrameProvider | str | Path,
                  questions: list[Question], encoder: GlobalEncoderConfig | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, vicrop_method: str = 'rel_att') -> None:
+        self.vicrop_method = check_method(vicrop_method)
         self.backend = MemoBackend(backend)
         self.frames = FolderFrames(frames) if isinstance(frames, (str, Path)) else frames
         self.questions = questions
@@ -351,7 +362,7 @@ class Evaluator:
         return self._frames[name]
 
     def run(self, policy_name: str, gate: GateConfig, label: str = '') -> list[Record]:
-        pipeline = TwoStagePipeline(self.backend, gate)
+        pipeline = TwoStagePipeline(self.backend, gate, vicrop_method=self.vicrop_method)
         policy = make_policy(policy_name, gate)
         records = []
         iterator = self.questions

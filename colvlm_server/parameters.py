@@ -9,6 +9,7 @@ from colvlm_msgs.image_codec import CODECS, check_quality
 from colvlm_msgs.params import ParameterSpec, ParameterTable
 from colvlm_server.accelerate import QUANTIZE, SPECULATIVE, Acceleration
 from colvlm_server.gate import AGGREGATES, METRICS, POLICY_NAMES, GateConfig
+from colvlm_server.vicrop import VICROP_METHODS
 from colvlm_server.views import FALLBACKS, SELECTIONS, ViewsConfig
 from colvlm_server.vlm import DTYPES
 
@@ -53,6 +54,10 @@ SERVER_PARAMETERS = ParameterTable([
     ParameterSpec('vicrop.layer', 'int', -1,
                   '0-based decoder layer whose attention locates the RoI; -1 = auto', min=-1,
                   max=1000),
+    ParameterSpec('vicrop.method', 'str', 'rel_att',
+                  "the RoI map: 'rel_att' (attention relative to a generic prompt's) or "
+                  "'grad_att' (attention weighted by the answer's gradient; one more forward "
+                  'and backward pass per crop)', choices=VICROP_METHODS),
     ParameterSpec('camera.default', 'str', '',
                   "camera namespace answered about, relative to the server's or absolute; "
                   "'' = the server's own namespace"),
@@ -132,6 +137,7 @@ class ServerConfig:
     layers_crop: bool = False
     acceleration: Acceleration = Acceleration()
     views: ViewsConfig = ViewsConfig()
+    vicrop_method: str = 'rel_att'  # one of VICROP_METHODS
 
     @classmethod
     def from_values(cls, v: dict) -> ServerConfig:
@@ -155,6 +161,10 @@ class ServerConfig:
             raise ValueError(f'server parameters: {error}') from None
         if not v['device'].strip():
             raise ValueError("server parameters: device must not be empty, got ''")
+        if v['vicrop.method'] == 'grad_att' and acceleration.quantize == 'int8':
+            raise ValueError("server parameters: vicrop.method 'grad_att' needs gradients "
+                             "through the decoder, which quantize 'int8' removes; set one of "
+                             'them')
         if views.several and v['camera.default']:
             raise ValueError(f"server parameters: camera.default {v['camera.default']!r} and "
                              'views.cameras both name cameras; set one of them')
@@ -164,4 +174,4 @@ class ServerConfig:
                    v['crop.codec'], v['crop.quality'], v['queue.max_size'],
                    v['question.max_chars'], v['status.period_s'], v['layers.codec'],
                    v['layers.step'], v['layers.timeout_s'], v['layers.crop'], acceleration,
-                   views)
+                   views, v['vicrop.method'])

@@ -43,6 +43,7 @@ from colvlm_server.vicrop import (
     DEFAULT_SCALES,
     GENERIC_PROMPT,
     RoiResult,
+    check_method,
     choose_layer,
     locate,
     relative_attention,
@@ -147,14 +148,22 @@ def oracle_box(target: Box, geometry: GlobalGeometry, encoder_size: float) -> Bo
 
 
 class TwoStagePipeline:
+    """`vicrop_method` (vicrop.method) makes the RoI map: 'rel_att' from the first pass's
+    attention and the generic prompt's, 'grad_att' from one more forward and backward pass of
+    the question through the backend's `gradient_attention`."""
+
     def __init__(self, backend: VlmBackend, gate: GateConfig | None = None, *,
-                 attention_layer: int | None = None, generic_cache: int = 16) -> None:
+                 attention_layer: int | None = None, generic_cache: int = 16,
+                 vicrop_method: str = 'rel_att') -> None:
         self.backend = backend
         self.gate = gate or GateConfig()
         layer = choose_layer(backend.num_layers) if attention_layer is None else attention_layer
         if not 0 <= layer < backend.num_layers:
             raise ValueError(f'vicrop.layer must be in 0..{backend.num_layers - 1}, got {layer}')
         self.attention_layer = layer
+        self.vicrop_method = check_method(vicrop_method)
+        # Only relative attention reads the first pass's attention.
+        self._first_layer = layer if vicrop_method == 'rel_att' else None
         self.encoder_size = float(backend.image_size[0])
         self._generic: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._generic_cache = generic_cache
@@ -203,7 +212,7 @@ class TwoStagePipeline:
 
     def _answer(self, question, frame, crops, policy, target, result) -> None:
         first = self.backend.generate([frame.image], question,
-                                      attention_layer=self.attention_layer)
+                                      attention_layer=self._first_layer)
         gate = self._gate(first)
         result.first = PassResult.of(first, gate)
         result.answer, result.decision = first.text, 'global'
@@ -219,7 +228,7 @@ class TwoStagePipeline:
         """Fetch the crops `decision` calls for (the RoI from `located_from`'s attention)
         and answer from the frame and them; None, with the status set, when no crop came."""
         located = time.perf_counter()
-        boxes = self._boxes(decision, located_from, frame, result)
+        boxes = self._boxes(decision, question, located_from, frame, result)
         result.locate_ms += (time.perf_counter() - located) * 1e3
         result.roi = boxes[0]
         fetched = time.perf_counter()
@@ -261,7 +270,7 @@ class TwoStagePipeline:
                     have = extend_from(codec, have, frame.layers)
                 tokens = VisualTokens(codec.decode(have), codec.split)
                 generation = self.backend.generate([tokens], question,
-                                                   attention_layer=self.attention_layer)
+                                                   attention_layer=self._first_layer)
                 passes.append(PassResult.of(generation, self._gate(generation)))
                 result.answer = generation.text
                 result.decision = 'global' if len(passes) == 1 else 'token_layers'
@@ -308,13 +317,18 @@ class TwoStagePipeline:
         check_fetched(codec, have, reply, first, last)
         return list(reply.layers)
 
-    def _boxes(self, decision, first: Generation, frame: Frame, result) -> list[Box]:
+    def _boxes(self, decision, question: str, first: Generation, frame: Frame,
+               result) -> list[Box]:
         geometry = frame.geometry
         if decision.kind == 'tiles':
             return tile_boxes(geometry.original_width, geometry.original_height)
         if decision.kind == 'oracle_crop':
             return [oracle_box(decision.box, geometry, self.encoder_size)]
-        rel = relative_attention(first.attention, self._generic_map(frame), self.backend.grid)
-        roi = locate(rel, geometry, self.encoder_size)
+        if self.vicrop_method == 'grad_att':
+            att = self.backend.gradient_attention(frame.image, question, self.attention_layer)
+        else:
+            att = relative_attention(first.attention, self._generic_map(frame),
+                                     self.backend.grid)
+        roi = locate(att, geometry, self.encoder_size)
         result.roi_result = roi
         return [roi.box]

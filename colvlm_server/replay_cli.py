@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f'replaying {len(questions)} questions about {len(set(q.image for q in questions))} '
           f'frames of {frames.topic} ({frames.count} on the topic) from {bag}', flush=True)
-    evaluator = Evaluator(backend, frames, questions, progress=not args.no_progress)
+    evaluator = Evaluator(backend, frames, questions, progress=not args.no_progress,
+                          vicrop_method=args.vicrop_method)
     return evaluate(args, evaluator, policies, PROG)
 
 

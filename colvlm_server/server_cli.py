@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     pipeline = server.pipeline
     node.logger.info(
         f'ready: model {server.model_id} ({pipeline.backend.image_size[0]}x'
-        f'{pipeline.backend.image_size[1]}, attention layer {pipeline.attention_layer}) on '
+        f'{pipeline.backend.image_size[1]}, attention layer {pipeline.attention_layer}, '
+        f'ViCrop {pipeline.vicrop_method}) on '
         f'{config.device}, policy {config.policy}, threshold {config.gate.threshold:g} nats, '
         f'{config.acceleration.describe()}camera {server.camera}; serving '
         f'{node.resolve_name("colvlm/ask")} and {node.resolve_name("colvlm/query")}')
@@ -77,7 +78,8 @@ def _build(node, config):
     backend = TransformersVlm(config.model, device=config.device, dtype=config.dtype,
                               max_new_tokens=config.max_new_tokens, attention=True,
                               progress=False, acceleration=config.acceleration)
-    pipeline = TwoStagePipeline(backend, config.gate, attention_layer=config.vicrop_layer)
+    pipeline = TwoStagePipeline(backend, config.gate, attention_layer=config.vicrop_layer,
+                                vicrop_method=config.vicrop_method)
     return ServerNode(node, config, pipeline)
 
 

@@ -2,7 +2,8 @@
 
 After "MLLMs know where to look" (Zhang et al., ICLR 2025); the code is ours. Maps in, a box in
 original pixels out. It knows nothing about models or prompts beyond `GENERIC_PROMPT`: the VLM
-adapter extracts the attention, the edge cuts the crop.
+adapter extracts the attention (or, for `grad_att`, the gradient-weighted attention), the edge
+cuts the crop.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from colvlm_msgs.geometry import Box, GlobalGeometry
 GENERIC_PROMPT = 'Write a general description of the image.'
 # Window sides, as multiples of the encoder's input size, tried by `locate`.
 DEFAULT_SCALES = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
+# How the RoI map is made: the question's attention relative to the generic prompt's
+# (`relative_attention`), or the attention weighted by the answer's gradient (the backend's
+# `gradient_attention`); both are the paper's training-free maps.
+VICROP_METHODS = ('rel_att', 'grad_att')
 # LLaVA-1.5-7B localises best at decoder layer 14 of 32.
 _REFERENCE_LAYER, _REFERENCE_DEPTH = 14, 32
 
@@ -30,6 +35,13 @@ def choose_layer(num_layers: int) -> int:
         raise ValueError(f'num_layers must be an integer >= 1, got {num_layers!r}')
     layer = math.floor(num_layers * _REFERENCE_LAYER / _REFERENCE_DEPTH + 0.5)  # halves up
     return int(min(max(layer, 0), num_layers - 1))
+
+
+def check_method(method: str) -> str:
+    """`method` if it is one of VICROP_METHODS, else ValueError naming vicrop.method."""
+    if method not in VICROP_METHODS:
+        raise ValueError(f'vicrop.method must be one of {VICROP_METHODS}, got {method!r}')
+    return method
 
 
 def _head_mean_map(attention: Any, grid_hw: tuple[int, int], name: str) -> np.ndarray:

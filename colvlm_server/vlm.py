@@ -2,7 +2,8 @@
 
 `VlmBackend` is what the pipeline needs from a model: greedy generation with the logits of
 every answer token (for the gate), the attention of the last input position to the first
-image's tokens at one decoder layer (for ViCrop), and token / FLOP accounting.
+image's tokens at one decoder layer, plain or weighted by the answer's gradient (for ViCrop),
+and token / FLOP accounting.
 `TransformersVlm` implements it for image-text-to-text models in transformers (LLaVA-1.5 and
 the bundled tiny LLaVA first; Qwen2-VL style processors work through the same calls), through
 the model's own processor, chat template and image-token handling. Images come in as the
@@ -94,6 +95,13 @@ class VlmBackend(ABC):
     def image_attention(self, image: np.ndarray, prompt: str, layer: int) -> np.ndarray:
         """(heads, N): the last input position's attention to the image at `layer`, for a
         one-image prompt (ViCrop's generic-prompt map)."""
+
+    def gradient_attention(self, image: np.ndarray, prompt: str, layer: int) -> np.ndarray:
+        """(rows, cols) float32 >= 0 over the image's token grid: the last input position's
+        attention to the image at `layer`, weighted by the gradient of the answer's first
+        token (ViCrop's grad-att), for a one-image prompt."""
+        raise NotImplementedError(f'backend {self.model_id!r} has no gradient-weighted '
+                                  'attention')
 
     def visual_tokens(self, image: np.ndarray, split: str = 'tower') -> np.ndarray:
         """(N, D) float32: the visual tokens of one (H, W, 3) uint8 BGR image at `split`,
@@ -417,6 +425,47 @@ class TransformersVlm(VlmBackend):
             output = self.model(**inputs, output_attentions=True, return_dict=True,
                                 logits_to_keep=1)
         return self._last_position_attention(output.attentions, layer, input_ids)
+
+    def gradient_attention(self, image: np.ndarray, prompt: str, layer: int) -> np.ndarray:
+        # Zhang et al., "MLLMs Know Where to Look" (ICLR 2025, arXiv:2502.17422), its
+        # gradient-weighted attention (grad-att): A~ = A ⊙ ReLU(∂v/∂A), where A is the
+        # attention of the starting answer position (the last input position) to the image
+        # tokens, v = log p(y*) the log-probability of the model's own first answer token
+        # (the arg-max of the first answer logits) and the ReLU keeps the attention that
+        # raises it. Heads are averaged, as for rel-att, at the one layer ViCrop reads.
+        torch = self._torch
+        if not 0 <= layer < self.num_layers:
+            raise ValueError(f'attention layer must be in 0..{self.num_layers - 1}, got {layer}')
+        if self.acceleration.quantize == 'int8':
+            raise ValueError("vicrop.method 'grad_att' needs gradients through the decoder; "
+                             "quantize 'int8' layers have none")
+        with torch.no_grad():
+            if isinstance(image, VisualTokens):
+                inputs = self._embedded_inputs([image], prompt)
+                input_ids = inputs.pop('input_ids')
+                leaf = 'inputs_embeds'
+            else:
+                inputs = self._inputs([image], prompt)
+                input_ids = inputs['input_ids']
+                leaf = 'pixel_values'
+        # The input, not the weights, is the graph's leaf: torch.autograd.grad below reaches
+        # the attention through it whether or not the parameters require grad, and writes no
+        # .grad anywhere; the model's parameters are left as they were.
+        inputs[leaf] = inputs[leaf].detach().clone().requires_grad_(True)
+        with torch.inference_mode(False), torch.enable_grad():
+            output = self.model(**inputs, output_attentions=True, return_dict=True,
+                                logits_to_keep=1)
+            weights = output.attentions[layer]  # (1, heads, L, L)
+            if weights is None or not weights.requires_grad:
+                raise RuntimeError(f'model {self.model_id!r} gave no differentiable attention '
+                                   f'at layer {layer}; grad_att needs eager attention')
+            answer = torch.log_softmax(output.logits[0, -1].float(), dim=-1).max()
+            (gradient,) = torch.autograd.grad(answer, weights)
+        positions = self._image0_positions(input_ids)
+        attention = weights.detach()[0, :, -1, positions].float()  # (heads, N)
+        slope = gradient[0, :, -1, positions].float()  # (heads, N) ∂v/∂A
+        weighted = (attention * slope.clamp(min=0)).mean(dim=0)  # (N,) row-major grid
+        return weighted.reshape(self.grid).cpu().numpy()
 
     # -- accelerated generation -------------------------------------------------------------
     def _generate_accelerated(self, images: Sequence, question: str,
