@@ -3,6 +3,10 @@
 
     python tools/train_tiny_vlm.py --out models/colvlm-tiny-llava --work out/train
 
+0. read (optional, `--read-steps`): the tower learns characters first, from synthetic text
+   pages (lines of characters 8-32 px tall, every cell labelled with the character under its
+   centre) mixed with scene crops around signs: dense supervision that per-scene signs, a few
+   labelled cells each, do not give.
 1. tower: the GlyphTower alone, with per-cell heads (object kind, colour, and the sign's text
    in three character slots) on global frames, ViCrop-sized crops and 2x2 tiles.
 2. align: projector and language model on Glyph-VQA with the tower frozen.
@@ -13,7 +17,8 @@
 Every view goes through the edge's own resize/pad and a JPEG round trip, as at run time.
 Data are drawn from seeded streams indexed by step, so a run resumes (`--work` keeps a
 checkpoint and a log) and repeats. Runs on CPU or CUDA (`--device`). `--smoke` runs a few
-steps of each stage on a small pool, for tests.
+steps of each stage on a small pool, for tests. `--init-from` starts from an exported model's
+weights (the bundled one, say) instead of random ones.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from colvlm_edge.global_encoder import CLIP_MEAN_BGR, render_geometry  # noqa: E
 from colvlm_edge.glyphvqa.questions import questions_for_scene  # noqa: E402
 from colvlm_edge.glyphvqa.scene import (  # noqa: E402
     COLORS,
+    FONTS,
     SHAPES,
     TEXT_ALPHABET,
     Scene,
@@ -59,6 +65,9 @@ MIN_READABLE_PX = 6.0  # text ink height in a view below which its characters ar
 IGNORE = -100
 # Prompt formats of the VQA stages: (images per prompt, weight).
 FORMATS = {'align': ((1, 0.6), (2, 0.4)), 'joint': ((1, 0.45), (2, 0.4), (5, 0.15))}
+# Each stage draws from its own seeded stream; the ids stay fixed as stages are added.
+STREAMS = {'tower': 0, 'align': 1, 'joint': 2, 'read': 3}
+PAGE_TEXT_PX = (8, 32)  # character heights on the read stage's text pages, view px
 KIND_WEIGHTS = {'text': 0.35, 'color': 0.2, 'presence': 0.2, 'grounding': 0.15, 'count': 0.1}
 
 
@@ -166,6 +175,40 @@ class SceneViews:
                 for b in tile_boxes(self.scene.width, self.scene.height)]
 
 
+def text_page(rng: np.random.Generator, size: int, grid: int, quality: int) -> View:
+    """A view full of text lines in one ink on one background, characters drawn one by one so
+    that the character under every cell centre is known; other cells and labels IGNORE."""
+    background = rng.integers(0, 256, 3)
+    dark = background.mean() > 128
+    ink = tuple(int(v) for v in (rng.integers(0, 70, 3) if dark else rng.integers(186, 256, 3)))
+    pixels = np.empty((size, size, 3), np.uint8)
+    pixels[:] = background
+    local = np.full((grid, grid), IGNORE, np.int64)
+    centres = (np.arange(grid) + 0.5) * (size / grid)
+    y = int(rng.integers(0, 12))
+    while True:
+        height = int(rng.integers(PAGE_TEXT_PX[0], PAGE_TEXT_PX[1] + 1))
+        if y + height > size:
+            break
+        font = FONTS[int(rng.integers(len(FONTS)))]
+        scale, thickness = height / 21.0, max(1, round(height / 10))
+        rows = np.nonzero((centres >= y) & (centres < y + height))[0]
+        x = int(rng.integers(-height // 2, size // 5))
+        while x < size:
+            char = int(rng.integers(len(TEXT_ALPHABET)))
+            (width, _), _ = cv2.getTextSize(TEXT_ALPHABET[char], font, scale, thickness)
+            cv2.putText(pixels, TEXT_ALPHABET[char], (x, y + height), font, scale, ink,
+                        thickness, cv2.LINE_AA)
+            cols = np.nonzero((centres >= x) & (centres < x + width))[0]
+            local[rows[:, None], cols[None, :]] = char
+            x += width + int(rng.integers(1, max(2, height // 3)))
+        y += height + int(rng.integers(3, 20))
+    pixels = decode_image(encode_image(pixels, 'jpeg', quality))
+    nothing = np.full((grid, grid), IGNORE, np.int64)
+    return View(pixels, nothing, nothing.copy(),
+                np.full((grid, grid, SLOTS), IGNORE, np.int64), local)
+
+
 class ScenePool:
     """A ring of recent scenes, each reused by several samples; scene n is seeded by n alone."""
 
@@ -233,6 +276,16 @@ class CellHeads(nn.Module):
         stats = {'kind': kind_loss.item(), 'color': color_loss.item(), 'text': text_loss.item(),
                  'local': local_loss.item(), 'read_acc': accuracy}
         return kind_loss + color_loss + self.text_weight * (text_loss + local_loss), stats
+
+    def page_loss(self, features: torch.Tensor, views: list[View]) -> tuple[torch.Tensor, dict]:
+        """The character under each labelled cell of text pages; (loss, accuracy)."""
+        local = torch.from_numpy(np.stack([v.local.reshape(-1) for v in views]))
+        local = local.to(features.device).reshape(-1)
+        logits = self.local(features).flatten(0, 1)
+        with torch.no_grad():
+            seen = local != IGNORE
+            accuracy = (logits.argmax(-1)[seen] == local[seen]).float().mean().item()
+        return F.cross_entropy(logits, local, ignore_index=IGNORE), {'page_acc': accuracy}
 
 
 def pixel_batch(processor, views: list[View]) -> torch.Tensor:
@@ -373,13 +426,13 @@ class Trainer:
     # -- stages -----------------------------------------------------------------------------
     def stages(self):
         a = self.args
-        return [('tower', a.tower_steps, a.tower_lr), ('align', a.align_steps, a.align_lr),
-                ('joint', a.joint_steps, a.joint_lr)]
+        return [('read', a.read_steps, a.read_lr), ('tower', a.tower_steps, a.tower_lr),
+                ('align', a.align_steps, a.align_lr), ('joint', a.joint_steps, a.joint_lr)]
 
     def _make_optimizer(self, name: str, lr: float) -> torch.optim.Optimizer:
         for p in self.model.parameters():
             p.requires_grad_(True)
-        if name == 'tower':
+        if name in ('read', 'tower'):
             params = [*self.tower.parameters(), *self.heads.parameters()]
         elif name == 'align':
             for p in self.tower.parameters():
@@ -394,8 +447,21 @@ class Trainer:
             return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
         return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
 
+    def init_from(self, path: Path) -> None:
+        """Start from an exported model's weights; the cell heads start afresh."""
+        from transformers import LlavaForConditionalGeneration
+        try:
+            source = LlavaForConditionalGeneration.from_pretrained(str(path))
+            self.model.load_state_dict(source.state_dict())
+        except (OSError, RuntimeError, ValueError) as error:
+            first = str(error).strip().splitlines()[0]
+            raise SystemExit(f"--init-from {path}: not this recipe's model ({first})") from None
+        self.log({'init_from': str(path)})
+
     def run(self) -> None:
         saved = self.load_checkpoint()
+        if saved is None and self.args.init_from:
+            self.init_from(Path(self.args.init_from))
         if self.args.export_only:
             if saved is None:
                 raise SystemExit(f'no checkpoint in {self.work} to export')
@@ -423,17 +489,20 @@ class Trainer:
 
     def _run_stage(self, index: int, name: str, steps: int, lr: float) -> None:
         a = self.args
-        pool = ScenePool(a.seed, index, a.pool, self.tower_config.image_size, self.grid)
+        stream = STREAMS[name]
+        pool = ScenePool(a.seed, stream, a.pool, self.tower_config.image_size, self.grid)
         pool.advance_to(a.pool_fill + self.state['step'] * a.refresh)
-        self.model.train(name != 'tower')
+        self.model.train(name not in ('read', 'tower'))
         self.tower.train()
         started = time.monotonic()
         for step in range(self.state['step'], steps):
-            rng = np.random.default_rng(np.random.SeedSequence([a.seed, 104729, index, step]))
+            rng = np.random.default_rng(np.random.SeedSequence([a.seed, 104729, stream, step]))
             pool.advance_to(a.pool_fill + (step + 1) * a.refresh)
             for group in self.optimizer.param_groups:
                 group['lr'] = cosine_lr(step, steps, lr, a.warmup) * group.get('lr_scale', 1.0)
-            if name == 'tower':
+            if name == 'read':
+                loss, stats = self._read_step(rng, pool)
+            elif name == 'tower':
                 loss, stats = self._tower_step(rng, pool)
             else:
                 loss, stats = self._vqa_step(rng, pool, name)
@@ -475,6 +544,25 @@ class Trainer:
         self._tower_out.clear()
         return self.heads.loss(features, views)
 
+    def _read_step(self, rng: np.random.Generator, pool: ScenePool):
+        """Text pages, and scene crops around signs so the heads keep to real scenes."""
+        size = self.tower_config.image_size
+        pages = [text_page(rng, size, self.grid, int(rng.integers(50, 96)))
+                 for _ in range(int(round(self.args.tower_batch * self.args.page_share)))]
+        views: list[View] = []
+        while len(pages) + len(views) < self.args.tower_batch:
+            scene = pool.sample(rng)
+            signs = scene.scene.signs
+            views.append(scene.crop_around(rng, signs[int(rng.integers(0, len(signs)))].box,
+                                           (self.args.tower_min_scale, 2.0)))
+        features = self.tower(pixel_batch(self.processor, pages + views)).last_hidden_state
+        self._tower_out.clear()
+        page_loss, stats = self.heads.page_loss(features[:len(pages)], pages)
+        if not views:
+            return page_loss, stats
+        scene_loss, scene_stats = self.heads.loss(features[len(pages):], views)
+        return page_loss + scene_loss, {**stats, **scene_stats}
+
     def _vqa_step(self, rng: np.random.Generator, pool: ScenePool, name: str):
         formats = self.args.joint_formats if name == 'joint' and self.args.joint_formats \
             else FORMATS[name]
@@ -506,6 +594,7 @@ class Trainer:
         (out / 'training.json').write_text(json.dumps(
             {'seed': self.args.seed, 'stages': [
                 {'name': n, 'steps': s, 'lr': lr} for n, s, lr in self.stages()],
+             'init_from': self.args.init_from, 'page_share': self.args.page_share,
              'batch': self.args.batch, 'tower_batch': self.args.tower_batch,
              'kinds': self.args.kinds or KIND_WEIGHTS,
              'joint_formats': dict(self.args.joint_formats or FORMATS['joint']),
@@ -543,6 +632,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--threads', type=int, default=0, help='torch CPU threads; 0 = default')
     parser.add_argument('--seed', type=int, default=1234)
+    parser.add_argument('--init-from', default=None, metavar='MODEL_DIR',
+                        help="start from an exported model's weights (when --work holds no "
+                             'checkpoint yet)')
+    parser.add_argument('--read-steps', type=int, default=0,
+                        help='steps of the reading stage before the tower stage')
+    parser.add_argument('--read-lr', type=float, default=2e-3)
+    parser.add_argument('--page-share', type=float, default=0.5,
+                        help='share of text pages among the read stage\'s views')
     parser.add_argument('--tower-steps', type=int, default=1500)
     parser.add_argument('--align-steps', type=int, default=600)
     parser.add_argument('--joint-steps', type=int, default=3000)
@@ -576,7 +673,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='a few steps of each stage on a small pool (for tests)')
     args = parser.parse_args(argv)
     if args.smoke:
-        args.tower_steps, args.align_steps, args.joint_steps = 3, 3, 4
+        args.read_steps, args.tower_steps, args.align_steps, args.joint_steps = 2, 3, 3, 4
         args.batch, args.tower_batch, args.pool, args.pool_fill, args.refresh = 4, 8, 8, 4, 1
         args.warmup, args.log_every, args.save_every = 2, 1, 2
     return args
