@@ -48,6 +48,19 @@ def spawn(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1, **kwargs)
 
 
+def tiny_clip_llama_configs(tokenizer):
+    """(vision, text) configs of the random-init CLIP-ViT + Llama miniatures the tests build:
+    56 px input, 14 px patches (a 4x4 grid plus CLS), a 2-layer decoder over `tokenizer`."""
+    from transformers import CLIPVisionConfig, LlamaConfig
+
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, image_size=56, patch_size=14)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    return vision, text
+
+
 @pytest.fixture(scope='session')
 def tiny_llava_path(tmp_path_factory) -> Path:
     """A random-init tiny LLaVA with the bundled recipe (128x128 encoder input), saved once

@@ -9,6 +9,7 @@ from pathlib import Path
 import subprocess
 import sys
 
+from conftest import tiny_clip_llama_configs
 import numpy as np
 import pytest
 
@@ -117,8 +118,6 @@ def tiny_llava_next_path(tmp_path_factory) -> Path:
     """A random-init tiny LLaVA-NeXT (CLIP tower, any-res tiles): the second family."""
     import torch
     from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
         LlavaNextConfig,
         LlavaNextForConditionalGeneration,
         LlavaNextProcessor,
@@ -131,6 +130,7 @@ def tiny_llava_next_path(tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp('tiny-llava-next')
     tokenizer = build_tokenizer()
+    vision, text = tiny_clip_llama_configs(tokenizer)
     pinpoints = [[56, 112], [112, 56], [112, 112]]
     image_processor = LlavaNextImageProcessorPil(
         size={'shortest_edge': 56}, crop_size={'height': 56, 'width': 56},
@@ -140,13 +140,7 @@ def tiny_llava_next_path(tmp_path_factory) -> Path:
                        vision_feature_select_strategy='default', chat_template=CHAT_TEMPLATE,
                        num_additional_image_tokens=1).save_pretrained(path)
     config = LlavaNextConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                       num_attention_heads=2, image_size=56, patch_size=14),
-        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=64,
-                                intermediate_size=128, num_hidden_layers=2,
-                                num_attention_heads=4, num_key_value_heads=4,
-                                pad_token_id=tokenizer.pad_token_id,
-                                eos_token_id=tokenizer.eos_token_id),
+        vision_config=vision, text_config=text,
         image_token_id=tokenizer.convert_tokens_to_ids('<image>'),
         image_grid_pinpoints=pinpoints, vision_feature_select_strategy='default',
         vision_feature_layer=-1)

@@ -4,6 +4,7 @@ model left as it was, the pipeline's crop from it and the vicrop.method setting.
 
 from __future__ import annotations
 
+from conftest import tiny_clip_llama_configs
 import numpy as np
 import pytest
 
@@ -38,8 +39,6 @@ def tiny_clip(tmp_path_factory) -> TransformersVlm:
     import torch
     from transformers import (
         CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
@@ -49,6 +48,7 @@ def tiny_clip(tmp_path_factory) -> TransformersVlm:
 
     path = tmp_path_factory.mktemp('tiny-clip-llava')
     tokenizer = build_tokenizer()
+    vision, text = tiny_clip_llama_configs(tokenizer)
     image_processor = CLIPImageProcessorPil(
         size={'shortest_edge': 56}, crop_size={'height': 56, 'width': 56},
         image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
@@ -56,13 +56,7 @@ def tiny_clip(tmp_path_factory) -> TransformersVlm:
                    vision_feature_select_strategy='default', chat_template=CHAT_TEMPLATE,
                    num_additional_image_tokens=1).save_pretrained(path)
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                       num_attention_heads=2, image_size=56, patch_size=14),
-        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=64,
-                                intermediate_size=128, num_hidden_layers=2,
-                                num_attention_heads=4, num_key_value_heads=4,
-                                pad_token_id=tokenizer.pad_token_id,
-                                eos_token_id=tokenizer.eos_token_id),
+        vision_config=vision, text_config=text,
         image_token_id=tokenizer.convert_tokens_to_ids('<image>'),
         vision_feature_select_strategy='default', vision_feature_layer=-1,
         image_seq_length=16)
