@@ -74,8 +74,10 @@ def distill(teacher, draft, source: str, steps: int, lr: float, seed: int,
     grid = int(teacher.config.vision_config.image_size) // int(
         teacher.config.vision_config.patch_size)
     prompts = recipe.PromptEncoder(processor, grid * grid)
-    # Stage index 3: scenes the bundled model's three training stages never drew.
-    pool = recipe.ScenePool(seed, 3, 128, int(teacher.config.vision_config.image_size), grid)
+    # A scene stream that none of the bundled model's training stages draws from.
+    stream = max(recipe.STREAMS.values()) + 1
+    pool = recipe.ScenePool(seed, stream, 128, int(teacher.config.vision_config.image_size),
+                            grid)
     formats = recipe.FORMATS['joint']
     weights = np.array([w for _, w in formats])
     for parameter in draft.parameters():
@@ -97,7 +99,7 @@ def distill(teacher, draft, source: str, steps: int, lr: float, seed: int,
         inputs = prompts.batch(samples, 'cpu')
         labels = inputs.pop('labels')
         inputs['pixel_values'] = recipe.pixel_batch(
-            processor, [v for images, _, _ in samples for v in images])
+            processor, [v for images, *_ in samples for v in images])
         with torch.no_grad():
             target = teacher(**inputs).logits[:, :-1]
         logits = draft(**inputs).logits[:, :-1]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train colvlm's bundled tiny LLaVA on Glyph-VQA, from scratch, in three stages.
+"""Train colvlm's bundled tiny LLaVA on Glyph-VQA, from scratch, in stages.
 
     python tools/train_tiny_vlm.py --out models/colvlm-tiny-llava --work out/train
 
@@ -10,6 +10,9 @@
 1. tower: the GlyphTower alone, with per-cell heads (object kind, colour, and the sign's text
    in three character slots) on global frames, ViCrop-sized crops and 2x2 tiles.
 2. align: projector and language model on Glyph-VQA with the tower frozen.
+2b. bind (optional, `--bind-steps`): as align, on 1-image colour and presence questions only
+   (`--bind-kinds`): the decoder must pick the asked object out of the global frame, which the
+   mixed stages, where such questions are a small share, were too short to teach.
 3. joint: everything, on 1-image (global), 2-image (global + crop) and 5-image (global + 2x2
    tiles) prompts with the question kinds mixed, grounding questions included; the per-cell
    losses stay on so the tower keeps what stage 1 taught it.
@@ -55,7 +58,7 @@ from colvlm_msgs.geometry import GlobalGeometry  # noqa: E402
 from colvlm_msgs.image_codec import decode_image, encode_image  # noqa: E402
 from colvlm_server import tiny_vlm  # noqa: E402
 from colvlm_server.glyph_tower import GlyphTowerConfig  # noqa: E402
-from colvlm_server.vicrop import DEFAULT_SCALES, tile_boxes  # noqa: E402
+from colvlm_server.vicrop import DEFAULT_SCALES, choose_layer, tile_boxes  # noqa: E402
 
 KIND_CLASSES = ('background', 'sign', *SHAPES)
 COLOR_CLASSES = ('none', *COLORS)
@@ -64,9 +67,10 @@ END = len(TEXT_ALPHABET)  # slot class for "no character here"
 MIN_READABLE_PX = 6.0  # text ink height in a view below which its characters are not a label
 IGNORE = -100
 # Prompt formats of the VQA stages: (images per prompt, weight).
-FORMATS = {'align': ((1, 0.6), (2, 0.4)), 'joint': ((1, 0.45), (2, 0.4), (5, 0.15))}
+FORMATS = {'align': ((1, 0.6), (2, 0.4)), 'bind': ((1, 1.0),),
+           'joint': ((1, 0.45), (2, 0.4), (5, 0.15))}
 # Each stage draws from its own seeded stream; the ids stay fixed as stages are added.
-STREAMS = {'tower': 0, 'align': 1, 'joint': 2, 'read': 3}
+STREAMS = {'tower': 0, 'align': 1, 'joint': 2, 'read': 3, 'bind': 4}
 PAGE_TEXT_PX = (8, 32)  # character heights on the read stage's text pages, view px
 KIND_WEIGHTS = {'text': 0.35, 'color': 0.2, 'presence': 0.2, 'grounding': 0.15, 'count': 0.1}
 
@@ -304,9 +308,28 @@ def draw_question(rng: np.random.Generator, views: SceneViews,
     return questions[int(rng.integers(0, len(questions)))]
 
 
+def target_cells(box: tuple[int, int, int, int] | None, width: int, height: int, size: int,
+                 grid: int) -> np.ndarray | None:
+    """(grid * grid,) float32, row-major like the image tokens: the share of the evidence box's
+    area that falls in each cell of the global view (the original fitted into size x size),
+    or None when the question has no box."""
+    if box is None:
+        return None
+    geometry = GlobalGeometry.fit(width, height, size, size, 'pad')
+    x0, x1 = (v * geometry.scale_x + geometry.offset_x for v in (box[0], box[2]))
+    y0, y1 = (v * geometry.scale_y + geometry.offset_y for v in (box[1], box[3]))
+    edges = np.arange(grid + 1) * (size / grid)
+    wx = np.clip(np.minimum(edges[1:], x1) - np.maximum(edges[:-1], x0), 0.0, None)
+    wy = np.clip(np.minimum(edges[1:], y1) - np.maximum(edges[:-1], y0), 0.0, None)
+    cells = np.outer(wy, wx).ravel().astype(np.float32)
+    total = cells.sum()
+    return cells / total if total > 0 else None
+
+
 def build_sample(rng: np.random.Generator, views: SceneViews, n_images: int,
                  kind_weights: dict[str, float] | None = None):
-    """(image views, question text, answer text)."""
+    """(image views, question text, answer text, the evidence box's share per cell of the
+    global view or None)."""
     question = draw_question(rng, views, kind_weights)
     images = [views.global_view]
     if n_images == 2:
@@ -320,7 +343,9 @@ def build_sample(rng: np.random.Generator, views: SceneViews, n_images: int,
         images.append(views.crop_around(rng, box))
     elif n_images == 5:
         images += views.tiles()
-    return images, question.question, question.answers[0]
+    cells = target_cells(question.target, views.scene.width, views.scene.height, views.size,
+                         views.grid)
+    return images, question.question, question.answers[0], cells
 
 
 class PromptEncoder:
@@ -344,7 +369,7 @@ class PromptEncoder:
 
     def batch(self, samples, device) -> dict[str, torch.Tensor]:
         rows, labels = [], []
-        for images, question, answer in samples:
+        for images, question, answer, *_ in samples:
             prompt = self.prompt_ids(len(images), question)
             target = self.tokenizer(answer, add_special_tokens=False)['input_ids'] \
                 + [self.tokenizer.eos_token_id]
@@ -383,10 +408,15 @@ class Trainer:
         self.tokenizer = tiny_vlm.build_tokenizer()
         self.processor = tiny_vlm.build_processor(self.tokenizer, self.tower_config)
         config = tiny_vlm.build_config(self.tokenizer, self.tower_config)
-        config._attn_implementation = 'sdpa'
+        # The attention loss reads attention weights, which only the eager kernel returns.
+        config._attn_implementation = 'eager' if args.att_weight > 0 else 'sdpa'
         self.model = LlavaForConditionalGeneration(config).to(self.device)
         self.heads = CellHeads(self.tower_config.hidden_size, args.text_weight).to(self.device)
         self.grid = self.tower_config.grid_size
+        layers = config.text_config.num_hidden_layers
+        self.att_layer = choose_layer(layers) if args.att_layer < 0 else args.att_layer
+        if not 0 <= self.att_layer < layers:
+            raise SystemExit(f'--att-layer must be in 0..{layers - 1}, got {args.att_layer}')
         self.prompts = PromptEncoder(self.processor, self.grid ** 2)
         self.tower = self.model.model.vision_tower
         self._tower_out: list[torch.Tensor] = []
@@ -427,25 +457,34 @@ class Trainer:
     def stages(self):
         a = self.args
         return [('read', a.read_steps, a.read_lr), ('tower', a.tower_steps, a.tower_lr),
-                ('align', a.align_steps, a.align_lr), ('joint', a.joint_steps, a.joint_lr)]
+                ('align', a.align_steps, a.align_lr), ('bind', a.bind_steps, a.bind_lr),
+                ('joint', a.joint_steps, a.joint_lr)]
 
     def _make_optimizer(self, name: str, lr: float) -> torch.optim.Optimizer:
         for p in self.model.parameters():
             p.requires_grad_(True)
         if name in ('read', 'tower'):
             params = [*self.tower.parameters(), *self.heads.parameters()]
-        elif name == 'align':
+        elif name in ('align', 'bind'):
             for p in self.tower.parameters():
                 p.requires_grad_(False)
             params = [p for p in self.model.parameters() if p.requires_grad]
         else:
             tower_ids = {id(p) for p in self.tower.parameters()}
             rest = [p for p in self.model.parameters() if id(p) not in tower_ids]
+            if not self._tower_learns():
+                for p in self.tower.parameters():
+                    p.requires_grad_(False)
+                return torch.optim.AdamW(rest, lr=lr, weight_decay=0.01)
             params = [{'params': rest},
                       {'params': [*self.tower.parameters(), *self.heads.parameters()],
-                       'lr_scale': 0.3}]
+                       'lr_scale': self.args.joint_tower_scale}]
             return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
         return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+
+    def _tower_learns(self) -> bool:
+        """Whether the joint stage trains the tower (and keeps its per-cell losses)."""
+        return self.args.joint_tower_scale > 0
 
     def init_from(self, path: Path) -> None:
         """Start from an exported model's weights; the cell heads start afresh."""
@@ -569,22 +608,51 @@ class Trainer:
         weights = np.array([w for _, w in formats])
         n_images = formats[int(rng.choice(len(formats), p=weights / weights.sum()))][0]
         batch_size = max(2, int(self.args.batch * 2 / (n_images + 1)))  # similar tokens/step
-        samples = [build_sample(rng, pool.sample(rng), n_images, self.args.kinds)
+        kinds = self.args.bind_kinds if name == 'bind' else self.args.kinds
+        samples = [build_sample(rng, pool.sample(rng), n_images, kinds)
                    for _ in range(batch_size)]
-        views = [v for images, _, _ in samples for v in images]
+        views = [v for images, *_ in samples for v in images]
         inputs = self.prompts.batch(samples, self.device)
         inputs['pixel_values'] = pixel_batch(self.processor, views).to(self.device)
         self._tower_out.clear()
-        output = self.model(**inputs)
+        attend = self.args.att_weight > 0
+        output = self.model(**inputs, output_attentions=attend)
         features = self._tower_out[-1]
         self._tower_out.clear()
         lm_loss = output.loss
         stats = {'lm': lm_loss.item(), 'images': float(n_images)}
-        if name == 'joint':
+        if attend:
+            att_loss, att_stats = self._attention_loss(output.attentions[self.att_layer],
+                                                       inputs, [s[3] for s in samples])
+            stats.update(att_stats)
+            lm_loss = lm_loss + self.args.att_weight * att_loss
+        if name == 'joint' and self._tower_learns():
             cell_loss, cell_stats = self.heads.loss(features, views)
             stats['read_acc'] = cell_stats['read_acc']
             return lm_loss + self.args.cell_weight * cell_loss, stats
         return lm_loss, stats
+
+    def _attention_loss(self, attention: torch.Tensor, inputs: dict, targets: list):
+        """Cross-entropy from the evidence box's cells to where the last prompt position looks
+        in the global image at the ViCrop layer (heads averaged, renormalised over image 0's
+        tokens): the answer position learns to look at the asked object, as ViCrop assumes a
+        VLM does. attention: (B, heads, T, T); targets: (G*G,) arrays or None per row."""
+        rows = [k for k, cells in enumerate(targets) if cells is not None]
+        if not rows:
+            return attention.new_zeros(()), {}
+        ids, labels = inputs['input_ids'], inputs['labels']
+        image_id = self.model.config.image_token_id
+        losses, hits = [], 0
+        for k in rows:
+            end = int((labels[k] != IGNORE).nonzero()[0]) - 1  # the last prompt position
+            image0 = (ids[k] == image_id).nonzero().flatten()[:self.grid ** 2]
+            looked = attention[k, :, end, image0].mean(0)
+            looked = looked / looked.sum().clamp_min(1e-12)
+            cells = torch.as_tensor(targets[k], device=looked.device)
+            losses.append(-(cells * torch.log(looked + 1e-8)).sum())
+            hits += bool(cells[int(looked.argmax())] > 0)
+        return torch.stack(losses).mean(), {'att': torch.stack(losses).mean().item(),
+                                            'att_hit': hits / len(rows)}
 
     def export(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
@@ -596,8 +664,10 @@ class Trainer:
                 {'name': n, 'steps': s, 'lr': lr} for n, s, lr in self.stages()],
              'init_from': self.args.init_from, 'page_share': self.args.page_share,
              'batch': self.args.batch, 'tower_batch': self.args.tower_batch,
-             'kinds': self.args.kinds or KIND_WEIGHTS,
+             'kinds': self.args.kinds or KIND_WEIGHTS, 'bind_kinds': self.args.bind_kinds,
              'joint_formats': dict(self.args.joint_formats or FORMATS['joint']),
+             'joint_tower_scale': self.args.joint_tower_scale,
+             'att_weight': self.args.att_weight, 'att_layer': self.att_layer,
              'completed': {'stage': self.state['stage'], 'step': self.state['step']},
              'minutes': round(self.state['seconds'] / 60, 1), 'device': str(self.device),
              'torch': torch.__version__}, indent=2) + '\n')
@@ -643,14 +713,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              'scene crops around signs (0.5 read more slowly than 1.0)')
     parser.add_argument('--tower-steps', type=int, default=1500)
     parser.add_argument('--align-steps', type=int, default=600)
+    parser.add_argument('--bind-steps', type=int, default=0,
+                        help='steps of the binding stage (1-image, tower frozen) before joint')
     parser.add_argument('--joint-steps', type=int, default=3000)
     parser.add_argument('--tower-lr', type=float, default=2e-3)
     parser.add_argument('--align-lr', type=float, default=1e-3)
+    parser.add_argument('--bind-lr', type=float, default=5e-4)
     parser.add_argument('--joint-lr', type=float, default=6e-4)
     parser.add_argument('--warmup', type=int, default=100)
     parser.add_argument('--batch', type=int, default=32, help='1-image prompts per step')
     parser.add_argument('--tower-batch', type=int, default=64, help='views per tower step')
     parser.add_argument('--cell-weight', type=float, default=0.3)
+    parser.add_argument('--att-weight', type=float, default=0.0,
+                        help='weight of the attention loss in the VQA stages: the last prompt '
+                             "position's attention to the global image, heads averaged, "
+                             "against the question's evidence box (0 = off)")
+    parser.add_argument('--att-layer', type=int, default=-1,
+                        help="decoder layer of the attention loss; -1 = ViCrop's default")
+    parser.add_argument('--joint-tower-scale', type=float, default=0.3,
+                        help="the tower's learning rate in the joint stage, as a share of "
+                             "--joint-lr; 0 freezes it (and drops the per-cell losses)")
     parser.add_argument('--text-weight', type=float, default=2.0,
                         help='weight of the text slots among the per-cell losses')
     parser.add_argument('--tower-min-scale', type=float, default=0.5,
@@ -662,6 +744,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         metavar='KIND=W,...', help='question kinds and their weights in the '
                         'align and joint stages (default: ' + ','.join(
                             f'{k}={w:g}' for k, w in KIND_WEIGHTS.items()) + ')')
+    parser.add_argument('--bind-kinds', type=_weights(str, set(KIND_WEIGHTS)),
+                        default={'color': 0.5, 'presence': 0.5}, metavar='KIND=W,...',
+                        help='question kinds of the bind stage (default: color=0.5,presence=0.5)')
     parser.add_argument('--joint-formats', type=_weights(int, {1, 2, 5}), default=None,
                         metavar='N=W,...', help='images per prompt and weights in the joint '
                         'stage (default: ' + ','.join(
@@ -675,6 +760,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.smoke:
         args.read_steps, args.tower_steps, args.align_steps, args.joint_steps = 2, 3, 3, 4
+        args.bind_steps = 2
         args.batch, args.tower_batch, args.pool, args.pool_fill, args.refresh = 4, 8, 8, 4, 1
         args.warmup, args.log_every, args.save_every = 2, 1, 2
     return args

@@ -95,17 +95,37 @@ def test_eval_cli_rejects_unknown_policy(tmp_path, capsys):
     assert 'psychic' in capsys.readouterr().err
 
 
+def test_draft_script_distils_a_one_layer_draft_that_loads(tmp_path):
+    """tools/make_draft_model.py on the bundled model, two distillation steps: it draws its
+    prompts through the training script's own sample code, so a change there shows here."""
+    out = tmp_path / 'draft'
+    command = [sys.executable, str(ROOT / 'tools' / 'make_draft_model.py'), '--out', str(out),
+               '--layers', '0', '--distill-steps', '2', '--batch', '4']
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, 'HF_HUB_OFFLINE': '1'})
+    assert done.returncode == 0, done.stderr[-2000:]
+    made = json.loads((out / 'training.json').read_text())
+    assert made['layers_kept'] == [0] and len(made['log']) == 2
+    assert all(np.isfinite(r['kl']) for r in made['log'])
+    draft = TransformersVlm(str(out), progress=False, max_new_tokens=2)
+    assert draft.num_layers == 1 and draft.grid == (8, 8)
+
+
 def test_training_script_smoke_run_exports_a_loadable_model(tmp_path):
     env = {**os.environ, 'HF_HUB_OFFLINE': '1'}
     out = tmp_path / 'model'
     command = [sys.executable, str(ROOT / 'tools' / 'train_tiny_vlm.py'), '--smoke',
-               '--work', str(tmp_path / 'work'), '--out', str(out), '--device', 'cpu']
+               '--work', str(tmp_path / 'work'), '--out', str(out), '--device', 'cpu',
+               '--att-weight', '0.5']
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     log = [json.loads(line) for line in (tmp_path / 'work' / 'train.log').read_text()
            .splitlines()]
-    assert [r['stage'] for r in log if 'stage' in r][-1] == 'joint'
+    stages = [r['stage'] for r in log if 'stage' in r]
+    assert list(dict.fromkeys(stages)) == ['read', 'tower', 'align', 'bind', 'joint']
     assert all(np.isfinite(r['loss']) for r in log if 'loss' in r)
+    attention = [r['att'] for r in log if 'att' in r]  # the attention loss ran
+    assert attention and np.isfinite(attention).all()
     backend = TransformersVlm(str(out), progress=False, max_new_tokens=2)
     assert backend.grid == (8, 8)
     # A second run finds every stage done and only exports again: training resumes.
