@@ -39,6 +39,7 @@ def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -
     """The flags `colvlm eval` and `colvlm replay` share: policies, model, output."""
     from colvlm_msgs.token_codec import SPLITS
     from colvlm_server.evaluate import EVAL_POLICIES
+    from colvlm_server.parameters import SERVER_PARAMETERS
     from colvlm_server.vicrop import VICROP_METHODS
     parser.add_argument('--policy', default=default_policy,
                         help=f"one of {EVAL_POLICIES}, a comma list; 'all' = every one but "
@@ -53,9 +54,11 @@ def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -
     parser.add_argument('--limit', type=int, default=0, metavar='N',
                         help='use the first N questions only (0 = all)')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--vicrop-method', default='rel_att', choices=VICROP_METHODS,
-                        help="the server's vicrop.method: the RoI map, relative or "
-                             'gradient-weighted attention (default: %(default)s)')
+    parser.add_argument('--vicrop-method', choices=VICROP_METHODS,
+                        default=SERVER_PARAMETERS.specs['vicrop.method'].default,
+                        help="the server's vicrop.method: the RoI map, relative, "
+                             'gradient-weighted or plain attention (default: %(default)s, as '
+                             'config/server.yaml)')
     layers = parser.add_argument_group("policy 'layers' (visual-token layers instead of pixels)")
     layers.add_argument('--layers-split', default='tower', choices=SPLITS,
                         help="the edge's layers.split (default: %(default)s)")

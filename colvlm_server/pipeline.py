@@ -46,6 +46,7 @@ from colvlm_server.vicrop import (
     check_method,
     choose_layer,
     locate,
+    question_attention,
     relative_attention,
     square_box,
     tile_boxes,
@@ -150,7 +151,8 @@ def oracle_box(target: Box, geometry: GlobalGeometry, encoder_size: float) -> Bo
 class TwoStagePipeline:
     """`vicrop_method` (vicrop.method) makes the RoI map: 'rel_att' from the first pass's
     attention and the generic prompt's, 'grad_att' from one more forward and backward pass of
-    the question through the backend's `gradient_attention`."""
+    the question through the backend's `gradient_attention`, 'att' from the first pass's
+    attention alone (no generic-prompt pass)."""
 
     def __init__(self, backend: VlmBackend, gate: GateConfig | None = None, *,
                  attention_layer: int | None = None, generic_cache: int = 16,
@@ -163,7 +165,7 @@ class TwoStagePipeline:
         self.attention_layer = layer
         self.vicrop_method = check_method(vicrop_method)
         # Only relative attention reads the first pass's attention.
-        self._first_layer = layer if vicrop_method == 'rel_att' else None
+        self._first_layer = layer if vicrop_method in ('rel_att', 'att') else None
         self.encoder_size = float(backend.image_size[0])
         self._generic: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._generic_cache = generic_cache
@@ -326,6 +328,8 @@ class TwoStagePipeline:
             return [oracle_box(decision.box, geometry, self.encoder_size)]
         if self.vicrop_method == 'grad_att':
             att = self.backend.gradient_attention(frame.image, question, self.attention_layer)
+        elif self.vicrop_method == 'att':
+            att = question_attention(first.attention, self.backend.grid)
         else:
             att = relative_attention(first.attention, self._generic_map(frame),
                                      self.backend.grid)

@@ -22,8 +22,10 @@ GENERIC_PROMPT = 'Write a general description of the image.'
 DEFAULT_SCALES = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
 # How the RoI map is made: the question's attention relative to the generic prompt's
 # (`relative_attention`), or the attention weighted by the answer's gradient (the backend's
-# `gradient_attention`); both are the paper's training-free maps.
-VICROP_METHODS = ('rel_att', 'grad_att')
+# `gradient_attention`), both the paper's training-free maps; or the question's attention as it
+# is ('att'), for a model trained to look at the asked object (the bundled one), where dividing
+# by a prompt it never saw in training only adds noise.
+VICROP_METHODS = ('rel_att', 'grad_att', 'att')
 # LLaVA-1.5-7B localises best at decoder layer 14 of 32.
 _REFERENCE_LAYER, _REFERENCE_DEPTH = 14, 32
 
@@ -59,6 +61,11 @@ def _head_mean_map(attention: Any, grid_hw: tuple[int, int], name: str) -> np.nd
     if array.ndim == 3 and array.shape[1:] == (grid_h, grid_w):
         return array.mean(axis=0)
     raise ValueError(f'{name} of shape {array.shape} does not fit a {grid_h}x{grid_w} grid')
+
+
+def question_attention(question_attn: Any, grid_hw: tuple[int, int]) -> np.ndarray:
+    """(gh, gw) float64: the question's attention over the image, heads averaged ('att')."""
+    return _head_mean_map(question_attn, grid_hw, 'question_attn')
 
 
 def relative_attention(question_attn: Any, generic_attn: Any, grid_hw: tuple[int, int],

@@ -99,6 +99,35 @@ def test_unsure_answer_crops_where_attention_points_and_counts_bytes():
     assert result.llm_tokens == (26 + 3) + (42 + 3)
 
 
+
+class SinkBackend(ScriptedBackend):
+    """The generic prompt looks where the question does (as a model trained to look at
+    objects does for a prompt it never saw), and nowhere else."""
+
+    def __init__(self, attention_peak=(1, 2)):
+        super().__init__(attention_peak)
+        self.generic_calls = 0
+
+    def image_attention(self, image, prompt, layer):
+        self.generic_calls += 1
+        attention = np.full((2, GRID[0] * GRID[1]), 0.01)
+        attention[:, self.peak[0] * GRID[1] + self.peak[1]] = 1.0
+        return attention
+
+
+def test_plain_attention_crops_at_the_question_peak_without_a_generic_pass():
+    backend = SinkBackend(attention_peak=(1, 2))
+    edge = RecordingEdge()
+    pipeline = TwoStagePipeline(backend, GateConfig(threshold=0.5), vicrop_method='att')
+    plain = pipeline.answer('q?', _frame(), edge, make_policy('always')).roi_result
+    box = edge.boxes[0]
+    assert box.x0 <= 400 <= box.x1 and box.y0 <= 160 <= box.y1  # as in the test above
+    assert backend.generic_calls == 0 and plain.saliency > 0.3
+    # Relative attention divides the shared peak out: its map is flat, no window stands out.
+    relative = TwoStagePipeline(backend, GateConfig(threshold=0.5), vicrop_method='rel_att')
+    result = relative.answer('q?', _frame(), edge, make_policy('always'))
+    assert backend.generic_calls == 1 and result.roi_result.saliency < 0.01
+
 def test_crop_failure_falls_back_to_the_global_answer():
     pipeline = TwoStagePipeline(ScriptedBackend(), GateConfig(threshold=0.5))
     result = pipeline.answer('q?', _frame(), RecordingEdge(fail='edge gone'),
