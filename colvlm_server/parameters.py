@@ -40,7 +40,7 @@ SERVER_PARAMETERS = ParameterTable([
                   min=1, max=64),
     ParameterSpec('policy', 'str', 'entropy', 'when to ask the edge for detail, unless a '
                   'query names its own', choices=SERVER_POLICIES),
-    ParameterSpec('gate.threshold', 'float', 0.6815,
+    ParameterSpec('gate.threshold', 'float', 0.0195,
                   'refine when the aggregated entropy is above this, nats', min=0.0, max=100.0),
     ParameterSpec('gate.aggregate', 'str', 'max', 'how token entropies become one number',
                   choices=AGGREGATES),
@@ -54,10 +54,12 @@ SERVER_PARAMETERS = ParameterTable([
     ParameterSpec('vicrop.layer', 'int', -1,
                   '0-based decoder layer whose attention locates the RoI; -1 = auto', min=-1,
                   max=1000),
-    ParameterSpec('vicrop.method', 'str', 'rel_att',
-                  "the RoI map: 'rel_att' (attention relative to a generic prompt's) or "
+    ParameterSpec('vicrop.method', 'str', 'att',
+                  "the RoI map: 'rel_att' (attention relative to a generic prompt's), "
                   "'grad_att' (attention weighted by the answer's gradient; one more forward "
-                  'and backward pass per crop)', choices=VICROP_METHODS),
+                  "and backward pass per crop) or 'att' (the question's attention alone, for "
+                  'models trained to look at the asked object, as the bundled one is; '
+                  "'rel_att' is ViCrop's for pretrained MLLMs)", choices=VICROP_METHODS),
     ParameterSpec('camera.default', 'str', '',
                   "camera namespace answered about, relative to the server's or absolute; "
                   "'' = the server's own namespace"),
@@ -137,7 +139,7 @@ class ServerConfig:
     layers_crop: bool = False
     acceleration: Acceleration = Acceleration()
     views: ViewsConfig = ViewsConfig()
-    vicrop_method: str = 'rel_att'  # one of VICROP_METHODS
+    vicrop_method: str = 'att'  # one of VICROP_METHODS
 
     @classmethod
     def from_values(cls, v: dict) -> ServerConfig:

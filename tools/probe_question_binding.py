@@ -8,9 +8,10 @@ global colour and presence answers (issue 5), in two parts:
 2. **Training probe** (`--train-minutes`): with the vision tower frozen (its tokens already
    separate colour x kind per cell: see the view probe), train the projector and decoder on
    1-image presence and colour questions about global frames from the bundled weights, in a
-   prompt format: `image-first` (the shipped chat template, 'USER: <image>\\n{q} ASSISTANT:')
-   or `question-first` ('USER: {q}\\n<image>\\n{q} ASSISTANT:', so that the image tokens can
-   attend to the question). First-token accuracy on held-out scenes is logged as it trains.
+   prompt format: `image-first` (LLaVA-1.5's, 'USER: <image>\\n{q} ASSISTANT:', the chat
+   template of the first two bundled copies) or `question-first` ('USER: {q}\\n<image>\\n{q}
+   ASSISTANT:', so that the image tokens can attend to the question; the chat template from
+   the third copy on). First-token accuracy on held-out scenes is logged as it trains.
 
 Nothing is saved; the printout is the result.
 

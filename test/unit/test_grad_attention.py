@@ -174,7 +174,7 @@ def test_evaluation_reports_the_method(bundled, scene):
 
 def test_bad_methods_are_refused_naming_the_parameter(bundled, scene):
     message = f"vicrop.method must be one of {VICROP_METHODS}, got 'gradcam'"
-    assert VICROP_METHODS == ('rel_att', 'grad_att')
+    assert VICROP_METHODS == ('rel_att', 'grad_att', 'att')
     with pytest.raises(ValueError) as error:
         TwoStagePipeline(bundled, vicrop_method='gradcam')
     assert str(error.value) == message
@@ -189,7 +189,7 @@ def test_server_parameter_reaches_the_configuration_and_refuses_int8():
     def config(**values) -> ServerConfig:
         return ServerConfig.from_values(SERVER_PARAMETERS.resolve(overrides=values))
 
-    assert config().vicrop_method == 'rel_att'
+    assert config().vicrop_method == 'att'  # the bundled model's; rel_att is the paper's
     assert config(**{'vicrop.method': 'grad_att'}).vicrop_method == 'grad_att'
     with pytest.raises(ValueError, match=r"vicrop.method 'grad_att' .* quantize 'int8'"):
         config(**{'vicrop.method': 'grad_att', 'quantize': 'int8'})
