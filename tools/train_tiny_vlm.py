@@ -619,18 +619,18 @@ class Trainer:
         output = self.model(**inputs, output_attentions=attend)
         features = self._tower_out[-1]
         self._tower_out.clear()
-        lm_loss = output.loss
-        stats = {'lm': lm_loss.item(), 'images': float(n_images)}
+        loss = output.loss
+        stats = {'lm': loss.item(), 'images': float(n_images)}
         if attend:
             att_loss, att_stats = self._attention_loss(output.attentions[self.att_layer],
                                                        inputs, [s[3] for s in samples])
             stats.update(att_stats)
-            lm_loss = lm_loss + self.args.att_weight * att_loss
+            loss = loss + self.args.att_weight * att_loss
         if name == 'joint' and self._tower_learns():
             cell_loss, cell_stats = self.heads.loss(features, views)
             stats['read_acc'] = cell_stats['read_acc']
-            return lm_loss + self.args.cell_weight * cell_loss, stats
-        return lm_loss, stats
+            loss = loss + self.args.cell_weight * cell_loss
+        return loss, stats
 
     def _attention_loss(self, attention: torch.Tensor, inputs: dict, targets: list):
         """Cross-entropy from the evidence box's cells to where the last prompt position looks
@@ -651,8 +651,8 @@ class Trainer:
             cells = torch.as_tensor(targets[k], device=looked.device)
             losses.append(-(cells * torch.log(looked + 1e-8)).sum())
             hits += bool(cells[int(looked.argmax())] > 0)
-        return torch.stack(losses).mean(), {'att': torch.stack(losses).mean().item(),
-                                            'att_hit': hits / len(rows)}
+        loss = torch.stack(losses).mean()
+        return loss, {'att': loss.item(), 'att_hit': hits / len(rows)}
 
     def export(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
