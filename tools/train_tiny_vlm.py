@@ -15,7 +15,13 @@
    mixed stages, where such questions are a small share, were too short to teach.
 3. joint: everything, on 1-image (global), 2-image (global + crop) and 5-image (global + 2x2
    tiles) prompts with the question kinds mixed, grounding questions included; the per-cell
-   losses stay on so the tower keeps what stage 1 taught it.
+   losses stay on so the tower keeps what stage 1 taught it (`--joint-tower-scale 0` freezes
+   the tower instead).
+
+`--att-weight` adds an attention loss to the VQA stages: at ViCrop's decoder layer, the last
+prompt position's attention over the global image (heads averaged) is pulled towards the cells
+of the question's evidence box, so that the model looks where it is asked, as ViCrop assumes a
+VLM does. Without it the bind stage stayed at chance for 4300 steps; with it, it learnt.
 
 Every view goes through the edge's own resize/pad and a JPEG round trip, as at run time.
 Data are drawn from seeded streams indexed by step, so a run resumes (`--work` keeps a
