@@ -95,7 +95,13 @@ class RoiResult:
 
 def _content_coverage(geometry: GlobalGeometry, grid_h: int, grid_w: int) -> np.ndarray:
     """(gh, gw) float64 in [0, 1]: the fraction of each cell that shows the original image."""
-    content = geometry.to_global(geometry.original_box())  # global px; may overhang (crop)
+    return cell_coverage(geometry, geometry.original_box(), grid_h, grid_w)
+
+
+def cell_coverage(geometry: GlobalGeometry, box: Box, grid_h: int, grid_w: int) -> np.ndarray:
+    """(gh, gw) float64 in [0, 1]: the fraction of each cell of the global frame's token grid
+    that `box` (original px) covers."""
+    content = geometry.to_global(box)  # global px; may overhang the frame
 
     def axis(cells: int, size: int, low: float, high: float) -> np.ndarray:
         edges = np.arange(cells + 1) * (size / cells)  # (cells + 1,) global px

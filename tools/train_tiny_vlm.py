@@ -60,11 +60,16 @@ from colvlm_edge.glyphvqa.scene import (  # noqa: E402
     label_map,
     render_scene,
 )
-from colvlm_msgs.geometry import GlobalGeometry  # noqa: E402
+from colvlm_msgs.geometry import Box, GlobalGeometry  # noqa: E402
 from colvlm_msgs.image_codec import decode_image, encode_image  # noqa: E402
 from colvlm_server import tiny_vlm  # noqa: E402
 from colvlm_server.glyph_tower import GlyphTowerConfig  # noqa: E402
-from colvlm_server.vicrop import DEFAULT_SCALES, choose_layer, tile_boxes  # noqa: E402
+from colvlm_server.vicrop import (  # noqa: E402
+    DEFAULT_SCALES,
+    cell_coverage,
+    choose_layer,
+    tile_boxes,
+)
 
 KIND_CLASSES = ('background', 'sign', *SHAPES)
 COLOR_CLASSES = ('none', *COLORS)
@@ -322,12 +327,7 @@ def target_cells(box: tuple[int, int, int, int] | None, width: int, height: int,
     if box is None:
         return None
     geometry = GlobalGeometry.fit(width, height, size, size, 'pad')
-    x0, x1 = (v * geometry.scale_x + geometry.offset_x for v in (box[0], box[2]))
-    y0, y1 = (v * geometry.scale_y + geometry.offset_y for v in (box[1], box[3]))
-    edges = np.arange(grid + 1) * (size / grid)
-    wx = np.clip(np.minimum(edges[1:], x1) - np.maximum(edges[:-1], x0), 0.0, None)
-    wy = np.clip(np.minimum(edges[1:], y1) - np.maximum(edges[:-1], y0), 0.0, None)
-    cells = np.outer(wy, wx).ravel().astype(np.float32)
+    cells = cell_coverage(geometry, Box(*box), grid, grid).ravel().astype(np.float32)
     total = cells.sum()
     return cells / total if total > 0 else None
 
