@@ -121,7 +121,29 @@ class ParameterTable:
                 values[name] = self.specs[name].check(value, where)
         return values
 
+    def markdown(self) -> str:
+        """The table as the README shows it: parameter, type, default, range, description."""
+        rows = ['| parameter | type | default | range | description |',
+                '| --- | --- | --- | --- | --- |']
+        for spec in self.specs.values():
+            default = spec.default
+            shown = (repr(list(default)) if isinstance(default, tuple)
+                     else default if isinstance(default, str) and default else repr(default))
+            rows.append(f'| `{spec.name}` | {spec.type} | `{shown}` | {_range(spec)} '
+                        f'| {spec.description} |')
+        return '\n'.join(rows)
+
     def load(self, path: Path | None, node_name: str,
              overrides: dict[str, object] | None = None) -> dict[str, object]:
         file_values = read_yaml(path, node_name) if path else {}
         return self.resolve(file_values, str(path or ''), overrides)
+
+
+def _range(spec: ParameterSpec) -> str:
+    if spec.choices:
+        return ' / '.join(str(choice) for choice in spec.choices)
+    if spec.min is None and spec.max is None:
+        return ''
+    ends = ['' if end is None else f'{end:g}' if isinstance(end, float) else str(end)
+            for end in (spec.min, spec.max)]
+    return '..'.join(ends)
