@@ -55,6 +55,9 @@ def _interface(name: str, kind: str):
     return getattr(importlib.import_module(f'{package}.{kind}'), short)
 
 
+_AT_START_UP = 'read at start-up: set it in a params file or with -p and restart the node'
+
+
 class _Logger:
     """rclpy's logger behind the logging.Logger methods node code uses."""
 
@@ -213,8 +216,12 @@ class RosNode(port.Node):
     def declare_parameters(self, table: ParameterTable, overrides: dict | None = None) -> dict:
         values = {}
         for name, spec in table.specs.items():
+            # Read once at start-up, so read-only: `ros2 param set` is refused by rclpy
+            # ("Trying to set a read-only parameter") instead of reporting a change that
+            # the node would never apply. Launch files and -p still set them at declaration.
             descriptor = ParameterDescriptor(description=spec.description,
-                                             dynamic_typing=True)
+                                             dynamic_typing=True, read_only=True,
+                                             additional_constraints=_AT_START_UP)
             if spec.type == 'int' and spec.min is not None and spec.max is not None:
                 descriptor.integer_range = [IntegerRange(
                     from_value=int(spec.min), to_value=int(spec.max), step=0)]

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 import re
 
-import pytest
-
 from catkin_pkg.package import parse_package
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -60,6 +60,8 @@ def test_ros_arguments_decide_the_node_name_and_namespace():
 
 
 def test_timer_parameters_and_a_call_without_server():
+    from rclpy.parameter import Parameter
+
     from colvlm_edge.parameters import EDGE_PARAMETERS
     from colvlm_msgs.transport import ServiceTimeout, create_node
 
@@ -72,6 +74,10 @@ def test_timer_parameters_and_a_call_without_server():
         values = node.declare_parameters(EDGE_PARAMETERS, {'global.quality': 42})
         assert values['global.quality'] == 42
         assert values['source.uri'] == 'synthetic'
+        # The node reads its parameters once: a later set is refused, not silently ignored.
+        refused, = node._node.set_parameters([Parameter('global.quality', value=50)])
+        assert not refused.successful and 'read-only' in refused.reason
+        assert node._node.get_parameter('global.quality').value == 42
         client = node.create_client('colvlm/srv/CropRoi', 'colvlm/nobody_serves_this')
         with pytest.raises(ServiceTimeout, match='nobody_serves_this'):
             client.call(node.service_type('colvlm/srv/CropRoi').Request(), timeout=0.5)
