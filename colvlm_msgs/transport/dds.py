@@ -4,8 +4,11 @@ Topics `rt/<name>`, services `rq/<name>Request` + `rr/<name>Reply` carrying the 
 request header, type names `pkg::msg::dds_::Name_`, XCDR1 only (rmw's readers match
 nothing else), USER_DATA `typehash=RIHS01_...;` on endpoints and `clientid=`/`serviceid=`
 on service endpoints, `enclave=/;` on the participant, ROS_DOMAIN_ID and
-ROS_AUTOMATIC_DISCOVERY_RANGE honoured. Each reader has a thread; service handlers run on a
-small pool so that one may block on a call to another node.
+ROS_AUTOMATIC_DISCOVERY_RANGE honoured. Like rmw_cyclonedds, the participant publishes its
+nodes and the GIDs of their readers and writers on `ros_discovery_info` (Jazzy's
+rmw_dds_common types), so that `ros2 node list` and `ros2 node info` on a ROS 2 machine name
+these nodes. Each reader has a thread; service handlers run on a small pool so that one may
+block on a call to another node.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ from colvlm_msgs.typesupport import HEADER_GUID, HEADER_SEQUENCE, default_typesu
 _POLL_S = 0.1                        # how often reader threads look at the shutdown flag
 _REPLY_READER_WAIT_S = 1.0           # rmw waits 100 ms; local threads may need longer
 _ANY_SAMPLE = SampleState.Any | ViewState.Any | InstanceState.Any
+_GRAPH_TOPIC = 'ros_discovery_info'  # no rt/ prefix: rmw avoids ROS conventions for it
+# rmw_cyclonedds' own QoS for it: reliable, transient local, the newest sample only.
+_GRAPH_QOS = QosProfile('ros_discovery_info', durability='transient_local', depth=1)
 
 
 class _Participant:
@@ -60,6 +66,10 @@ class _Participant:
         # rmw ids: 12 bytes of participant identity + a 4-byte big-endian counter.
         self._id_prefix = secrets.token_bytes(12)
         self._counter = itertools.count(1)
+        # The ROS graph: node -> (namespace, name, GIDs of its readers, of its writers).
+        self._nodes: dict[object, tuple[str, str, list[bytes], list[bytes]]] = {}
+        self._graph_lock = threading.Lock()
+        self._graph_writer: DataWriter | None = None
 
     @classmethod
     def get(cls, domain_id: int) -> _Participant:
@@ -73,6 +83,44 @@ class _Participant:
             if name not in self.topics:
                 self.topics[name] = Topic(self.participant, name, data_type)
             return self.topics[name]
+
+    def add_node(self, node: object, namespace: str, name: str) -> None:
+        with self._graph_lock:
+            self._nodes[node] = (namespace, name, [], [])
+            self._publish_graph()
+
+    def remove_node(self, node: object) -> None:
+        with self._graph_lock:
+            if self._nodes.pop(node, None) is not None:
+                self._publish_graph()
+
+    def associate(self, node: object, reader: DataReader | None = None,
+                  writer: DataWriter | None = None) -> None:
+        """Record a node's new reader and/or writer, as rmw's graph cache does."""
+        with self._graph_lock:
+            _, _, readers, writers = self._nodes[node]
+            if reader is not None:
+                readers.append(reader.guid.bytes)
+            if writer is not None:
+                writers.append(writer.guid.bytes)
+            self._publish_graph()
+
+    def _publish_graph(self) -> None:
+        types = default_typesupport()
+        info = types.message('rmw_dds_common/msg/ParticipantEntitiesInfo')
+        node_info = types.message('rmw_dds_common/msg/NodeEntitiesInfo').cls
+        gid = types.message('rmw_dds_common/msg/Gid').cls
+        if self._graph_writer is None:
+            self._graph_writer = DataWriter(
+                self.participant, self.topic(_GRAPH_TOPIC, info.cls),
+                qos=_qos(_GRAPH_QOS, f'typehash={info.type_hash};'))
+        self._graph_writer.write(info.cls(
+            gid=gid(data=list(self.participant.guid.bytes)),
+            node_entities_info_seq=[
+                node_info(node_namespace=namespace, node_name=name,
+                          reader_gid_seq=[gid(data=list(g)) for g in readers],
+                          writer_gid_seq=[gid(data=list(g)) for g in writers])
+                for namespace, name, readers, writers in self._nodes.values()]))
 
     def endpoint_id(self) -> str:
         """A client/service id formatted as rmw_cyclonedds' csid_to_string does."""
@@ -209,6 +257,7 @@ class DdsClient(port.Client):
             qos=_qos(qos, f'clientid={client_id};typehash={service_type.response_hash};'))
         # rmw uses the request writer's instance handle as the client's 64-bit id.
         self._guid = self._writer.get_instance_handle() & (2**64 - 1)
+        participant.associate(node, reader=self._reader, writer=self._writer)
         self._sequence = itertools.count(1)
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()
@@ -272,6 +321,7 @@ class DdsNode(port.Node):
         self.qos_profiles = qos_profiles
         self.domain_id = domain_id_from_environment() if domain_id is None else domain_id
         self._participant = _Participant.get(self.domain_id)
+        self._participant.add_node(self, self.namespace, self.name)
         self._types = default_typesupport()
         self._stop = threading.Event()
         self._readers: list[_ReaderThread] = []
@@ -308,6 +358,7 @@ class DdsNode(port.Node):
             self._participant.participant,
             self._participant.topic(names.dds_topic(full), info.cls),
             qos=_qos(profile(qos, self.qos_profiles), f'typehash={info.type_hash};'))
+        self._participant.associate(self, writer=writer)
         return DdsPublisher(writer, full)
 
     def create_subscription(self, msg_type: str, topic: str, callback: Callable,
@@ -318,6 +369,7 @@ class DdsNode(port.Node):
             self._participant.participant,
             self._participant.topic(names.dds_topic(full), info.cls),
             qos=_qos(profile(qos, self.qos_profiles), f'typehash={info.type_hash};'))
+        self._participant.associate(self, reader=reader)
         subscription = DdsSubscription(full)
 
         def on_sample(sample) -> None:
@@ -345,6 +397,7 @@ class DdsNode(port.Node):
             self._participant.participant,
             self._participant.topic(reply_topic, service_type.response_wire),
             qos=_qos(qos, f'serviceid={service_id};typehash={service_type.response_hash};'))
+        self._participant.associate(self, reader=reader, writer=writer)
         reply_lock = threading.Lock()
 
         def serve(sample) -> None:
@@ -407,3 +460,4 @@ class DdsNode(port.Node):
         for reader in self._readers:
             reader.join(timeout=2 * _POLL_S + 1)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._participant.remove_node(self)

@@ -230,3 +230,49 @@ def test_wire_names_user_data_and_request_header_follow_rmw_cyclonedds(node, dds
     assert raw[20:20 + len(reference) - 4] == reference[4:]
     assert set(raw[20 + len(reference) - 4:]) <= {0}     # rmw-style padding to 4 bytes
     assert peer.close() == 0
+
+
+def test_nodes_and_their_endpoints_are_named_on_ros_discovery_info(node, dds_env):
+    # What `ros2 node list` / `ros2 node info` read (rmw_dds_common's graph): each
+    # participant publishes its nodes with the DDS GUIDs of their readers and writers.
+    from cyclonedds.builtin import BuiltinTopicDcpsSubscription
+    from cyclonedds.core import Qos
+    from cyclonedds.sub import DataReader
+
+    peer = Peer('server', 'robot', dds_env)
+    participant = node._participant.participant
+    info_type = node.message_type('rmw_dds_common/msg/ParticipantEntitiesInfo')
+    graph = DataReader(participant, node._participant.topic('ros_discovery_info', info_type),
+                       qos=Qos(Policy.Reliability.Reliable(0), Policy.Durability.TransientLocal,
+                               Policy.History.KeepAll,
+                               Policy.DataRepresentation(use_cdrv0_representation=True)))
+    builtin = {'writer': BuiltinDataReader(participant, BuiltinTopicDcpsPublication),
+               'reader': BuiltinDataReader(participant, BuiltinTopicDcpsSubscription)}
+    wanted = {('writer', 'rt/robot/colvlm/answer'), ('writer', 'rr/robot/colvlm/crop_roiReply'),
+              ('reader', 'rt/robot/colvlm/query'), ('reader', 'rq/robot/colvlm/crop_roiRequest')}
+    endpoints, infos = {}, {}
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        for kind, reader in builtin.items():
+            for endpoint in reader.take(N=50):
+                if (kind, endpoint.topic_name) in wanted:
+                    endpoints[(kind, endpoint.topic_name)] = endpoint
+        for sample in graph.take(N=50):
+            infos[bytes(sample.gid.data)] = sample
+        peer_gid = next(iter({e.participant_key.bytes for e in endpoints.values()}), None)
+        if len(endpoints) == len(wanted) and peer_gid in infos:
+            break
+        time.sleep(0.05)
+    assert len(endpoints) == len(wanted), f'discovered only {sorted(endpoints)}'
+    info = infos[peer_gid]
+    [entry] = [e for e in info.node_entities_info_seq if e.node_name == 'peer_server']
+    assert entry.node_namespace == '/robot'
+    gids = {'reader': {bytes(g.data) for g in entry.reader_gid_seq},
+            'writer': {bytes(g.data) for g in entry.writer_gid_seq}}
+    for (kind, topic), endpoint in endpoints.items():
+        assert endpoint.key.bytes in gids[kind], f'{topic} {kind} is not in the node entry'
+    # This process names its own node the same way.
+    own = infos.get(participant.guid.bytes)
+    assert own is not None and any(e.node_name == 'test_client' and e.node_namespace == '/robot'
+                                   for e in own.node_entities_info_seq)
+    assert peer.close() == 0

@@ -47,7 +47,19 @@ def test_random_values_serialize_like_rosbags(name, seed, store):
     message = random_message(name, random.Random(seed), cls_for)
     reference = bytes(store.serialize_cdr(to_rosbags(message, name, store), name))
     assert ours(message) == reference
-    assert type(message).deserialize(reference) == message
+    assert plain(type(message).deserialize(reference)) == plain(message)
+
+
+def plain(value):
+    """Fields as nested lists and dicts: Cyclone DDS decodes a fixed array of 8-bit integers
+    (rmw_dds_common's Gid) as bytes where the message was built from a list."""
+    if isinstance(value, bytes):
+        return list(value)
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    if hasattr(value, '__dataclass_fields__'):
+        return {name: plain(getattr(value, name)) for name in value.__dataclass_fields__}
+    return value
 
 
 @pytest.mark.parametrize('name', ['sensor_msgs/msg/CompressedImage', 'colvlm/msg/TokenLayer',
