@@ -7,8 +7,9 @@ on service endpoints, `enclave=/;` on the participant, ROS_DOMAIN_ID and
 ROS_AUTOMATIC_DISCOVERY_RANGE honoured. Like rmw_cyclonedds, the participant publishes its
 nodes and the GIDs of their readers and writers on `ros_discovery_info` (Jazzy's
 rmw_dds_common types), so that `ros2 node list` and `ros2 node info` on a ROS 2 machine name
-these nodes. Each reader has a thread; service handlers run on a small pool so that one may
-block on a call to another node.
+these nodes; not where ROS_DISTRO names Humble or older, whose 24-byte GIDs would misread
+it. Each reader has a thread; service handlers run on a small pool so that one may block on
+a call to another node.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 import itertools
 import logging
+import os
 import secrets
 import threading
 import time
@@ -50,6 +52,12 @@ _ANY_SAMPLE = SampleState.Any | ViewState.Any | InstanceState.Any
 _GRAPH_TOPIC = 'ros_discovery_info'  # no rt/ prefix: rmw avoids ROS conventions for it
 # rmw_cyclonedds' own QoS for it: reliable, transient local, the newest sample only.
 _GRAPH_QOS = QosProfile('ros_discovery_info', durability='transient_local', depth=1)
+# Distributions whose Gid has 24 bytes under the same type name: they would misread ours.
+_GID24_DISTROS = ('foxy', 'galactic', 'humble')
+
+
+def _publishes_graph(environ=os.environ) -> bool:
+    return environ.get('ROS_DISTRO', '').strip().lower() not in _GID24_DISTROS
 
 
 class _Participant:
@@ -70,6 +78,7 @@ class _Participant:
         self._nodes: dict[object, tuple[str, str, list[bytes], list[bytes]]] = {}
         self._graph_lock = threading.Lock()
         self._graph_writer: DataWriter | None = None
+        self._graph_enabled = _publishes_graph()
 
     @classmethod
     def get(cls, domain_id: int) -> _Participant:
@@ -106,6 +115,8 @@ class _Participant:
             self._publish_graph()
 
     def _publish_graph(self) -> None:
+        if not self._graph_enabled:
+            return
         types = default_typesupport()
         info = types.message('rmw_dds_common/msg/ParticipantEntitiesInfo')
         node_info = types.message('rmw_dds_common/msg/NodeEntitiesInfo').cls
