@@ -40,7 +40,7 @@ SERVER_PARAMETERS = ParameterTable([
                   min=1, max=64),
     ParameterSpec('policy', 'str', 'entropy', 'when to ask the edge for detail, unless a '
                   'query names its own', choices=SERVER_POLICIES),
-    ParameterSpec('gate.threshold', 'float', 0.0195,
+    ParameterSpec('gate.threshold', 'float', 0.0055,
                   'refine when the aggregated entropy is above this, nats', min=0.0, max=100.0),
     ParameterSpec('gate.aggregate', 'str', 'max', 'how token entropies become one number',
                   choices=AGGREGATES),
