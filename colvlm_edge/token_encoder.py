@@ -28,7 +28,7 @@ class TokenLayersConfig:
     codec: str = ''  # artifact path; '' = token_codec_<split>.npz next to the model
     split: str = 'tower'
     device: str = 'cpu'
-    proactive: int = 1  # layers sent with each frame, coarsest first
+    proactive: int = 2  # layers sent with each frame, coarsest first
     cache_frames: int = 16  # frames whose layers can be requested
     send_global: bool = True  # also publish the compressed global image
 

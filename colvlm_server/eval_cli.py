@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -> None:
     """The flags `colvlm eval` and `colvlm replay` share: policies, model, output."""
+    from colvlm_edge.parameters import EDGE_PARAMETERS
     from colvlm_msgs.token_codec import SPLITS
     from colvlm_server.evaluate import EVAL_POLICIES
     from colvlm_server.parameters import SERVER_PARAMETERS
@@ -62,8 +63,10 @@ def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -
     layers = parser.add_argument_group("policy 'layers' (visual-token layers instead of pixels)")
     layers.add_argument('--layers-split', default='tower', choices=SPLITS,
                         help="the edge's layers.split (default: %(default)s)")
-    layers.add_argument('--layers-proactive', type=int, default=1, metavar='K',
-                        help='layers sent with each frame (default: %(default)s)')
+    layers.add_argument('--layers-proactive', type=int, metavar='K',
+                        default=EDGE_PARAMETERS.specs['layers.proactive'].default,
+                        help="layers sent with each frame (default: %(default)s, as the "
+                             "edge's layers.proactive)")
     layers.add_argument('--layers-step', type=int, default=1, metavar='K',
                         help='layers asked for per refinement (default: %(default)s)')
     layers.add_argument('--layers-crop', action='store_true',

@@ -100,7 +100,7 @@ class LayerSettings:
     the server's layers.step and .crop."""
 
     split: str = 'tower'
-    proactive: int = 1
+    proactive: int = 2  # the edge's default layers.proactive
     step: int = 1
     crop: bool = False
 

@@ -126,7 +126,8 @@ def env():
 def edge(env):
     process = spawn(['-m', 'colvlm_server.cli', 'edge', '--namespace', NAMESPACE,
                      '--source', 'synthetic', '-p', 'publish.mode=rate',
-                     '-p', 'publish.rate_hz=2.0', '-p', 'layers.enabled=true'], env)
+                     '-p', 'publish.rate_hz=2.0', '-p', 'layers.enabled=true',
+                     '-p', 'layers.proactive=1'], env)
     log = ProcessLog(process)
     log.wait_for(r'\bready: .*token layers pca4-tower', START_TIMEOUT_S)
     yield process, log

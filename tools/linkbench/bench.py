@@ -70,9 +70,9 @@ def configurations(original_size: tuple[int, int]) -> dict[str, Configuration]:
         'tuned': Configuration('tuned', f'{small}, {lossy}', environment=lossy_link,
                                **two_stage),
         'layers': Configuration(
-            'layers', 'token layers of the 128 px frame (tower split, layer 0 sent, more on '
-            f'request while unsure), no global image, {lossy}', environment=lossy_link,
-            **layers),
+            'layers', 'token layers of the 128 px frame (tower split, the edge default '
+            f'layers.proactive sent, more on request while unsure), no global image, {lossy}',
+            environment=lossy_link, **layers),
         'full-edge': Configuration(
             'full-edge', f'the server beside the edge (whole VLM on the edge, {small}), '
             f'only the answer crosses, {lossy}', environment=lossy_link, server_at_edge=True,
