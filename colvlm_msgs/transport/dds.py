@@ -51,7 +51,7 @@ _REPLY_READER_WAIT_S = 1.0           # rmw waits 100 ms; local threads may need 
 _ANY_SAMPLE = SampleState.Any | ViewState.Any | InstanceState.Any
 _GRAPH_TOPIC = 'ros_discovery_info'  # no rt/ prefix: rmw avoids ROS conventions for it
 # rmw_cyclonedds' own QoS for it: reliable, transient local, the newest sample only.
-_GRAPH_QOS = QosProfile('ros_discovery_info', durability='transient_local', depth=1)
+_GRAPH_QOS = QosProfile(_GRAPH_TOPIC, durability='transient_local', depth=1)
 # Distributions whose Gid has 24 bytes under the same type name: they would misread ours.
 _GID24_DISTROS = ('foxy', 'galactic', 'humble')
 
