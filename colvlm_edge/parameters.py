@@ -84,7 +84,7 @@ EDGE_PARAMETERS = ParameterTable([
                   "where the model is cut: 'tower' (the server runs the projector) or "
                   "'projector'", choices=SPLITS),
     ParameterSpec('layers.device', 'str', 'cpu', 'torch device of the vision tower'),
-    ParameterSpec('layers.proactive', 'int', 2,
+    ParameterSpec('layers.proactive', 'int', TokenLayersConfig.proactive,
                   'layers sent with each frame, coarsest first; the rest on request, layers',
                   min=1, max=255),
     ParameterSpec('layers.cache_frames', 'int', 16,

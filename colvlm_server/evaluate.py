@@ -27,7 +27,12 @@ import numpy as np
 from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig
 from colvlm_edge.glyphvqa.questions import Question, is_correct
 from colvlm_edge.roi_crop import CropLimits, CropRejected, crop_roi
-from colvlm_edge.token_encoder import LayerCache, LayerRequestError, TokenLayerEncoder
+from colvlm_edge.token_encoder import (
+    LayerCache,
+    LayerRequestError,
+    TokenLayerEncoder,
+    TokenLayersConfig,
+)
 from colvlm_edge.wire import fill_crop_response, global_frame_messages, token_layer_message
 from colvlm_msgs.geometry import Box
 from colvlm_msgs.image_codec import decode_image
@@ -100,7 +105,7 @@ class LayerSettings:
     the server's layers.step and .crop."""
 
     split: str = 'tower'
-    proactive: int = 2  # the edge's default layers.proactive
+    proactive: int = TokenLayersConfig.proactive  # the edge's default
     step: int = 1
     crop: bool = False
 
