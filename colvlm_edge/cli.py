@@ -13,8 +13,6 @@ import signal
 import sys
 import threading
 
-import yaml
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--source', help="'synthetic', a folder, video, device index, URL, "
@@ -27,21 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='override one parameter, value in YAML syntax; repeatable')
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, object]:
-    overrides = {}
-    for pair in pairs:
-        name, separator, value = pair.partition('=')
-        if not separator or not name:
-            raise ValueError(f'--param expects NAME=VALUE, got {pair!r}')
-        overrides[name.strip()] = yaml.safe_load(value)
-    return overrides
-
-
 def run(args: argparse.Namespace) -> int:
     from colvlm_edge.node import TOPIC_SOURCE_PREFIX, EdgeNode, run_source
     from colvlm_edge.parameters import EDGE_PARAMETERS, EdgeConfig
     from colvlm_edge.sources import open_source
     from colvlm_edge.token_encoder import load_token_encoder
+    from colvlm_msgs.params import parse_overrides
     from colvlm_msgs.resources import find
     from colvlm_msgs.transport import create_node
 
@@ -142,3 +131,15 @@ def _source_options(config) -> dict:
     if config.bag_topic:
         return {'topic': config.bag_topic}
     return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`ros2 run colvlm edge_node`: the `colvlm edge` verb; ROS arguments are left to rclpy."""
+    from colvlm_msgs.transport import without_ros_arguments
+
+    parser = argparse.ArgumentParser(prog='edge_node')
+    add_arguments(parser)
+    # rclpy reads --ros-args from sys.argv itself; its `-p` is not colvlm's --param.
+    args, _unknown = parser.parse_known_args(
+        without_ros_arguments(sys.argv[1:] if argv is None else argv))
+    return run(args)

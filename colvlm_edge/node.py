@@ -12,8 +12,6 @@ stop the node.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import threading
 import time
 
@@ -262,17 +260,3 @@ def run_source(edge: EdgeNode, source, fps: float, stop: threading.Event) -> Non
         if stop.wait(max(0.0, next_time - time.monotonic())):
             break
     edge.node.logger.info('source ended')
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`ros2 run colvlm edge_node`: the `colvlm edge` verb; ROS arguments are left to rclpy."""
-    from colvlm_edge import cli
-
-    parser = argparse.ArgumentParser(prog='edge_node')
-    cli.add_arguments(parser)
-    from colvlm_msgs.transport import without_ros_arguments
-
-    # rclpy reads --ros-args from sys.argv itself; its `-p` is not colvlm's --param.
-    args, _unknown = parser.parse_known_args(
-        without_ros_arguments(sys.argv[1:] if argv is None else argv))
-    return cli.run(args)

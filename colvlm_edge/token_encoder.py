@@ -63,7 +63,7 @@ class TokenLayerEncoder:
 def load_token_encoder(config: TokenLayersConfig) -> TokenLayerEncoder:
     """The model and codec `config` names; ValueError with one line when either is missing,
     does not load, or does not match the other."""
-    from colvlm_server.vlm import ModelLoadError, TransformersVlm, resolve_model
+    from colvlm_models.vlm import ModelLoadError, TransformersVlm, resolve_model
 
     path = Path(config.codec) if config.codec else \
         Path(resolve_model(config.model)) / artifact_name(config.split)

@@ -25,35 +25,35 @@ import time
 import numpy as np
 
 from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig
-from colvlm_edge.glyphvqa.scene import COLORS, SHAPES
 
-CONCEPT_COLORS = tuple(COLORS)
-CONCEPT_KINDS = ('sign', *SHAPES)
 PROBE_FILE = 'view_probe.npz'
 SPLIT = 'tower'  # the probe reads the tower's tokens, before the projector
 
 
-def concept_names(colors=CONCEPT_COLORS, kinds=CONCEPT_KINDS) -> tuple[str, ...]:
+def concept_names(colors, kinds) -> tuple[str, ...]:
     """'colour kind' for every pair, kind-major: 'red sign', 'green sign', ..."""
     return tuple(f'{color} {kind}' for kind in kinds for color in colors)
 
 
-def question_concepts(question: str) -> tuple[frozenset[str], frozenset[str]] | None:
-    """(colours, kinds) the question names, plurals read as singulars; None for neither.
+def question_concepts(question: str, concepts: tuple[str, ...]
+                      ) -> tuple[frozenset[str], frozenset[str]] | None:
+    """(colours, kinds) of `concepts` ('colour kind' names, as the probe file stores them)
+    that the question names, plurals read as singulars; None for neither.
 
     Whole lower-cased words only, so 'reddish' or 'signal' name nothing.
     """
     words = set(re.findall(r'[a-z]+', question.lower()))
     words |= {word[:-1] for word in words if word.endswith('s')}
-    colors = frozenset(color for color in CONCEPT_COLORS if color in words)
-    kinds = frozenset(kind for kind in CONCEPT_KINDS if kind in words)
+    pairs = [name.split(' ') for name in concepts]
+    colors = frozenset(color for color, _ in pairs if color in words)
+    kinds = frozenset(kind for _, kind in pairs if kind in words)
     return (colors, kinds) if colors or kinds else None
 
 
 def matching_concepts(question: str, concepts: tuple[str, ...]) -> list[int]:
     """Indices of the 'colour kind' concepts the question can mean; [] when it names none of
     them (a question naming two colours and two kinds means all four pairs)."""
-    named = question_concepts(question)
+    named = question_concepts(question, concepts)
     if named is None:
         return []
     colors, kinds = named
@@ -189,7 +189,7 @@ def load_view_scorer(model: str = 'bundled', probe_path: str = '', device: str =
     config must be the edge's `global.*` (what the server sees); None = the model's input
     size, padded. ValueError with one line when the probe is missing, unreadable or reads
     another width of token than the model gives."""
-    from colvlm_server.vlm import ModelLoadError, TransformersVlm, resolve_model
+    from colvlm_models.vlm import ModelLoadError, TransformersVlm, resolve_model
 
     path = Path(probe_path) if probe_path else Path(resolve_model(model)) / PROBE_FILE
     probe = ViewProbe.load(path)

@@ -147,3 +147,14 @@ def _range(spec: ParameterSpec) -> str:
     ends = ['' if end is None else f'{end:g}' if isinstance(end, float) else str(end)
             for end in (spec.min, spec.max)]
     return '..'.join(ends)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, object]:
+    """`-p NAME=VALUE` flags as {name: value}, each value read as YAML."""
+    overrides = {}
+    for pair in pairs:
+        name, separator, value = pair.partition('=')
+        if not separator or not name:
+            raise ValueError(f'--param expects NAME=VALUE, got {pair!r}')
+        overrides[name.strip()] = yaml.safe_load(value)
+    return overrides

@@ -18,16 +18,15 @@ the token codecs (small files) are loaded here.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 import contextlib
 from dataclasses import dataclass, replace
 import queue
-import sys
 import threading
 import time
 
+from colvlm_models.vlm import resolve_model
 from colvlm_msgs import stamps
 from colvlm_msgs.geometry import GlobalGeometry
 from colvlm_msgs.image_codec import ImageDecodeError, decode_image
@@ -53,7 +52,6 @@ from colvlm_server.views import (
     strip_view_names,
     view_name,
 )
-from colvlm_server.vlm import resolve_model
 
 # Answer.msg's STATUS_* and DECISION_* constants, by name.
 STATUS_NAMES = ('OK', 'CROP_UNAVAILABLE', 'LAYERS_UNAVAILABLE', 'NO_FRAME', 'STALE_FRAME',
@@ -570,18 +568,3 @@ def status_name(answer_type, status: int) -> str:
         if getattr(answer_type, f'STATUS_{name}') == status:
             return name
     return str(status)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`ros2 run colvlm server_node`: the `colvlm server` verb; ROS arguments are left to
-    rclpy."""
-    from colvlm_server import server_cli
-
-    parser = argparse.ArgumentParser(prog='server_node')
-    server_cli.add_arguments(parser)
-    from colvlm_msgs.transport import without_ros_arguments
-
-    # rclpy reads --ros-args from sys.argv itself; its `-p` is not colvlm's --param.
-    args, _unknown = parser.parse_known_args(
-        without_ros_arguments(sys.argv[1:] if argv is None else argv))
-    return server_cli.run(args)

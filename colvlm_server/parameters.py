@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from colvlm_models.accelerate import QUANTIZE, SPECULATIVE, Acceleration
+from colvlm_models.vlm import DTYPES
 from colvlm_msgs.image_codec import CODECS, check_quality
 from colvlm_msgs.params import ParameterSpec, ParameterTable
-from colvlm_server.accelerate import QUANTIZE, SPECULATIVE, Acceleration
 from colvlm_server.gate import AGGREGATES, METRICS, POLICY_NAMES, GateConfig
 from colvlm_server.vicrop import VICROP_METHODS
 from colvlm_server.views import FALLBACKS, SELECTIONS, ViewsConfig
-from colvlm_server.vlm import DTYPES
 
 # 'oracle' needs ground truth: evaluation only.
 SERVER_POLICIES = tuple(name for name in POLICY_NAMES if name != 'oracle')

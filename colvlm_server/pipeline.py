@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from colvlm_models.vlm import Generation, VisualTokens, VlmBackend
 from colvlm_msgs.geometry import Box, GlobalGeometry
 from colvlm_server.gate import (
     Decision,
@@ -51,7 +52,6 @@ from colvlm_server.vicrop import (
     square_box,
     tile_boxes,
 )
-from colvlm_server.vlm import Generation, VisualTokens, VlmBackend
 
 
 class CropUnavailable(Exception):

@@ -68,12 +68,13 @@ def tiny_llava_path(tmp_path_factory) -> Path:
     import torch
     from transformers import LlavaForConditionalGeneration
 
-    import colvlm_server.glyph_tower  # noqa: F401  registers the tower with the Auto classes
-    from colvlm_server.tiny_vlm import build_config, build_processor, build_tokenizer
+    from colvlm_bench.glyphvqa.scene import TASK_WORDS, TEXT_ALPHABET
+    import colvlm_models.glyph_tower  # noqa: F401  registers the tower with the Auto classes
+    from colvlm_models.tiny_vlm import build_config, build_processor, build_tokenizer
 
     path = tmp_path_factory.mktemp('tiny-llava')
     torch.manual_seed(0)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(TASK_WORDS, TEXT_ALPHABET)
     LlavaForConditionalGeneration(build_config(tokenizer)).save_pretrained(path)
     build_processor(tokenizer).save_pretrained(path)
     return path

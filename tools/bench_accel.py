@@ -26,12 +26,12 @@ import tempfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from colvlm_edge.glyphvqa.dataset import load_dataset, write_dataset  # noqa: E402
-from colvlm_server.accelerate import Acceleration  # noqa: E402
-from colvlm_server.evaluate import Evaluator, summarize  # noqa: E402
+from colvlm_bench.evaluate import Evaluator, summarize  # noqa: E402
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset  # noqa: E402
+from colvlm_models.accelerate import Acceleration  # noqa: E402
+from colvlm_models.vlm import TransformersVlm, VlmBackend  # noqa: E402
 from colvlm_server.gate import GateConfig  # noqa: E402
 from colvlm_server.parameters import SERVER_PARAMETERS  # noqa: E402
-from colvlm_server.vlm import TransformersVlm, VlmBackend  # noqa: E402
 
 # name -> (server parameters it stands for, backend settings)
 VARIANTS = {

@@ -27,8 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from colvlm_edge.glyphvqa.dataset import load_dataset, write_dataset  # noqa: E402
-from colvlm_server.evaluate import Evaluator  # noqa: E402
+from colvlm_bench.evaluate import Evaluator  # noqa: E402
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset  # noqa: E402
+from colvlm_models.vlm import TransformersVlm  # noqa: E402
 from colvlm_server.gate import GateConfig, measure  # noqa: E402
 from colvlm_server.parameters import SERVER_PARAMETERS  # noqa: E402
 from colvlm_server.vicrop import (  # noqa: E402
@@ -38,7 +39,6 @@ from colvlm_server.vicrop import (  # noqa: E402
     question_attention,
     relative_attention,
 )
-from colvlm_server.vlm import TransformersVlm  # noqa: E402
 
 
 def _median_ms(samples: list[float]) -> float:

@@ -36,9 +36,9 @@ import time
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from colvlm_edge.glyphvqa.views import load_views_dataset, write_views_dataset  # noqa: E402
+from colvlm_bench.evaluate import Evaluator, _score, wire_size  # noqa: E402
+from colvlm_bench.glyphvqa.views import load_views_dataset, write_views_dataset  # noqa: E402
 from colvlm_msgs.typesupport import service_classes  # noqa: E402
-from colvlm_server.evaluate import Evaluator, _score, wire_size  # noqa: E402
 from colvlm_server.gate import GateConfig, make_policy  # noqa: E402
 from colvlm_server.parameters import SERVER_PARAMETERS  # noqa: E402
 from colvlm_server.pipeline import TwoStagePipeline  # noqa: E402
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from colvlm_edge.global_encoder import GlobalEncoderConfig
     from colvlm_edge.view_score import load_view_scorer
-    from colvlm_server.vlm import TransformersVlm
+    from colvlm_models.vlm import TransformersVlm
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,8 @@ import sys
 
 import numpy as np
 
+from colvlm_bench.glyphvqa.scene import render_scene
 from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig
-from colvlm_edge.glyphvqa.scene import render_scene
 from colvlm_msgs.token_codec import SPLITS, TokenCodec, artifact_name
 
 CALIBRATION_SEED = 777
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--out', help='folder for token_codec_<split>.npz (default: the model)')
     args = parser.parse_args(argv)
 
-    from colvlm_server.vlm import TransformersVlm, resolve_model
+    from colvlm_models.vlm import TransformersVlm, resolve_model
 
     backend = TransformersVlm(args.model, attention=False, progress=False)
     out = Path(args.out or resolve_model(args.model))

@@ -33,9 +33,10 @@ import time
 
 import numpy as np
 
+from colvlm_bench.evaluate import auroc
+from colvlm_bench.glyphvqa.questions import EVAL_KINDS, questions_for_scene
+from colvlm_bench.glyphvqa.scene import COLORS, SHAPES, Scene, label_map, render_scene
 from colvlm_edge.global_encoder import GlobalEncoder
-from colvlm_edge.glyphvqa.questions import EVAL_KINDS, questions_for_scene
-from colvlm_edge.glyphvqa.scene import Scene, label_map, render_scene
 from colvlm_edge.parameters import EDGE_PARAMETERS, EdgeConfig
 from colvlm_edge.view_score import (
     PROBE_FILE,
@@ -47,7 +48,6 @@ from colvlm_edge.view_score import (
     question_concepts,
 )
 from colvlm_msgs.geometry import Box
-from colvlm_server.evaluate import auroc
 
 SEED_STREAM = 20261201  # scenes of this tool only
 POS_WEIGHT_CAP = 50.0  # rarest concepts: cap the weighting so their few cells do not dominate
@@ -93,7 +93,7 @@ def cell_labels(scene: Scene, encoder: GlobalEncoder, grid: tuple[int, int],
 def view_holds(objects, question: str) -> bool:
     """Whether a scene's objects hold what the question asks about, read as the scorer reads
     it (a kind without a colour is any colour, and the other way round)."""
-    colors, kinds = question_concepts(question)
+    colors, kinds = question_concepts(question, concept_names(COLORS, ('sign', *SHAPES)))
     return any((not colors or obj.color in colors)
                and (not kinds or (obj.shape or 'sign') in kinds) for obj in objects)
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     import torch
 
-    from colvlm_server.vlm import TransformersVlm, resolve_model
+    from colvlm_models.vlm import TransformersVlm, resolve_model
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         encoder_config = replace(encoder_config, width=backend.image_size[0],
                                  height=backend.image_size[1])
     encoder = GlobalEncoder(encoder_config)
-    concepts = concept_names()
+    concepts = concept_names(COLORS, ('sign', *SHAPES))
     train_count = args.scenes - args.held_out
     print(f'{args.model}: {backend.grid[0]}x{backend.grid[1]} cells, global frames '
           f'{encoder_config.width}x{encoder_config.height} {encoder_config.preprocess}; '

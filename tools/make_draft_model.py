@@ -29,8 +29,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import colvlm_server.glyph_tower  # noqa: E402,F401  registers the tower
-from colvlm_server.vlm import resolve_model  # noqa: E402
+import colvlm_models.glyph_tower  # noqa: E402,F401  registers the tower
+from colvlm_models.vlm import resolve_model  # noqa: E402
 
 PROCESSOR_FILES = ('chat_template.jinja', 'processor_config.json', 'tokenizer.json',
                    'tokenizer_config.json')

@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from colvlm_edge.glyphvqa.dataset import load_dataset, write_dataset  # noqa: E402
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset  # noqa: E402
 from colvlm_msgs import stamps  # noqa: E402
 from colvlm_msgs.bag import (  # noqa: E402
     WRITER_VERSION,

@@ -34,9 +34,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from colvlm_bench.glyphvqa.questions import questions_for_scene  # noqa: E402
+from colvlm_bench.glyphvqa.scene import render_scene  # noqa: E402
 from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig  # noqa: E402
-from colvlm_edge.glyphvqa.questions import questions_for_scene  # noqa: E402
-from colvlm_edge.glyphvqa.scene import render_scene  # noqa: E402
 from colvlm_msgs.image_codec import decode_image  # noqa: E402
 
 KINDS = ('presence', 'color')
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    from colvlm_server.vlm import TransformersVlm
+    from colvlm_models.vlm import TransformersVlm
 
     vlm = TransformersVlm(args.model, progress=False, attention=False)
     width, height = vlm.image_size

@@ -49,21 +49,22 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from colvlm_edge.global_encoder import CLIP_MEAN_BGR, render_geometry  # noqa: E402
-from colvlm_edge.glyphvqa.questions import questions_for_scene  # noqa: E402
-from colvlm_edge.glyphvqa.scene import (  # noqa: E402
+from colvlm_bench.glyphvqa.questions import questions_for_scene  # noqa: E402
+from colvlm_bench.glyphvqa.scene import (  # noqa: E402
     COLORS,
     FONTS,
     SHAPES,
+    TASK_WORDS,
     TEXT_ALPHABET,
     Scene,
     label_map,
     render_scene,
 )
+from colvlm_edge.global_encoder import CLIP_MEAN_BGR, render_geometry  # noqa: E402
+from colvlm_models import tiny_vlm  # noqa: E402
+from colvlm_models.glyph_tower import GlyphTowerConfig  # noqa: E402
 from colvlm_msgs.geometry import Box, GlobalGeometry  # noqa: E402
 from colvlm_msgs.image_codec import decode_image, encode_image  # noqa: E402
-from colvlm_server import tiny_vlm  # noqa: E402
-from colvlm_server.glyph_tower import GlyphTowerConfig  # noqa: E402
 from colvlm_server.vicrop import (  # noqa: E402
     DEFAULT_SCALES,
     cell_coverage,
@@ -411,7 +412,7 @@ class Trainer:
         torch.manual_seed(args.seed)
         from transformers import LlavaForConditionalGeneration
         self.tower_config = GlyphTowerConfig()
-        self.tokenizer = tiny_vlm.build_tokenizer()
+        self.tokenizer = tiny_vlm.build_tokenizer(TASK_WORDS, TEXT_ALPHABET)
         self.processor = tiny_vlm.build_processor(self.tokenizer, self.tower_config)
         config = tiny_vlm.build_config(self.tokenizer, self.tower_config)
         # The attention loss reads attention weights, which only the eager kernel returns.

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from colvlm_edge.glyphvqa.dataset import load_dataset, write_dataset
-from colvlm_edge.glyphvqa.scene import COLORS
-from colvlm_server.evaluate import Evaluator
+from colvlm_bench.evaluate import Evaluator
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
+from colvlm_bench.glyphvqa.scene import COLORS
+from colvlm_models.tiny_vlm import bundled_model_path
+from colvlm_models.vlm import TransformersVlm
 from colvlm_server.gate import GateConfig
-from colvlm_server.tiny_vlm import bundled_model_path
-from colvlm_server.vlm import TransformersVlm
 
 
 @pytest.fixture(scope='module')

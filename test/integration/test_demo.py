@@ -21,7 +21,7 @@ POLICIES = ('entropy', 'global', 'always')
 
 
 def _demo(out: Path, env: dict, scenes: int):
-    return spawn(['-m', 'colvlm_server.cli', 'demo', '--out', str(out), '--scenes',
+    return spawn(['-m', 'colvlm_bench.cli', 'demo', '--out', str(out), '--scenes',
                   str(scenes), '--eval-images', '0', '--no-progress', '--domain-id',
                   env['ROS_DOMAIN_ID']], env)
 

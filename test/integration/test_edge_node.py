@@ -37,7 +37,7 @@ def originals(tmp_path):
 @pytest.fixture
 def edge_process(originals, dds_env):
     folder, _ = originals
-    process = spawn(['-m', 'colvlm_server.cli', 'edge', '--source', str(folder),
+    process = spawn(['-m', 'colvlm_bench.cli', 'edge', '--source', str(folder),
                      '--namespace', 'cam0', '-p', 'source.loop=true', '-p', 'source.fps=10',
                      '-p', 'crop.max_requests=12', '-p', 'crop.window_s=600',
                      '-p', 'status.period_s=0.5'], dds_env)
@@ -142,7 +142,7 @@ def test_edge_publishes_global_frames_and_serves_exact_crops(originals, edge_pro
 ])
 def test_bad_configuration_stops_start_up_with_one_line(dds_env, flag, culprit):
     flags = [item for pair in flag.split() for item in ('-p', pair)]
-    process = spawn(['-m', 'colvlm_server.cli', 'edge', '--source', 'synthetic', *flags],
+    process = spawn(['-m', 'colvlm_bench.cli', 'edge', '--source', 'synthetic', *flags],
                     dds_env)
     _, stderr = process.communicate(timeout=TIMEOUT_S)
     assert process.returncode == 2
@@ -153,7 +153,7 @@ def test_bad_configuration_stops_start_up_with_one_line(dds_env, flag, culprit):
 
 def test_on_request_mode_publishes_only_when_asked(originals, dds_env):
     folder, images = originals
-    process = spawn(['-m', 'colvlm_server.cli', 'edge', '--source', str(folder),
+    process = spawn(['-m', 'colvlm_bench.cli', 'edge', '--source', str(folder),
                      '--namespace', 'cam1', '-p', 'publish.mode=on_request',
                      '-p', 'source.fps=20'], dds_env)
     client = create_node('on_request_client', 'cam1')
@@ -194,7 +194,7 @@ def test_the_buffer_keeps_published_originals_not_every_camera_frame(originals, 
     """20 camera frames a second, 2 published, 2 kept: a published frame can still be
     cropped after many camera frames, and is gone once two newer ones were published."""
     folder, _ = originals
-    process = spawn(['-m', 'colvlm_server.cli', 'edge', '--source', str(folder),
+    process = spawn(['-m', 'colvlm_bench.cli', 'edge', '--source', str(folder),
                      '--namespace', 'cam2', '-p', 'source.loop=true', '-p', 'source.fps=20',
                      '-p', 'publish.mode=rate', '-p', 'publish.rate_hz=2',
                      '-p', 'buffer.max_frames=2'], dds_env)

@@ -32,7 +32,7 @@ def test_lossy_configuration_files_run_an_edge_over_dds(dds_env, monkeypatch):
     monkeypatch.setenv('CYCLONEDDS_URI', f'file://{REPO_ROOT / "config/cyclonedds-lossy.xml"}')
     env = dict(dds_env, CYCLONEDDS_URI=f'file://{REPO_ROOT / "config/cyclonedds-lossy.xml"}',
                COLVLM_QOS_FILE='config/qos-lossy.yaml')
-    edge = spawn(['-m', 'colvlm_server.cli', 'edge', '--source', 'synthetic', '--namespace',
+    edge = spawn(['-m', 'colvlm_bench.cli', 'edge', '--source', 'synthetic', '--namespace',
                   'lossy', '--config', str(REPO_ROOT / 'config/edge-lossy.yaml'),
                   '-p', 'publish.rate_hz=5.0'], env)
     client = create_node('lossy_test_client', 'lossy')  # this process: default QoS profiles

@@ -14,7 +14,7 @@ import cv2
 import pytest
 from test_server_node import START_TIMEOUT_S, TIMEOUT_S, ProcessLog, stop
 
-from colvlm_edge.glyphvqa.views import load_views_dataset, write_views_dataset
+from colvlm_bench.glyphvqa.views import load_views_dataset, write_views_dataset
 from colvlm_edge.view_score import load_view_scorer
 from colvlm_msgs import stamps
 from colvlm_msgs.transport import create_node
@@ -63,7 +63,7 @@ def edges(env, scene):
     _, folders = scene
     processes = {}
     for view in VIEWS:
-        process = spawn(['-m', 'colvlm_server.cli', 'edge', '--namespace', f'{ROOT}/{view}',
+        process = spawn(['-m', 'colvlm_bench.cli', 'edge', '--namespace', f'{ROOT}/{view}',
                          '--source', str(folders[view]), '-p', 'source.loop=true',
                          '-p', 'source.fps=5.0', '-p', 'publish.mode=on_request',
                          '-p', 'view.enabled=true', '-p', f'frame_id={view}'], env)
@@ -78,7 +78,7 @@ def edges(env, scene):
 @pytest.fixture(scope='module')
 def server(env, edges):
     cameras = '[' + ','.join(f'/{ROOT}/{view}' for view in VIEWS) + ']'
-    process = spawn(['-m', 'colvlm_server.cli', 'server', '--namespace', ROOT,
+    process = spawn(['-m', 'colvlm_bench.cli', 'server', '--namespace', ROOT,
                      '-p', f'views.cameras={cameras}', '-p', 'policy=global',
                      '-p', 'views.score_timeout_s=2.0'], env)
     log = ProcessLog(process)

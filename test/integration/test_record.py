@@ -14,12 +14,12 @@ import pytest
 from rosbags.rosbag2 import Reader
 import yaml
 
+from colvlm_bench.cli import main as colvlm_main
 from colvlm_msgs import stamps
 from colvlm_msgs.bag import BagError, colvlm_typestore, open_reader
 from colvlm_msgs.image_codec import encode_image
 from colvlm_msgs.transport import create_node
 from colvlm_msgs.typesupport import default_typesupport
-from colvlm_server.cli import main as colvlm_main
 
 TIMEOUT_S = 20.0
 S = 1_000_000_000
@@ -62,7 +62,7 @@ class Lines:
 
 
 def start_recorder(out, dds_env, *flags):
-    process = spawn(['-m', 'colvlm_server.cli', 'record', str(out), *flags], dds_env)
+    process = spawn(['-m', 'colvlm_bench.cli', 'record', str(out), *flags], dds_env)
     lines = Lines(process)
     lines.wait_for(lambda line: '.recorder]: recording /' in line
                    or 'Traceback' in line)
@@ -184,7 +184,7 @@ def test_a_recorder_killed_half_way_leaves_a_bag_named_as_unfinished(tmp_path, d
 def test_an_existing_bag_is_never_overwritten(tmp_path, dds_env):
     out = tmp_path / 'bag'
     out.mkdir()
-    process = spawn(['-m', 'colvlm_server.cli', 'record', str(out), '--namespace', 'cam0'],
+    process = spawn(['-m', 'colvlm_bench.cli', 'record', str(out), '--namespace', 'cam0'],
                     dds_env)
     _, stderr = process.communicate(timeout=TIMEOUT_S)
     assert process.returncode == 2

@@ -15,10 +15,10 @@ import pytest
 from rosbags.rosbag2 import Reader, Writer
 import yaml
 
-from colvlm_edge.glyphvqa.dataset import QUESTIONS_FILE, write_dataset
+from colvlm_bench.cli import main as colvlm_main
+from colvlm_bench.glyphvqa.dataset import QUESTIONS_FILE, write_dataset
 from colvlm_msgs.bag import colvlm_typestore
 from colvlm_msgs.resources import find
-from colvlm_server.cli import main as colvlm_main
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = find('samples/glyphvqa-replay')

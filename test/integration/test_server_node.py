@@ -84,7 +84,7 @@ def env():
 
 @pytest.fixture(scope='module')
 def server(env, tiny_llava_path):
-    process = spawn(['-m', 'colvlm_server.cli', 'server', '--model', str(tiny_llava_path),
+    process = spawn(['-m', 'colvlm_bench.cli', 'server', '--model', str(tiny_llava_path),
                      '--namespace', NAMESPACE, '-p', 'policy=global', '-p', 'queue.max_size=1',
                      '-p', f'frame.max_age_s={MAX_AGE_S}', '-p', 'crop.timeout_s=1.0',
                      '-p', 'frame.fresh_timeout_s=5.0', '-p', 'status.period_s=1.0'], env)
@@ -142,7 +142,7 @@ def client(env):
 
 @pytest.fixture(scope='module')
 def edge(env, server, client):
-    process = spawn(['-m', 'colvlm_server.cli', 'edge', '--source', 'synthetic',
+    process = spawn(['-m', 'colvlm_bench.cli', 'edge', '--source', 'synthetic',
                      '--namespace', NAMESPACE, '-p', 'global.width=128',
                      '-p', 'global.height=128', '-p', 'source.fps=2',
                      '-p', 'crop.max_requests=1000', '-p', 'status.period_s=0.5'], env)
@@ -258,7 +258,7 @@ def test_a_fresh_frame_is_asked_of_the_edge(edge, client):
 def test_ask_cli_prints_the_answer_and_exits_by_status(edge, env):
     def ask(*args):
         return subprocess.run(
-            [sys.executable, '-m', 'colvlm_server.cli', 'ask',
+            [sys.executable, '-m', 'colvlm_bench.cli', 'ask',
              *args], env=env, capture_output=True, text=True, timeout=TIMEOUT_S + 30)
 
     done = ask('What is written on the sign?', '--namespace', NAMESPACE, '--json')
@@ -312,7 +312,7 @@ class _FailingBackend:
         self.calls = 0
 
     def generate(self, images, question, *, attention_layer=None):
-        from colvlm_server.vlm import Generation
+        from colvlm_models.vlm import Generation
 
         self.calls += 1
         if self.calls == 1:

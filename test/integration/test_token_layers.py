@@ -17,17 +17,17 @@ import numpy as np
 import pytest
 from test_server_node import START_TIMEOUT_S, TIMEOUT_S, ProcessLog, stop
 
+from colvlm_bench.evaluate import Evaluator, FolderFrames, LayerSettings, wire_size
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
 from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig
-from colvlm_edge.glyphvqa.dataset import load_dataset, write_dataset
 from colvlm_edge.wire import token_layer_message
+from colvlm_models.tiny_vlm import bundled_model_path
+from colvlm_models.vlm import TransformersVlm, VisualTokens
 from colvlm_msgs import stamps
 from colvlm_msgs.token_codec import TokenCodec, cosine_similarity, payload_size
 from colvlm_msgs.transport import create_node
-from colvlm_server.evaluate import Evaluator, FolderFrames, LayerSettings, wire_size
 from colvlm_server.gate import GateConfig
 from colvlm_server.node import DECISION_NAMES, STATUS_NAMES
-from colvlm_server.tiny_vlm import bundled_model_path
-from colvlm_server.vlm import TransformersVlm, VisualTokens
 
 NAMESPACE = 'cam_layers'
 
@@ -124,7 +124,7 @@ def env():
 
 @pytest.fixture(scope='module')
 def edge(env):
-    process = spawn(['-m', 'colvlm_server.cli', 'edge', '--namespace', NAMESPACE,
+    process = spawn(['-m', 'colvlm_bench.cli', 'edge', '--namespace', NAMESPACE,
                      '--source', 'synthetic', '-p', 'publish.mode=rate',
                      '-p', 'publish.rate_hz=2.0', '-p', 'layers.enabled=true',
                      '-p', 'layers.proactive=1'], env)
@@ -137,7 +137,7 @@ def edge(env):
 @pytest.fixture(scope='module')
 def server(env, edge):
     # Threshold 0: every answer with any doubt asks for more layers.
-    process = spawn(['-m', 'colvlm_server.cli', 'server', '--namespace', NAMESPACE,
+    process = spawn(['-m', 'colvlm_bench.cli', 'server', '--namespace', NAMESPACE,
                      '-p', 'policy=layers', '-p', 'gate.threshold=0.0',
                      '-p', 'frame.max_age_s=0.0', '-p', 'layers.timeout_s=1.0'], env)
     log = ProcessLog(process)

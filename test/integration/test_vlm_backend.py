@@ -13,9 +13,9 @@ from conftest import tiny_clip_llama_configs
 import numpy as np
 import pytest
 
-from colvlm_edge.glyphvqa.dataset import write_dataset
-from colvlm_server.cli import main as colvlm_main
-from colvlm_server.vlm import ModelLoadError, TransformersVlm
+from colvlm_bench.cli import main as colvlm_main
+from colvlm_bench.glyphvqa.dataset import write_dataset
+from colvlm_models.vlm import ModelLoadError, TransformersVlm
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -146,10 +146,11 @@ def tiny_llava_next_path(tmp_path_factory) -> Path:
         LlavaNextImageProcessorPil,
     )
 
-    from colvlm_server.tiny_vlm import CHAT_TEMPLATE, CLIP_MEAN, CLIP_STD, build_tokenizer
+    from colvlm_bench.glyphvqa.scene import TASK_WORDS, TEXT_ALPHABET
+    from colvlm_models.tiny_vlm import CHAT_TEMPLATE, CLIP_MEAN, CLIP_STD, build_tokenizer
 
     path = tmp_path_factory.mktemp('tiny-llava-next')
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(TASK_WORDS, TEXT_ALPHABET)
     vision, text = tiny_clip_llama_configs(tokenizer)
     pinpoints = [[56, 112], [112, 56], [112, 112]]
     image_processor = LlavaNextImageProcessorPil(
@@ -170,8 +171,8 @@ def tiny_llava_next_path(tmp_path_factory) -> Path:
 
 
 def test_second_family_llava_next_runs_the_two_stage_pipeline(tiny_llava_next_path):
+    from colvlm_bench.evaluate import InProcessEdge
     from colvlm_edge.global_encoder import GlobalEncoderConfig
-    from colvlm_server.evaluate import InProcessEdge
     from colvlm_server.gate import make_policy
     from colvlm_server.pipeline import TwoStagePipeline
 

@@ -7,18 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from colvlm_edge.glyphvqa.dataset import load_dataset, write_dataset
-from colvlm_server.accelerate import (
+from colvlm_bench.evaluate import FolderFrames, InProcessEdge
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
+from colvlm_models.accelerate import (
     Acceleration,
     greedy_decode,
     lookup_candidates,
     select_image_positions,
 )
-from colvlm_server.evaluate import FolderFrames, InProcessEdge
+from colvlm_models.tiny_vlm import bundled_model_path
+from colvlm_models.vlm import ModelLoadError, TransformersVlm, VisualTokens
 from colvlm_server.gate import GateConfig, make_policy, measure
 from colvlm_server.pipeline import TwoStagePipeline
-from colvlm_server.tiny_vlm import bundled_model_path
-from colvlm_server.vlm import ModelLoadError, TransformersVlm, VisualTokens
 
 ATTENTION_LAYER = 1
 

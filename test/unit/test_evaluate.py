@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from colvlm_bench.evaluate import InProcessEdge, Record, auroc, summarize
+from colvlm_bench.glyphvqa.questions import Question
 from colvlm_edge.global_encoder import GlobalEncoderConfig
-from colvlm_edge.glyphvqa.questions import Question
 from colvlm_msgs.geometry import Box
 from colvlm_msgs.image_codec import decode_image
-from colvlm_server.evaluate import InProcessEdge, Record, auroc, summarize
 from colvlm_server.gate import GateConfig, measure
 from colvlm_server.pipeline import CropUnavailable, PassResult, PipelineResult
 
@@ -68,8 +68,8 @@ def test_summary_has_the_documented_keys_and_fractions():
 
 
 def test_policy_lists_name_layers_explicitly():
-    from colvlm_server.eval_cli import parse_policies
-    from colvlm_server.evaluate import POLICIES
+    from colvlm_bench.eval_cli import parse_policies
+    from colvlm_bench.evaluate import POLICIES
 
     assert parse_policies('all') == list(POLICIES) and 'layers' not in POLICIES
     assert parse_policies('all,layers') == [*POLICIES, 'layers']

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from colvlm_edge.glyphvqa import (
+from colvlm_bench.cli import main
+from colvlm_bench.glyphvqa import (
     ALL_KINDS,
     COLORS,
     EVAL_KINDS,
@@ -24,8 +25,7 @@ from colvlm_edge.glyphvqa import (
     render_scene,
     write_dataset,
 )
-from colvlm_edge.glyphvqa.questions import GRID_NAMES
-from colvlm_server.cli import main
+from colvlm_bench.glyphvqa.questions import GRID_NAMES
 
 N_SCENES = 40
 

@@ -7,17 +7,17 @@ import re
 import cv2
 import pytest
 
-from colvlm_edge.glyphvqa.dataset import load_dataset, write_dataset
-from colvlm_edge.glyphvqa.questions import EVAL_KINDS
-from colvlm_edge.glyphvqa.scene import MAX_SIZE, MIN_SIZE
-from colvlm_edge.glyphvqa.views import (
+from colvlm_bench.cli import main as colvlm
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
+from colvlm_bench.glyphvqa.questions import EVAL_KINDS
+from colvlm_bench.glyphvqa.scene import MAX_SIZE, MIN_SIZE
+from colvlm_bench.glyphvqa.views import (
     check_view_names,
     is_views_dataset,
     load_views_dataset,
     render_views,
     write_views_dataset,
 )
-from colvlm_server.cli import main as colvlm
 
 # A render costs about 35 ms and a distractor about five of them: three views keep it quick.
 VIEWS = ('front', 'left', 'right')

@@ -8,16 +8,16 @@ from conftest import tiny_clip_llama_configs
 import numpy as np
 import pytest
 
+from colvlm_bench.evaluate import Evaluator, FolderFrames, InProcessEdge, summarize
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
 from colvlm_edge.global_encoder import GlobalEncoderConfig
-from colvlm_edge.glyphvqa.dataset import load_dataset, write_dataset
+from colvlm_models.accelerate import Acceleration
+from colvlm_models.vlm import TransformersVlm, VisualTokens
 from colvlm_msgs.params import ParameterError
-from colvlm_server.accelerate import Acceleration
-from colvlm_server.evaluate import Evaluator, FolderFrames, InProcessEdge, summarize
 from colvlm_server.gate import GateConfig, make_policy
 from colvlm_server.parameters import SERVER_PARAMETERS, ServerConfig
 from colvlm_server.pipeline import TwoStagePipeline
 from colvlm_server.vicrop import VICROP_METHODS
-from colvlm_server.vlm import TransformersVlm, VisualTokens
 
 QUESTION = 'What is written on the red sign?'
 
@@ -44,10 +44,11 @@ def tiny_clip(tmp_path_factory) -> TransformersVlm:
         LlavaProcessor,
     )
 
-    from colvlm_server.tiny_vlm import CHAT_TEMPLATE, CLIP_MEAN, CLIP_STD, build_tokenizer
+    from colvlm_bench.glyphvqa.scene import TASK_WORDS, TEXT_ALPHABET
+    from colvlm_models.tiny_vlm import CHAT_TEMPLATE, CLIP_MEAN, CLIP_STD, build_tokenizer
 
     path = tmp_path_factory.mktemp('tiny-clip-llava')
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(TASK_WORDS, TEXT_ALPHABET)
     vision, text = tiny_clip_llama_configs(tokenizer)
     image_processor = CLIPImageProcessorPil(
         size={'shortest_edge': 56}, crop_size={'height': 56, 'width': 56},
@@ -200,7 +201,7 @@ def test_server_parameter_reaches_the_configuration_and_refuses_int8():
 
 
 def test_eval_cli_takes_the_method_and_refuses_others(capsys):
-    from colvlm_server.cli import main as colvlm_main
+    from colvlm_bench.cli import main as colvlm_main
 
     with pytest.raises(SystemExit) as exit_:
         colvlm_main(['eval', 'data', '--out', 'out', '--vicrop-method', 'gradcam'])

@@ -42,7 +42,7 @@ def test_pyproject_keeps_torch_general_and_the_cpu_pin_in_constraints():
     # Plain text: tomllib is not in Python 3.10, which ROS 2 Humble uses.
     text = (ROOT / 'pyproject.toml').read_text()
     assert re.findall(r"'torch[^']*'", text) == ["'torch>=2.4'"]
-    assert "colvlm = 'colvlm_server.cli:main'" in text
+    assert "colvlm = 'colvlm_bench.cli:main'" in text
     assert 'torch==2.13.0' in (ROOT / 'tools' / 'constraints-cpu.txt').read_text()
 
 

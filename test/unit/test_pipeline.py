@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from colvlm_models.vlm import Generation, VlmBackend
 from colvlm_msgs.geometry import Box, GlobalGeometry
 from colvlm_server.gate import GateConfig, make_policy
 from colvlm_server.pipeline import (
@@ -15,7 +16,6 @@ from colvlm_server.pipeline import (
     TwoStagePipeline,
     oracle_box,
 )
-from colvlm_server.vlm import Generation, VlmBackend
 
 GRID = (4, 4)
 

@@ -10,12 +10,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from colvlm_models.vlm import Generation, VisualTokens, VlmBackend
 from colvlm_msgs.geometry import GlobalGeometry
 from colvlm_msgs.token_codec import TokenCodec
 from colvlm_server.gate import GateConfig, make_policy
 from colvlm_server.pipeline import Crop, TwoStagePipeline
 from colvlm_server.token_layers import LayeredFrame, LayerFetch, LayerOptions, LayersUnavailable
-from colvlm_server.vlm import Generation, VisualTokens, VlmBackend
 
 GRID, DIM = (4, 4), 24
 

@@ -1,4 +1,4 @@
-"""colvlm_server.replay: the questions file, Query topics, and the bag frames they name."""
+"""colvlm_bench.replay: the questions file, Query topics, and the bag frames they name."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Writer
 
-from colvlm_edge.sources.bag import BagSource
-from colvlm_msgs.bag import BagError, colvlm_typestore, open_reader, storage_plugin
-from colvlm_msgs.image_codec import encode_image
-from colvlm_server.replay import (
+from colvlm_bench.replay import (
     BagFrames,
     FrameRef,
     read_bag_queries,
     read_questions_file,
 )
+from colvlm_edge.sources.bag import BagSource
+from colvlm_msgs.bag import BagError, colvlm_typestore, open_reader, storage_plugin
+from colvlm_msgs.image_codec import encode_image
 
 S = 1_000_000_000
 STORE = colvlm_typestore()

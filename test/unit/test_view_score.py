@@ -4,22 +4,27 @@ the bundled model's tower, on scenes it was not fitted on."""
 import numpy as np
 import pytest
 
-from colvlm_edge.glyphvqa.scene import render_scene
+from colvlm_bench.glyphvqa.scene import COLORS, SHAPES, render_scene
 from colvlm_edge.view_score import (
     PROBE_FILE,
     ViewProbe,
     concept_names,
     load_view_scorer,
     matching_concepts,
-    question_concepts,
 )
-from colvlm_server.tiny_vlm import bundled_model_path
+from colvlm_edge.view_score import (
+    question_concepts as read_concepts,
+)
+from colvlm_models.tiny_vlm import bundled_model_path
 
 # Not the fit's stream (tools/fit_view_probe.py, 20261201) nor any data set's.
 UNSEEN_SEED = 20261202
 
 
 def test_questions_name_colours_and_kinds():
+    def question_concepts(question):
+        return read_concepts(question, concept_names(COLORS, ('sign', *SHAPES)))
+
     assert question_concepts('What is written on the red sign?') == (
         frozenset({'red'}), frozenset({'sign'}))
     assert question_concepts('What color is the circle?') == (frozenset(),
@@ -34,7 +39,7 @@ def test_questions_name_colours_and_kinds():
 
 
 def test_a_kind_without_a_colour_means_every_colour_and_back():
-    concepts = concept_names()
+    concepts = concept_names(COLORS, ('sign', *SHAPES))
     assert [concepts[k] for k in matching_concepts('What color is the circle?', concepts)] \
         == [f'{color} circle' for color in ('red', 'green', 'blue', 'yellow', 'white',
                                             'orange', 'purple')]
@@ -44,7 +49,7 @@ def test_a_kind_without_a_colour_means_every_colour_and_back():
 
 
 def test_a_probe_round_trips_and_a_bad_file_names_itself(tmp_path):
-    concepts = concept_names()
+    concepts = concept_names(COLORS, ('sign', *SHAPES))
     probe = ViewProbe(np.ones((4, len(concepts)), np.float32),
                       np.zeros(len(concepts), np.float32), concepts, 'm', '{"a": 1}')
     probe.save(tmp_path / 'p.npz')
@@ -75,13 +80,13 @@ def scorer():
 
 def test_the_bundled_probe_ships_next_to_the_model_with_its_fit():
     probe = ViewProbe.load(bundled_model_path() / PROBE_FILE)
-    assert probe.concepts == concept_names() and probe.model == 'colvlm-tiny-llava'
+    assert probe.concepts == concept_names(COLORS, ('sign', *SHAPES)) and probe.model == 'colvlm-tiny-llava'
     assert (bundled_model_path() / PROBE_FILE).stat().st_size < 100_000  # bytes
     assert set(probe.fit_record()['view_auroc']) == {'text', 'color', 'presence'}
 
 
 def test_a_probe_of_another_width_is_refused(scorer, tmp_path):
-    concepts = concept_names()
+    concepts = concept_names(COLORS, ('sign', *SHAPES))
     ViewProbe(np.ones((7, len(concepts)), np.float32), np.zeros(len(concepts), np.float32),
               concepts).save(tmp_path / 'wide.npz')
     with pytest.raises(ValueError, match='wide.npz reads 7 channels per token, model .* '

@@ -15,7 +15,7 @@ import cv2
 from deployment import Deployment
 from report import summarize_setting
 
-from colvlm_edge.glyphvqa.dataset import load_dataset, write_dataset
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

@@ -58,7 +58,7 @@ class Deployment:
     def start(self, scene) -> None:
         """Start the edge and the server (without waiting for them)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, '-m', 'colvlm_server.cli']
+        command = [sys.executable, '-m', 'colvlm_bench.cli']
         self._spawn('edge', self.network.edge, command + [
             'edge', '--source', str(scene.images), '--namespace', NAMESPACE,
             *self.config.edge_args, *EDGE_ARGS], _environment(self.config, SERVER_ADDRESS))

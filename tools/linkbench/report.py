@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from colvlm_edge.glyphvqa.questions import is_correct
+from colvlm_bench.glyphvqa.questions import is_correct
 
 # The seed's figures at 1 Mbps (ProSemCom, ../shared/seeds/001).
 PROSEMCOM_FULL_CLOUD_S, PROSEMCOM_FULL_EDGE_S, PROSEMCOM_SPLIT_S = 9.32, 7.98, 6.94

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from colvlm_edge.glyphvqa.background import render_background
+from colvlm_bench.glyphvqa.background import render_background
 
 # One table of exact BGR values; object colours are saturated, backgrounds are muted.
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -28,6 +28,8 @@ COLORS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES = ('circle', 'square', 'triangle')
 TEXT_ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ'
+# The words a model's tokenizer needs whole for this task (colvlm_models.tiny_vlm).
+TASK_WORDS = (*COLORS, *SHAPES)
 FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX)
 
 MIN_SIZE = (640, 480)  # (width, height) of the smallest original

@@ -24,8 +24,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from colvlm_bench.glyphvqa.questions import Question, is_correct
 from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig
-from colvlm_edge.glyphvqa.questions import Question, is_correct
 from colvlm_edge.roi_crop import CropLimits, CropRejected, crop_roi
 from colvlm_edge.token_encoder import (
     LayerCache,
@@ -34,6 +34,7 @@ from colvlm_edge.token_encoder import (
     TokenLayersConfig,
 )
 from colvlm_edge.wire import fill_crop_response, global_frame_messages, token_layer_message
+from colvlm_models.vlm import Generation, VisualTokens, VlmBackend, resolve_model
 from colvlm_msgs.geometry import Box
 from colvlm_msgs.image_codec import decode_image
 from colvlm_msgs.token_codec import SPLITS, TokenCodec, artifact_name
@@ -42,7 +43,6 @@ from colvlm_server.gate import GateConfig, make_policy
 from colvlm_server.pipeline import Crop, CropUnavailable, Frame, PipelineResult, TwoStagePipeline
 from colvlm_server.token_layers import LayeredFrame, LayerFetch, LayerOptions, LayersUnavailable
 from colvlm_server.vicrop import box_hit, check_method
-from colvlm_server.vlm import Generation, VisualTokens, VlmBackend, resolve_model
 
 POLICIES = ('global', 'entropy', 'always', 'random', 'hd', 'oracle')  # 'all': image policies
 EVAL_POLICIES = (*POLICIES, 'layers')  # 'layers': the token-layer path, named explicitly

@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from colvlm_edge.glyphvqa.scene import COLORS, SHAPES, Scene, SceneObject
+from colvlm_bench.glyphvqa.scene import COLORS, SHAPES, Scene, SceneObject
 
 TEXT_TEMPLATE = 'What is written on the {color} sign?'
 COLOR_TEMPLATE = 'What color is the {shape}?'

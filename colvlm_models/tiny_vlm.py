@@ -9,6 +9,7 @@ itself lives in tools/train_tiny_vlm.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
@@ -20,17 +21,16 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from colvlm_edge.glyphvqa.scene import COLORS, SHAPES, TEXT_ALPHABET
-from colvlm_server.glyph_tower import GlyphTowerConfig
+from colvlm_models.glyph_tower import GlyphTowerConfig
 
 BUNDLED_MODEL = 'models/colvlm-tiny-llava'  # relative to the share directory
 IMAGE_TOKEN = '<image>'
 SPECIAL_TOKENS = ('<pad>', '<unk>', '<s>', '</s>', IMAGE_TOKEN)
-# Every word the Glyph-VQA prompts and answers use; anything else is spelled in characters.
+# The prompt words every task shares; a task adds its own (Glyph-VQA: its colour and shape
+# names) through build_tokenizer, and anything else is spelled in characters.
 _WORDS = (
     'user assistant what is written on the sign color there a where how many signs are '
-    'write general description of image describe yes no top bottom left right center '
-    + ' '.join(COLORS) + ' ' + ' '.join(SHAPES)).split()
+    'write general description of image describe yes no top bottom left right center').split()
 _PUNCTUATION = '?.,:;!\'"-'
 # LLaVA-1.5's conversation format with the question also before the images:
 # "USER: question\n<image>\n... question ASSISTANT: answer</s>". In a causal decoder, image
@@ -57,11 +57,14 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """Whole words for the prompt vocabulary, single characters (WordPiece '##' pieces) else."""
-    characters = sorted(set(TEXT_ALPHABET.lower()) | set('abcdefghijklmnopqrstuvwxyz'))
+def build_tokenizer(task_words: Iterable[str] = (), alphabet: str = ''
+                    ) -> PreTrainedTokenizerFast:
+    """Whole words for the prompt vocabulary and `task_words`, single characters (WordPiece
+    '##' pieces) of a-z and `alphabet` else. The shipped model's tokenizer was built with
+    Glyph-VQA's `TASK_WORDS` and `TEXT_ALPHABET`; a saved model keeps its own."""
+    characters = sorted(set(alphabet.lower()) | set('abcdefghijklmnopqrstuvwxyz'))
     vocab: dict[str, int] = {}
-    for token in (*SPECIAL_TOKENS, *_WORDS, *characters, *_PUNCTUATION,
+    for token in (*SPECIAL_TOKENS, *_WORDS, *task_words, *characters, *_PUNCTUATION,
                   *(f'##{c}' for c in characters)):
         vocab.setdefault(token, len(vocab))
     core = Tokenizer(models.WordPiece(vocab, unk_token='<unk>', max_input_chars_per_word=64))

@@ -3,9 +3,9 @@
 Scenes of small text signs and large shapes, questions about them, and data sets on disk.
 """
 
-from colvlm_edge.glyphvqa.background import BACKGROUND_KINDS, render_background
-from colvlm_edge.glyphvqa.dataset import load_dataset, write_dataset
-from colvlm_edge.glyphvqa.questions import (
+from colvlm_bench.glyphvqa.background import BACKGROUND_KINDS, render_background
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
+from colvlm_bench.glyphvqa.questions import (
     ALL_KINDS,
     COLOR_TEMPLATE,
     COUNT_TEMPLATE,
@@ -20,7 +20,7 @@ from colvlm_edge.glyphvqa.questions import (
     normalize_answer,
     questions_for_scene,
 )
-from colvlm_edge.glyphvqa.scene import (
+from colvlm_bench.glyphvqa.scene import (
     COLORS,
     SHAPES,
     TEXT_ALPHABET,

@@ -11,7 +11,7 @@ edge sends them: (H, W, 3) uint8 BGR, or as `VisualTokens`: an image's visual to
 elsewhere (the edge's vision tower, through the token-layer codec), which the backend puts
 into the image's positions of the language model's input embeddings, as the model itself does
 with the tokens of pixels. LiteVLM's accelerations (`Acceleration`: visual-token selection,
-speculative decoding, int8 weights; colvlm_server/accelerate.py) are options of the backend.
+speculative decoding, int8 weights; colvlm_models/accelerate.py) are options of the backend.
 
 Backends know nothing about gates, crops or the wire.
 """
@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from colvlm_server.accelerate import (
+from colvlm_models.accelerate import (
     Acceleration,
     DraftProposer,
     greedy_decode,
@@ -112,7 +112,7 @@ class VlmBackend(ABC):
 def resolve_model(model: str) -> str:
     """'' or 'bundled' is the shipped tiny VLM; a folder is used as is; else a hub id."""
     if model in ('', 'bundled'):
-        from colvlm_server.tiny_vlm import bundled_model_path
+        from colvlm_models.tiny_vlm import bundled_model_path
         return str(bundled_model_path())
     return model
 
@@ -132,7 +132,7 @@ class TransformersVlm(VlmBackend):
         from transformers import AutoModelForImageTextToText, AutoProcessor
         from transformers.utils import logging as hf_logging
 
-        import colvlm_server.glyph_tower  # noqa: F401  registers the bundled tower's classes
+        import colvlm_models.glyph_tower  # noqa: F401  registers the bundled tower's classes
 
         path = resolve_model(model)
         self.model_id = model if model not in ('', 'bundled') else Path(path).name

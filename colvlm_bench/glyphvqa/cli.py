@@ -3,7 +3,7 @@
 `colvlm dataset glyphvqa OUT --n-images N --seed S` renders Glyph-VQA images and their
 evaluation questions into the folder OUT (images/ and questions.jsonl). With
 `--views front,left,right,rear` it writes the multi-view variant instead: N scenes, one image
-per view, the evidence of each question in one view (colvlm_edge/glyphvqa/views.py).
+per view, the evidence of each question in one view (colvlm_bench/glyphvqa/views.py).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from colvlm_edge.glyphvqa.dataset import load_dataset, write_dataset
-    from colvlm_edge.glyphvqa.views import (
+    from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
+    from colvlm_bench.glyphvqa.views import (
         check_view_names,
         load_views_dataset,
         write_views_dataset,

@@ -21,7 +21,7 @@ SAMPLE = 'samples/glyphvqa-replay'  # relative to the share directory: bag/, que
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from colvlm_server.eval_cli import add_policy_arguments
+    from colvlm_bench.eval_cli import add_policy_arguments
     parser.add_argument('bag', metavar='BAG',
                         help="rosbag2 folder or storage file (mcap, sqlite3); 'sample' = the "
                              'shipped sample bag')
@@ -47,7 +47,7 @@ def _warn(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from colvlm_server.eval_cli import parse_policies
+    from colvlm_bench.eval_cli import parse_policies
 
     try:
         policies = parse_policies(args.policy)
@@ -60,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
     if not questions:
         _warn(f'no question to replay (bag {bag!r})')
         return 2
-    from colvlm_server.eval_cli import evaluate
-    from colvlm_server.evaluate import Evaluator
-    from colvlm_server.vlm import ModelLoadError, TransformersVlm
+    from colvlm_bench.eval_cli import evaluate
+    from colvlm_bench.evaluate import Evaluator
+    from colvlm_models.vlm import ModelLoadError, TransformersVlm
 
     try:
         backend = TransformersVlm(args.model, device=args.device, progress=not args.no_progress)
@@ -78,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _read(bag: str, questions_file: str | None, args: argparse.Namespace):
     """(Glyph-VQA style questions keyed by frame, BagFrames); warnings go to stderr."""
-    from colvlm_edge.glyphvqa.questions import Question
+    from colvlm_bench.glyphvqa.questions import Question
+    from colvlm_bench.replay import BagFrames, describe, read_bag_queries, read_questions_file
     from colvlm_edge.sources.bag import BagSource
     from colvlm_msgs.bag import BagError, open_reader
-    from colvlm_server.replay import BagFrames, describe, read_bag_queries, read_questions_file
 
     reader = open_reader(bag)  # every way a bag can be unreadable, in one line
     try:

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _colvlm(*args: str) -> list[str]:
-    return [sys.executable, '-m', 'colvlm_server.cli', *args]
+    return [sys.executable, '-m', 'colvlm_bench.cli', *args]
 
 
 class _Child:
@@ -143,9 +143,9 @@ class DemoCamera:
 
     def ask(self, question: str, stamp_ns: int, policy: str, timeout: float = 60.0) -> dict:
         """The answer as plain values, or a TIMEOUT status when none came."""
+        from colvlm_bench.ask_cli import to_plain
         from colvlm_msgs import stamps
         from colvlm_msgs.transport import ServiceTimeout
-        from colvlm_server.ask_cli import to_plain
         from colvlm_server.node import DECISION_NAMES, STATUS_NAMES
 
         self._queries += 1
@@ -174,7 +174,7 @@ def degraded(reply: dict) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from colvlm_edge.glyphvqa.dataset import load_dataset, write_dataset
+    from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
 
     if args.scenes < 1:
         print(f'colvlm demo: --scenes must be >= 1, got {args.scenes}', file=sys.stderr)
@@ -260,7 +260,7 @@ def _ask_all(camera: DemoCamera, scene_dir: Path, questions, progress: bool) -> 
 
 
 def _answer_line(question, reply: dict) -> str:
-    from colvlm_edge.glyphvqa.questions import is_correct
+    from colvlm_bench.glyphvqa.questions import is_correct
 
     mark = 'right' if is_correct(reply['answer'], question.answers) else 'wrong'
     return (f'{question.question!r} -> {reply["answer"]!r} ({mark}, expected '
@@ -271,7 +271,7 @@ def _answer_line(question, reply: dict) -> str:
 
 def summarize_live(answers: list[tuple]) -> dict:
     """Per policy: answered, accuracy, mean uplink bytes and latency, crops, degraded."""
-    from colvlm_edge.glyphvqa.questions import is_correct
+    from colvlm_bench.glyphvqa.questions import is_correct
 
     rows: dict[str, list] = defaultdict(list)
     for question, policy, reply in answers:
@@ -311,7 +311,7 @@ def _print_summary(summary: dict) -> None:
 
 def _evaluate(out: Path, args) -> list[dict] | None:
     """Every policy over a few more scenes, in-process, for the trade-off plots."""
-    from colvlm_edge.glyphvqa.dataset import write_dataset
+    from colvlm_bench.glyphvqa.dataset import write_dataset
 
     data = write_dataset(out / 'eval-data', n_images=args.eval_images, seed=DEMO_SEED + 1,
                          overwrite=True)

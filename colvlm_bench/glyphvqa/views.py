@@ -41,7 +41,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from colvlm_edge.glyphvqa.dataset import (
+from colvlm_bench.glyphvqa.dataset import (
     IMAGES_DIR,
     QUESTIONS_FILE,
     FieldError,
@@ -51,7 +51,7 @@ from colvlm_edge.glyphvqa.dataset import (
     read_questions,
     write_questions,
 )
-from colvlm_edge.glyphvqa.questions import (
+from colvlm_bench.glyphvqa.questions import (
     ALL_KINDS,
     COLOR_TEMPLATE,
     EVAL_KINDS,
@@ -61,7 +61,7 @@ from colvlm_edge.glyphvqa.questions import (
     Question,
     questions_for_scene,
 )
-from colvlm_edge.glyphvqa.scene import COLORS, SHAPES, Scene, render_scene
+from colvlm_bench.glyphvqa.scene import COLORS, SHAPES, Scene, render_scene
 
 DEFAULT_VIEWS = ('front', 'left', 'right', 'rear')
 MAX_DRAWS = 100  # scenes drawn per distractor view; about 5 are needed on average

@@ -17,8 +17,8 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from colvlm_edge.glyphvqa.questions import ALL_KINDS, EVAL_KINDS, Question, questions_for_scene
-from colvlm_edge.glyphvqa.scene import render_scene
+from colvlm_bench.glyphvqa.questions import ALL_KINDS, EVAL_KINDS, Question, questions_for_scene
+from colvlm_bench.glyphvqa.scene import render_scene
 
 QUESTIONS_FILE = 'questions.jsonl'
 IMAGES_DIR = 'images'

@@ -22,7 +22,7 @@ RANDOM_RATES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from colvlm_edge.glyphvqa.questions import EVAL_KINDS
+    from colvlm_bench.glyphvqa.questions import EVAL_KINDS
     parser.add_argument('data', metavar='DATA', help='data set folder (questions.jsonl)')
     add_policy_arguments(parser, default_policy='all')
     parser.add_argument('--calibrate', action='store_true',
@@ -37,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -> None:
     """The flags `colvlm eval` and `colvlm replay` share: policies, model, output."""
+    from colvlm_bench.evaluate import EVAL_POLICIES
     from colvlm_edge.parameters import EDGE_PARAMETERS
     from colvlm_msgs.token_codec import SPLITS
-    from colvlm_server.evaluate import EVAL_POLICIES
     from colvlm_server.parameters import SERVER_PARAMETERS
     from colvlm_server.vicrop import VICROP_METHODS
     parser.add_argument('--policy', default=default_policy,
@@ -79,7 +79,7 @@ def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -
 
 def parse_policies(text: str) -> list[str]:
     """'entropy,layers' -> ['entropy', 'layers']; 'all' stands for the image policies."""
-    from colvlm_server.evaluate import EVAL_POLICIES, POLICIES
+    from colvlm_bench.evaluate import EVAL_POLICIES, POLICIES
     names = []
     for name in (p.strip() for p in text.split(',')):
         for policy in POLICIES if name == 'all' else [name] if name else []:
@@ -103,9 +103,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f'colvlm eval: {error}', file=sys.stderr)
         return 2
-    from colvlm_edge.glyphvqa.dataset import load_dataset
-    from colvlm_server.evaluate import Evaluator
-    from colvlm_server.vlm import ModelLoadError, TransformersVlm
+    from colvlm_bench.evaluate import Evaluator
+    from colvlm_bench.glyphvqa.dataset import load_dataset
+    from colvlm_models.vlm import ModelLoadError, TransformersVlm
 
     try:
         questions = load_dataset(args.data)
@@ -136,7 +136,7 @@ def evaluate(args: argparse.Namespace, evaluator, policies: list[str], prog: str
     metrics.json (or calibration.json) is written last and atomically, after a stale one is
     removed: a folder holding it holds a complete run.
     """
-    from colvlm_server.evaluate import LayerSettings, summarize
+    from colvlm_bench.evaluate import LayerSettings, summarize
     from colvlm_server.gate import GateConfig
 
     if 'layers' in policies:
@@ -210,7 +210,7 @@ def _line(m: dict) -> str:
 def write_report(out: Path, entries: list[dict], records) -> list[Path]:
     """records.jsonl and the plots, then metrics.json (a list, or the one entry) atomically;
     the plots' paths."""
-    from colvlm_server.eval_plots import plot_tradeoffs
+    from colvlm_bench.eval_plots import plot_tradeoffs
 
     with open(out / 'records.jsonl', 'w', encoding='utf-8') as stream:
         for metrics, record in records:
@@ -244,7 +244,7 @@ def _write_atomically(path: Path, document) -> None:
 
 
 def _calibrate(args, evaluator, base, scores: np.ndarray, out: Path, prog: str) -> int:
-    from colvlm_server.evaluate import summarize
+    from colvlm_bench.evaluate import summarize
     candidates = sorted({round(float(t), 4) for t in np.quantile(scores, np.linspace(0, 1, 41))})
     chosen = None
     for threshold in candidates:  # ascending τ: the retransmission rate falls

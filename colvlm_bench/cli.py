@@ -1,0 +1,52 @@
+"""The `colvlm` command: one verb a module.
+
+Each verb module provides `add_arguments(parser)`, `run(args) -> int` and a docstring whose
+first line is the verb's help. Verb modules import heavy dependencies (torch, DDS) inside
+`run`, so that `colvlm --help` and light verbs stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+VERBS = {
+    'edge': 'colvlm_edge.cli',
+    'server': 'colvlm_server.cli',
+    'ask': 'colvlm_bench.ask_cli',
+    'dataset': 'colvlm_bench.glyphvqa.cli',
+    'eval': 'colvlm_bench.eval_cli',
+    'record': 'colvlm_bench.record_cli',
+    'replay': 'colvlm_bench.replay_cli',
+    'demo': 'colvlm_bench.demo_cli',
+}
+
+
+def _help_line(module_name: str) -> str:
+    module = importlib.import_module(module_name)
+    return (module.__doc__ or '').strip().splitlines()[0] if module.__doc__ else ''
+
+
+def build_parser(verbs: dict[str, str] = VERBS) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='colvlm', description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest='verb', metavar='VERB', required=True)
+    for verb, module_name in verbs.items():
+        module = importlib.import_module(module_name)
+        verb_parser = sub.add_parser(verb, help=_help_line(module_name),
+                                     description=module.__doc__)
+        module.add_arguments(verb_parser)
+        verb_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())
