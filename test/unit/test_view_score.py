@@ -80,7 +80,8 @@ def scorer():
 
 def test_the_bundled_probe_ships_next_to_the_model_with_its_fit():
     probe = ViewProbe.load(bundled_model_path() / PROBE_FILE)
-    assert probe.concepts == concept_names(COLORS, ('sign', *SHAPES)) and probe.model == 'colvlm-tiny-llava'
+    assert probe.concepts == concept_names(COLORS, ('sign', *SHAPES))
+    assert probe.model == 'colvlm-tiny-llava'
     assert (bundled_model_path() / PROBE_FILE).stat().st_size < 100_000  # bytes
     assert set(probe.fit_record()['view_auroc']) == {'text', 'color', 'presence'}
 
