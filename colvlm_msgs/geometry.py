@@ -9,7 +9,6 @@ knows nothing about codecs or transports.
 from __future__ import annotations
 
 from dataclasses import dataclass
-import math
 
 PREPROCESS_MODES = ('pad', 'center_crop', 'resize')
 
@@ -38,11 +37,6 @@ class Box:
     def intersection(self, other: Box) -> Box:
         return Box(max(self.x0, other.x0), max(self.y0, other.y0),
                    min(self.x1, other.x1), min(self.y1, other.y1))
-
-    def rounded_out(self) -> Box:
-        """The smallest integer box containing this one."""
-        return Box(math.floor(self.x0), math.floor(self.y0),
-                   math.ceil(self.x1), math.ceil(self.y1))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from colvlm_msgs.transport.port import (  # noqa: F401 (the port's public names)
     ServiceTimeout,
     Subscription,
     Timer,
-    TransportError,
 )
 
 BACKENDS = ('auto', 'ros', 'dds')
