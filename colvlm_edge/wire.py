@@ -10,6 +10,7 @@ from __future__ import annotations
 from colvlm_edge.global_encoder import EncodedGlobal
 from colvlm_edge.roi_crop import CropResult
 from colvlm_msgs import stamps
+from colvlm_msgs.geometry import fill_geometry_message, fill_roi
 from colvlm_msgs.token_codec import EncodedLayer
 
 
@@ -19,12 +20,7 @@ def global_frame_messages(image_type: type, geometry_type: type, encoded: Encode
     message = image_type(format=encoded.format, data=list(encoded.data))
     stamps.fill(message.header.stamp, stamp_ns)
     message.header.frame_id = frame_id
-    geometry = encoded.geometry
-    info = geometry_type(
-        original_width=geometry.original_width, original_height=geometry.original_height,
-        global_width=geometry.global_width, global_height=geometry.global_height,
-        preprocess=geometry.preprocess, scale_x=geometry.scale_x, scale_y=geometry.scale_y,
-        offset_x=geometry.offset_x, offset_y=geometry.offset_y)
+    info = fill_geometry_message(geometry_type(), encoded.geometry)
     info.header = message.header
     return message, info
 
@@ -39,8 +35,7 @@ def fill_crop_response(response, result: CropResult, stamp_ns: int, frame_id: st
     stamps.fill(response.image.header.stamp, stamp_ns)
     response.image.header.frame_id = frame_id
     x, y, w, h = result.applied_box
-    response.applied_roi.x_offset, response.applied_roi.y_offset = x, y
-    response.applied_roi.width, response.applied_roi.height = w, h
+    fill_roi(response.applied_roi, x, y, x + w, y + h)
     response.original_width, response.original_height = result.original_size
     return response
 

@@ -87,9 +87,11 @@ class VlmBackend(ABC):
 
     @abstractmethod
     def generate(self, images: Sequence[np.ndarray], question: str, *,
-                 attention_layer: int | None = None) -> Generation:
-        """Answer `question` about `images` (global first); with `attention_layer`, also
-        return the last input position's attention to image 0 at that 0-based layer."""
+                 attention_layer: int | None = None,
+                 max_new_tokens: int | None = None) -> Generation:
+        """Answer `question` about `images` (global first) in at most `max_new_tokens`
+        tokens (None: the backend's own limit); with `attention_layer`, also return the last
+        input position's attention to image 0 at that 0-based layer."""
 
     @abstractmethod
     def image_attention(self, image: np.ndarray, prompt: str, layer: int) -> np.ndarray:
@@ -372,9 +374,11 @@ class TransformersVlm(VlmBackend):
 
     # -- VlmBackend -------------------------------------------------------------------------
     def generate(self, images: Sequence[np.ndarray], question: str, *,
-                 attention_layer: int | None = None) -> Generation:
+                 attention_layer: int | None = None,
+                 max_new_tokens: int | None = None) -> Generation:
+        limit = max_new_tokens or self.max_new_tokens  # per call: the backend is shared
         if self.acceleration.custom_decode:
-            return self._generate_accelerated(images, question, attention_layer)
+            return self._generate_accelerated(images, question, attention_layer, limit)
         torch = self._torch
         with torch.inference_mode():
             if any(isinstance(image, VisualTokens) for image in images):
@@ -387,7 +391,7 @@ class TransformersVlm(VlmBackend):
                 started = time.perf_counter()
             input_ids = inputs['input_ids']
             output = self.model.generate(
-                **inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                **inputs, max_new_tokens=limit, do_sample=False,
                 output_logits=True, output_attentions=attention_layer is not None,
                 return_dict_in_generate=True, pad_token_id=self.tokenizer.pad_token_id)
         seconds = time.perf_counter() - started
@@ -469,7 +473,7 @@ class TransformersVlm(VlmBackend):
 
     # -- accelerated generation -------------------------------------------------------------
     def _generate_accelerated(self, images: Sequence, question: str,
-                              attention_layer: int | None) -> Generation:
+                              attention_layer: int | None, limit: int) -> Generation:
         """generate() with token selection and/or speculative decoding: the same greedy
         answer contract, from the prompt's embeddings, through accelerate.greedy_decode."""
         torch = self._torch
@@ -498,7 +502,7 @@ class TransformersVlm(VlmBackend):
             if acc.speculative == 'prompt_lookup':
                 context = input_ids[0][input_ids[0] != self.image_token_id].tolist()
             decoded = greedy_decode(
-                self.model, embeds, kept[None], max_new_tokens=self.max_new_tokens,
+                self.model, embeds, kept[None], max_new_tokens=limit,
                 eos=self._eos(), context=context,
                 draft=DraftProposer(self._draft) if self._draft is not None else None,
                 draft_tokens=acc.draft_tokens, output_attentions=attention_layer is not None)

@@ -72,6 +72,7 @@ def _build(node, config):
     from colvlm_models.vlm import TransformersVlm
     from colvlm_server.node import ServerNode
     from colvlm_server.pipeline import TwoStagePipeline
+    from colvlm_server.token_layers import LayerOptions, load_codecs
 
     _check_device(config.device)
     node.logger.info(f'loading model {config.model} on {config.device} ({config.dtype})')
@@ -80,7 +81,19 @@ def _build(node, config):
                               progress=False, acceleration=config.acceleration)
     pipeline = TwoStagePipeline(backend, config.gate, attention_layer=config.vicrop_layer,
                                 vicrop_method=config.vicrop_method)
-    return ServerNode(node, config, pipeline)
+    options = LayerOptions(load_codecs(codec_paths(config)), config.layers_step,
+                           config.layers_crop)
+    return ServerNode(node, config, pipeline, layer_options=options)
+
+
+def codec_paths(config) -> list:
+    """The token codec artifacts `layers.codec` names, or those next to a local model."""
+    from colvlm_models.vlm import resolve_model
+    from colvlm_server.token_layers import model_codec_paths
+
+    if config.layers_codec.strip():
+        return [part.strip() for part in config.layers_codec.split(',') if part.strip()]
+    return model_codec_paths(resolve_model(config.model))
 
 
 def _check_device(name: str) -> None:
