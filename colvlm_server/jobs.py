@@ -9,9 +9,9 @@ waiting ones are handed back to be answered BUSY. Every job admitted reaches exa
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-import queue
 import threading
 
 from colvlm_msgs.constants import Status
@@ -59,42 +59,42 @@ class JobQueue:
     def __init__(self, max_size: int, run: Callable[[Job], None]):
         self.max_size = max_size
         self._run = run
-        self._jobs: queue.Queue[Job] = queue.Queue(maxsize=max_size)
-        self._admission = threading.Lock()  # queueing against stopping
-        self._stop = threading.Event()
+        self._jobs: deque[Job] = deque()
+        self._changed = threading.Condition()  # guards _jobs and _stopping
+        self._stopping = False
         self._worker = threading.Thread(target=self._work, name='server-worker', daemon=True)
         self._worker.start()
 
     def submit(self, job: Job) -> None:
         """Queue `job`, or Rejected(BUSY) when the queue is full or stopping has begun."""
-        with self._admission:
-            if self._stop.is_set():
+        with self._changed:
+            if self._stopping:
                 raise Rejected(Status.BUSY, 'the server is shutting down')
-            try:
-                self._jobs.put_nowait(job)
-            except queue.Full:
-                raise Rejected(Status.BUSY, f'{self.max_size} queries are already '
-                                            'waiting') from None
+            if len(self._jobs) >= self.max_size:
+                raise Rejected(Status.BUSY, f'{self.max_size} queries are already waiting')
+            self._jobs.append(job)
+            self._changed.notify_all()
 
     def waiting(self) -> int:
-        return self._jobs.qsize()
+        with self._changed:
+            return len(self._jobs)
 
     def _work(self) -> None:
-        while not self._stop.is_set():
-            try:
-                job = self._jobs.get(timeout=0.2)
-            except queue.Empty:
-                continue
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._jobs or self._stopping)
+                if self._stopping:
+                    return
+                job = self._jobs.popleft()
             self._run(job)
 
     def stop(self, timeout: float = 60.0) -> list[Job]:
         """Admit nothing more, let the running job finish; the jobs still waiting."""
-        with self._admission:
-            self._stop.set()
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
         self._worker.join(timeout=timeout)
-        left = []
-        while True:
-            try:
-                left.append(self._jobs.get_nowait())
-            except queue.Empty:
-                return left
+        with self._changed:
+            left = list(self._jobs)
+            self._jobs.clear()
+        return left

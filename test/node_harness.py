@@ -64,6 +64,28 @@ class ScriptedVlm(VlmBackend):
     def image_attention(self, image, prompt, layer):
         return np.full((2, GRID[0] * GRID[1]), 0.05)
 
+    def visual_tokens(self, image, split='tower'):
+        """(64, 128) float32 tokens, the shape the bundled codec takes, from the pixels."""
+        seed = int(np.asarray(image, np.uint8).sum()) % 2**32
+        return np.random.default_rng(seed).normal(size=(64, 128)).astype(np.float32)
+
+class ScriptedScorer:
+    """An edge's view scorer with a fixed score for questions about a 'sign'; abstains on
+    others, fails where `score` is an Exception."""
+
+    def __init__(self, score):
+        self._score = score
+
+    def score(self, original, question: str, key=None):
+        from colvlm_edge.view_score import ViewScore
+
+        if isinstance(self._score, Exception):
+            raise self._score
+        if 'sign' not in question:
+            return ViewScore(None, '', 0.001)
+        return ViewScore(self._score, 'red sign', 0.001)
+
+
 def server_config(node: MemoryNode, **overrides) -> ServerConfig:
     """The server's parameters as the node declares them, with `overrides` by name."""
     values = {'status.period_s': 3600.0, 'vicrop.method': 'att', **overrides}
@@ -83,23 +105,27 @@ class Rig:
     """A server node in `namespace`, edges per camera, and an asking client, on one bus."""
 
     def __init__(self, backend=None, *, namespace: str = 'cam0', cameras=(), edges=None,
-                 edge_params: dict | None = None, **server_params):
+                 edge_params: dict | None = None, scorers: dict | None = None,
+                 tokens=None, **server_params):
         self.bus = MemoryBus()
         self.nodes: list[MemoryNode] = []
         self._stamps = itertools.count(time.time_ns())
         self.backend = backend or ScriptedVlm()
         server_node = self.node('server', namespace)
+        self.layer_options = server_params.pop('layer_options', None)
         if cameras:
             server_params['views.cameras'] = list(cameras)
         config = server_config(server_node, **server_params)
         self.server = ServerNode(server_node, config,
                                  TwoStagePipeline(self.backend, config.gate, attention_layer=0,
-                                                  vicrop_method=config.vicrop_method))
+                                                  vicrop_method=config.vicrop_method),
+                                 layer_options=self.layer_options)
         self.edges: dict[str, EdgeNode] = {}
         for camera in (cameras or (namespace,)) if edges is None else edges:
             edge_node = self.node('edge', camera)
             self.edges[camera] = EdgeNode(edge_node, edge_config(edge_node,
-                                                                 **(edge_params or {})))
+                                                                 **(edge_params or {})),
+                                          tokens, (scorers or {}).get(camera))
         client = self.node(f'client_{uuid.uuid4().hex[:6]}', namespace)
         self.client = client
         self._ask_type = client.service_type('colvlm/srv/Ask')
