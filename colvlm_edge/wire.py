@@ -1,4 +1,5 @@
-"""The edge's outgoing messages, built in one place for the node and for in-process use.
+"""The edge's outgoing messages, built in one place for the node and for in-process use, and
+the count of what it sent (`UplinkCounter`).
 
 `colvlm eval` runs an edge in the same process (no middleware) and must count the same
 serialized bytes the node sends, so both fill their messages here. Classes are passed in:
@@ -6,6 +7,8 @@ the node's transport supplies them, evaluation takes the `dds` ones.
 """
 
 from __future__ import annotations
+
+import threading
 
 from colvlm_edge.global_encoder import EncodedGlobal
 from colvlm_edge.roi_crop import CropResult
@@ -50,3 +53,23 @@ def token_layer_message(layer_type: type, layer: EncodedLayer, stamp_ns: int, fr
     stamps.fill(message.header.stamp, stamp_ns)
     message.header.frame_id = frame_id
     return message
+
+
+class UplinkCounter:
+    """Serialized bytes and messages sent, per kind ('global', 'crop', 'layers')."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.bytes: dict[str, int] = {}
+        self.messages: dict[str, int] = {}
+
+    def add(self, kind: str, size: int) -> None:
+        with self._lock:
+            self.bytes[kind] = self.bytes.get(kind, 0) + size
+            self.messages[kind] = self.messages.get(kind, 0) + 1
+
+    def summary(self) -> str:
+        with self._lock:
+            parts = [f'{kind} {self.messages[kind]} msgs {self.bytes[kind]} B'
+                     for kind in sorted(self.bytes)]
+        return ', '.join(parts) or 'nothing sent'
