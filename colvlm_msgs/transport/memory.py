@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 import logging
 import threading
 
@@ -168,13 +168,16 @@ class MemoryClient(port.Client):
 
     def call(self, request, timeout: float):
         server = self.node.bus.server(self.service, timeout)
-        if server is None or server.node.closed:
+        try:
+            if server is None or server.node.closed:
+                raise RuntimeError('no server')
+            reply = server.handle(_encode(request))  # RuntimeError once its pool is shut
+        except RuntimeError:
             raise port.ServiceTimeout(f'service {self.service!r} is not available '
-                                      f'(no server within {timeout:.1f} s)')
-        reply = server.handle(_encode(request))
+                                      f'(no server within {timeout:.1f} s)') from None
         try:
             return self._type.Response.deserialize(reply.result(timeout=max(0.0, timeout)))
-        except TimeoutError:
+        except (TimeoutError, CancelledError):  # slow, or its node shut down meanwhile
             raise port.ServiceTimeout(f'service {self.service!r} did not answer within '
                                       f'{timeout:.1f} s') from None
 
