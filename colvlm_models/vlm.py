@@ -35,6 +35,7 @@ from colvlm_models.accelerate import (
     quantize_int8,
     select_image_positions,
 )
+from colvlm_msgs.constants import first_line
 
 LOG = logging.getLogger('colvlm.vlm')
 DTYPES = ('float32', 'float16', 'bfloat16')
@@ -151,7 +152,7 @@ class TransformersVlm(VlmBackend):
                 path, dtype=getattr(torch, dtype),
                 attn_implementation='eager' if attention else 'sdpa').to(self.device).eval()
         except (OSError, ValueError, KeyError, RuntimeError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            first = first_line(error, with_type=False)
             raise ModelLoadError(f'cannot load model {model!r} ({path}): {first}') from None
         self.tokenizer = getattr(self.processor, 'tokenizer', self.processor)
         self.max_new_tokens = max_new_tokens
@@ -204,7 +205,7 @@ class TransformersVlm(VlmBackend):
                 draft = AutoModelForCausalLM.from_pretrained(
                     draft_path, dtype=getattr(torch, dtype), attn_implementation='sdpa')
         except (OSError, ValueError, KeyError, RuntimeError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            first = first_line(error, with_type=False)
             raise ModelLoadError(f'cannot load decode.draft_model {draft_path!r}: '
                                  f'{first}') from None
         ours, theirs = self.model.config.get_text_config(), draft.config.get_text_config()

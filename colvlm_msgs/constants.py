@@ -43,7 +43,9 @@ def decision_name(value: int) -> str:
         return str(value)
 
 
-def first_line(error: BaseException) -> str:
-    """'TypeName: the first line of its message' (or its repr when the message is empty)."""
+def first_line(error: BaseException, *, with_type: bool = True) -> str:
+    """'TypeName: the first line of its message' (the repr when the message is empty), for
+    one-line reports of an exception; without the type name where the context says it."""
     lines = str(error).strip().splitlines()
-    return f'{type(error).__name__}: {lines[0] if lines else repr(error)}'
+    line = lines[0] if lines else repr(error)
+    return f'{type(error).__name__}: {line}' if with_type else line
