@@ -1,18 +1,17 @@
 """The server and the edge as their own processes over real DDS, end to end: a two-stage
 answer with a crop of the original crosses the wire with both ends counting the same bytes,
-`colvlm ask` prints an answer and exits by its status, and the server stops cleanly on
-SIGINT with its counts. What the node answers in each situation (busy, no frame, stale, a
-lost edge, a failing model) is tested on the in-memory transport in
+`colvlm ask` (run in this process) prints an answer and exits by its status, and the server
+stops cleanly on SIGINT with its counts. What the node answers in each situation (busy, no
+frame, stale, a lost edge, a failing model) is tested on the in-memory transport in
 test/unit/test_server_node.py.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -61,12 +60,18 @@ class Client:
         return answer
 
 
-def _ask_cli(env, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-m', 'colvlm_bench.cli', 'ask', *args], env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT_S + 30)
+def _ask_cli(capsys, *args) -> tuple[int, str, str]:
+    """`colvlm ask ARGS...` in this process (the dds_env fixture set its environment)."""
+    from colvlm_bench import ask_cli
+
+    parser = argparse.ArgumentParser()
+    ask_cli.add_arguments(parser)
+    code = ask_cli.run(parser.parse_args(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
-def test_edge_and_server_processes_answer_over_dds(dds_env, tiny_llava_path):
+def test_edge_and_server_processes_answer_over_dds(dds_env, tiny_llava_path, capsys):
     server = colvlm('server', '--model', str(tiny_llava_path), '--namespace', NAMESPACE,
                     '-p', 'policy=global', '-p', 'status.period_s=0.5', env=dds_env)
     client = Client()
@@ -90,15 +95,17 @@ def test_edge_and_server_processes_answer_over_dds(dds_env, tiny_llava_path):
             assert int(edge.wait_for(r'uplink: crop 1 msgs (\d+) B', TIMEOUT_S).group(1)) == \
                 answer.uplink_crop_bytes
 
-            done = _ask_cli(dds_env, 'What is written?', '--namespace', NAMESPACE, '--json')
-            assert done.returncode == 0, done.stderr
-            printed = json.loads(done.stdout)
+            code, out, err = _ask_cli(capsys, 'What is written?', '--namespace', NAMESPACE,
+                                      '--json')
+            assert code == 0, err
+            printed = json.loads(out)
             assert (printed['status_name'], printed['decision_name']) == ('OK', 'GLOBAL')
             assert printed['camera'] == f'/{NAMESPACE}' and printed['uplink_global_bytes'] > 0
-            refused = _ask_cli(dds_env, 'Which?', '--namespace', NAMESPACE, '--policy', 'often')
-            assert refused.returncode == 1 and 'status: BAD_REQUEST' in refused.stdout
-        nobody = _ask_cli(dds_env, 'Anyone?', '--namespace', 'nowhere', '--timeout', '1')
-        assert nobody.returncode == 2 and 'not available' in nobody.stderr
+            code, out, _ = _ask_cli(capsys, 'Which?', '--namespace', NAMESPACE,
+                                    '--policy', 'often')
+            assert code == 1 and 'status: BAD_REQUEST' in out
+        code, _, err = _ask_cli(capsys, 'Anyone?', '--namespace', 'nowhere', '--timeout', '1')
+        assert code == 2 and 'not available' in err
     finally:
         client.node.shutdown()
         code = server.stop(signal.SIGINT, TIMEOUT_S)
