@@ -1,9 +1,11 @@
-"""The server and the edge as their own processes over real DDS, end to end: a two-stage
-answer with a crop of the original crosses the wire with both ends counting the same bytes,
-`colvlm ask` (run in this process) prints an answer and exits by its status, and the server
-stops cleanly on SIGINT with its counts. What the node answers in each situation (busy, no
+"""The server and the edge as their own processes over real DDS, end to end, on the bundled
+model: a two-stage answer with a crop of the original crosses the wire with both ends
+counting the same bytes, a layered answer asks the edge's colvlm/request_layers for more
+token layers, `colvlm ask` (run in this process) prints an answer and exits by its status,
+and the server stops cleanly on SIGINT with its counts. One pair of processes serves every
+feature: starting them is most of the time. What the node answers in each situation (busy, no
 frame, stale, a lost edge, a failing model) is tested on the in-memory transport in
-test/unit/test_server_node.py.
+test/unit/test_server_node.py and test/unit/test_token_layers_node.py.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ import argparse
 import json
 import re
 import signal
+import threading
 import time
 import uuid
 
-from processes import START_TIMEOUT_S, colvlm, running
+from processes import START_TIMEOUT_S, colvlm
 
+from colvlm_models.tiny_vlm import bundled_model_path
 from colvlm_msgs import stamps
 from colvlm_msgs.constants import Decision, Status
+from colvlm_msgs.token_codec import TokenCodec, payload_size
 from colvlm_msgs.transport import create_node
 
 NAMESPACE = 'cam0'
@@ -26,15 +31,20 @@ TIMEOUT_S = 60.0
 
 
 class Client:
-    """A test node in the server's namespace: asks, and remembers the frames it saw."""
+    """A test node in the server's namespace: asks, and counts the frames and token layers
+    the edge sent (serialized bytes by stamp)."""
 
     def __init__(self):
         self.node = create_node(f'test_client_{uuid.uuid4().hex[:6]}', NAMESPACE)
         self.frames: dict[int, dict] = {}  # stamp -> {'bytes', 'width', 'height'}
+        self.layers: dict[int, int] = {}  # stamp -> bytes of the layers sent unasked
+        self._lock = threading.Lock()
         self.node.create_subscription('sensor_msgs/msg/CompressedImage',
                                       'colvlm/global/compressed', self._on_image, 'frames')
         self.node.create_subscription('colvlm/msg/FrameGeometry', 'colvlm/global/geometry',
                                       self._on_geometry, 'frame_info')
+        self.node.create_subscription('colvlm/msg/TokenLayer', 'colvlm/token_layers',
+                                      self._on_layer, 'token_layers')
         self.ask_type = self.node.service_type('colvlm/srv/Ask')
         self._ask = self.node.create_client('colvlm/srv/Ask', 'colvlm/ask')
 
@@ -42,12 +52,19 @@ class Client:
         return self.frames.setdefault(stamps.to_ns(stamp), {'bytes': 0})
 
     def _on_image(self, message) -> None:
-        self._frame(message.header.stamp)['bytes'] += self.node.serialized_size(message)
+        with self._lock:
+            self._frame(message.header.stamp)['bytes'] += self.node.serialized_size(message)
 
     def _on_geometry(self, message) -> None:
-        frame = self._frame(message.header.stamp)
-        frame['bytes'] += self.node.serialized_size(message)
-        frame['width'], frame['height'] = message.original_width, message.original_height
+        with self._lock:
+            frame = self._frame(message.header.stamp)
+            frame['bytes'] += self.node.serialized_size(message)
+            frame['width'], frame['height'] = message.original_width, message.original_height
+
+    def _on_layer(self, message) -> None:
+        stamp = stamps.to_ns(message.header.stamp)
+        with self._lock:
+            self.layers[stamp] = self.layers.get(stamp, 0) + self.node.serialized_size(message)
 
     def ask(self, **fields):
         request = self.ask_type.Request()
@@ -71,45 +88,72 @@ def _ask_cli(capsys, *args) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_edge_and_server_processes_answer_over_dds(dds_env, tiny_llava_path, capsys):
-    server = colvlm('server', '--model', str(tiny_llava_path), '--namespace', NAMESPACE,
-                    '-p', 'policy=global', '-p', 'status.period_s=0.5', env=dds_env)
+def _check_crop(client: Client, edge) -> None:
+    answer = client.ask(policy='always')
+    assert answer.status == Status.OK, answer.status_message
+    assert answer.decision == Decision.LOCAL_CROP and answer.second_pass.ran
+    frame = client.frames[stamps.to_ns(answer.frame_stamp)]
+    roi = answer.roi
+    assert 0 < roi.x_offset + roi.width <= frame['width']
+    assert 0 < roi.y_offset + roi.height <= frame['height']
+    assert answer.uplink_global_bytes == frame['bytes']
+    assert answer.uplink_bytes == answer.uplink_global_bytes + answer.uplink_crop_bytes
+    # The edge counts what it sent; the server counted the same reply.
+    assert int(edge.wait_for(r'uplink: .*crop 1 msgs (\d+) B', TIMEOUT_S).group(1)) == \
+        answer.uplink_crop_bytes
+
+
+def _check_layers(client: Client) -> None:
+    answer = client.ask(policy='layers')  # threshold 0: asks for every layer
+    assert answer.status == Status.OK, answer.status_message
+    assert answer.decision == Decision.TOKEN_LAYERS and answer.second_pass.ran
+    assert 'layers 0..3 of 4' in answer.status_message
+    codec = TokenCodec.load(bundled_model_path() / 'token_codec_tower.npz')
+    # The layer sent with the frame, then replies carrying layers 1..3.
+    rest = sum(payload_size(64 * c, b) for c, b in
+               zip(codec.layer_coefficients[1:], codec.layer_bits[1:], strict=True))
+    sent = client.layers.get(stamps.to_ns(answer.frame_stamp), 0)
+    assert answer.uplink_layer_bytes > sent + rest and answer.downlink_bytes > 0
+    assert answer.uplink_bytes == answer.uplink_layer_bytes
+    assert answer.uplink_global_bytes == answer.uplink_crop_bytes == 0
+
+
+def _check_ask_cli(capsys) -> None:
+    code, out, err = _ask_cli(capsys, 'What is written?', '--namespace', NAMESPACE, '--json')
+    assert code == 0, err
+    printed = json.loads(out)
+    assert (printed['status_name'], printed['decision_name']) == ('OK', 'GLOBAL')
+    assert printed['camera'] == f'/{NAMESPACE}' and printed['uplink_global_bytes'] > 0
+    code, out, _ = _ask_cli(capsys, 'Which?', '--namespace', NAMESPACE, '--policy', 'often')
+    assert code == 1 and 'status: BAD_REQUEST' in out
+    code, _, err = _ask_cli(capsys, 'Anyone?', '--namespace', 'nowhere', '--timeout', '1')
+    assert code == 2 and 'not available' in err
+
+
+def test_edge_and_server_processes_answer_over_dds(dds_env, capsys):
+    # Both start at once: each loads the bundled model (the edge its vision tower).
+    server = colvlm('server', '--namespace', NAMESPACE, '-p', 'policy=global',
+                    '-p', 'gate.threshold=0.0', '-p', 'layers.timeout_s=10.0',
+                    '-p', 'frame.max_age_s=0', '-p', 'status.period_s=0.5', env=dds_env)
+    edge = colvlm('edge', '--source', 'synthetic', '--namespace', NAMESPACE,
+                  '-p', 'source.fps=2', '-p', 'layers.enabled=true', '-p', 'layers.proactive=1',
+                  '-p', 'status.period_s=0.5', env=dds_env)
     client = Client()
     try:
         server.wait_for(r'\bready: model', START_TIMEOUT_S)
-        with running('edge', '--source', 'synthetic', '--namespace', NAMESPACE,
-                     '-p', 'source.fps=2', '-p', 'status.period_s=0.5', env=dds_env) as edge:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while (answer := client.ask(policy='always')).status == Status.NO_FRAME:
-                assert time.monotonic() < deadline, server.tail()
-                time.sleep(0.3)
-            assert answer.status == Status.OK, answer.status_message
-            assert answer.decision == Decision.LOCAL_CROP and answer.second_pass.ran
-            frame = client.frames[stamps.to_ns(answer.frame_stamp)]
-            roi = answer.roi
-            assert 0 < roi.x_offset + roi.width <= frame['width']
-            assert 0 < roi.y_offset + roi.height <= frame['height']
-            assert answer.uplink_global_bytes == frame['bytes']
-            assert answer.uplink_bytes == answer.uplink_global_bytes + answer.uplink_crop_bytes
-            # The edge counts what it sent; the server counted the same reply.
-            assert int(edge.wait_for(r'uplink: crop 1 msgs (\d+) B', TIMEOUT_S).group(1)) == \
-                answer.uplink_crop_bytes
-
-            code, out, err = _ask_cli(capsys, 'What is written?', '--namespace', NAMESPACE,
-                                      '--json')
-            assert code == 0, err
-            printed = json.loads(out)
-            assert (printed['status_name'], printed['decision_name']) == ('OK', 'GLOBAL')
-            assert printed['camera'] == f'/{NAMESPACE}' and printed['uplink_global_bytes'] > 0
-            code, out, _ = _ask_cli(capsys, 'Which?', '--namespace', NAMESPACE,
-                                    '--policy', 'often')
-            assert code == 1 and 'status: BAD_REQUEST' in out
-        code, _, err = _ask_cli(capsys, 'Anyone?', '--namespace', 'nowhere', '--timeout', '1')
-        assert code == 2 and 'not available' in err
+        edge.wait_for(r'\bready: .*token layers pca4-tower', START_TIMEOUT_S)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while client.ask().status == Status.NO_FRAME:
+            assert time.monotonic() < deadline, server.tail()
+            time.sleep(0.3)
+        _check_crop(client, edge)
+        _check_layers(client)
+        _check_ask_cli(capsys)
     finally:
+        edge.kill()
         client.node.shutdown()
         code = server.stop(signal.SIGINT, TIMEOUT_S)
     assert code == 0, server.tail()
     last = [line for line in server.lines if 'answered:' in line][-1]  # the final counts
-    assert re.search(r'answered: .*\bok [2-9]', last), last
+    assert re.search(r'answered: .*\bok [3-9]', last), last
     assert 'Traceback' not in server.text()
