@@ -215,6 +215,7 @@ class MemoryNode(port.Node):
         self._types = default_typesupport()
         self._stopped = threading.Event()
         self._subscriptions: list[MemorySubscription] = []
+        self._timers: list[MemoryTimer] = []
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f'{name}-service')
 
     @property
@@ -259,7 +260,8 @@ class MemoryNode(port.Node):
         return MemoryClient(self, self.resolve_name(name), self.service_type(srv_type))
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> port.Timer:
-        return MemoryTimer(self, period_s, callback)
+        self._timers.append(MemoryTimer(self, period_s, callback))
+        return self._timers[-1]
 
     def declare_parameters(self, table: ParameterTable, overrides: dict | None = None) -> dict:
         return table.load(self.parameters_file, self.name, overrides)
@@ -279,4 +281,6 @@ class MemoryNode(port.Node):
         self.bus.detach(self)
         for subscription in self._subscriptions:
             subscription.wake()
+        for timer in self._timers:  # their threads end now, not a period later
+            timer.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
