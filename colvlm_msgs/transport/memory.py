@@ -46,7 +46,9 @@ class MemoryBus:
             self._subscriptions.setdefault(subscription.topic, []).append(subscription)
             latched = [data for publisher in self._publishers.get(subscription.topic, ())
                        for data in publisher.latched]
-        for data in latched:  # transient local: what the publishers still hold
+        if subscription.qos.durability != 'transient_local':
+            return  # a volatile reader gets nothing sent before it joined, as on DDS
+        for data in latched:  # what the transient-local publishers still hold
             subscription.deliver(data)
 
     def attach_publisher(self, publisher: MemoryPublisher) -> None:

@@ -116,9 +116,19 @@ def test_transient_local_replays_to_a_late_subscriber(nodes):
     kind = sender.message_type('colvlm/msg/Query')
     publisher.publish(kind(question='old'))
     publisher.publish(kind(question='newest'))
+    volatile, volatile_arrived, on_volatile = _collector()
+    receiver.create_subscription('colvlm/msg/Query', 'q', on_volatile,
+                                 QosProfile('volatile', depth=1))
     got, arrived, on_message = _collector()
     receiver.create_subscription('colvlm/msg/Query', 'q', on_message, latched)
     assert arrived.wait(10) and got[0][0].question == 'newest'
+    publisher.publish(kind(question='later'))  # reaches both
+    while len(got) < 2:
+        arrived.clear()
+        assert arrived.wait(10)
+    assert [m.question for m, _ in got] == ['newest', 'later']
+    assert volatile_arrived.wait(10)  # its first sample is the one sent after it joined
+    assert volatile[0][0].question == 'later'
 
 
 def test_a_service_answers_and_its_handler_may_call_another_service(nodes):
