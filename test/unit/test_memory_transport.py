@@ -211,3 +211,22 @@ def test_names_resolve_and_unknown_types_fail_as_on_dds(nodes):
     assert node.resolve_name('~/status') == '/robot/server/status'
     with pytest.raises(Exception, match='Nope'):
         node.create_publisher('colvlm/msg/Nope', 'x', 'queries')
+
+
+def test_a_best_effort_writer_does_not_reach_a_reliable_reader(nodes):
+    sender, receiver = nodes('sender'), nodes('receiver')
+    reliable, reliable_arrived, on_reliable = _collector()
+    best_effort, best_effort_arrived, on_best_effort = _collector()
+    receiver.create_subscription('colvlm/msg/Query', 'q', on_reliable, 'queries')
+    receiver.create_subscription('colvlm/msg/Query', 'q', on_best_effort,
+                                 QosProfile('be', reliability='best_effort'))
+    publisher = sender.create_publisher('colvlm/msg/Query', 'q',
+                                        QosProfile('be', reliability='best_effort'))
+    publisher.publish(sender.message_type('colvlm/msg/Query')(question='lossy'))
+    assert best_effort_arrived.wait(10) and best_effort[0][0].question == 'lossy'
+    sender.create_publisher('colvlm/msg/Query', 'q', 'queries').publish(
+        sender.message_type('colvlm/msg/Query')(question='sure'))
+    assert reliable_arrived.wait(10)
+    # In order per subscription: 'lossy' would have come first. DDS matches no reliable
+    # reader to a best-effort writer.
+    assert [m.question for m, _ in reliable] == ['sure']
