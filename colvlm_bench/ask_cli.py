@@ -55,17 +55,20 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_TIMEOUT
     finally:
         node.shutdown()
-    from colvlm_server.node import DECISION_NAMES, STATUS_NAMES
+    from colvlm_msgs.constants import Status
 
-    fields = to_plain(answer)
-    fields['status_name'] = _name(STATUS_NAMES, answer.status)
-    fields['decision_name'] = _name(DECISION_NAMES, answer.decision)
+    fields = named(to_plain(answer))
     print(json.dumps(fields) if args.json else describe(fields))
-    return EXIT_OK if fields['status_name'] == 'OK' else EXIT_STATUS
+    return EXIT_OK if answer.status == Status.OK else EXIT_STATUS
 
 
-def _name(names: tuple[str, ...], value: int) -> str:
-    return names[value] if 0 <= value < len(names) else str(value)
+def named(fields: dict) -> dict:
+    """An answer's plain fields plus `status_name` and `decision_name` ('OK', 'GLOBAL')."""
+    from colvlm_msgs.constants import decision_name, status_name
+
+    fields['status_name'] = status_name(fields['status'])
+    fields['decision_name'] = decision_name(fields['decision'])
+    return fields
 
 
 def to_plain(message):

@@ -21,7 +21,6 @@ from collections import defaultdict
 import json
 import os
 from pathlib import Path
-import queue
 import random
 import subprocess
 import sys
@@ -56,48 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _colvlm(*args: str) -> list[str]:
     return [sys.executable, '-m', 'colvlm_bench.cli', *args]
-
-
-class _Child:
-    """A `colvlm` child process whose stderr is drained into a log file and watched."""
-
-    def __init__(self, name: str, args: list[str], env: dict, log: Path) -> None:
-        self.name = name
-        self.lines: queue.Queue[str] = queue.Queue()
-        self._log = log.open('w')
-        self.process = subprocess.Popen(_colvlm(*args), env=env, text=True,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.process.stderr:
-            self._log.write(line)
-            self._log.flush()
-            self.lines.put(line)
-
-    def wait_for(self, needle: str, timeout: float) -> bool:
-        """True once a stderr line holds `needle`; False if the process ends or time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if needle in self.lines.get(timeout=0.5):
-                    return True
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    return False
-        return False
-
-    def stop(self) -> int | None:
-        """SIGTERM (both nodes shut down cleanly on it), SIGKILL after 20 s; the exit code."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
 
 
 class DemoCamera:
@@ -143,10 +100,9 @@ class DemoCamera:
 
     def ask(self, question: str, stamp_ns: int, policy: str, timeout: float = 60.0) -> dict:
         """The answer as plain values, or a TIMEOUT status when none came."""
-        from colvlm_bench.ask_cli import to_plain
+        from colvlm_bench.ask_cli import named, to_plain
         from colvlm_msgs import stamps
         from colvlm_msgs.transport import ServiceTimeout
-        from colvlm_server.node import DECISION_NAMES, STATUS_NAMES
 
         self._queries += 1
         request = self._ask_type.Request()
@@ -155,14 +111,11 @@ class DemoCamera:
         stamps.fill(query.header.stamp, self.node.now_ns())
         stamps.fill(query.frame_stamp, stamp_ns)
         try:
-            fields = to_plain(self._client.call(request, timeout=timeout).answer)
+            return named(to_plain(self._client.call(request, timeout=timeout).answer))
         except ServiceTimeout as error:
             return {'answer': '', 'status_name': 'TIMEOUT', 'status_message': str(error),
                     'decision_name': 'NONE', 'uplink_bytes': 0, 'total_ms': timeout * 1e3,
                     'first_pass': {'min_entropy': float('nan')}, 'roi': {}}
-        fields['status_name'] = STATUS_NAMES[fields['status']]
-        fields['decision_name'] = DECISION_NAMES[fields['decision']]
-        return fields
 
     def close(self) -> None:
         self.node.shutdown()
@@ -175,6 +128,7 @@ def degraded(reply: dict) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
+    from colvlm_bench.processes import ChildFailed, ChildProcess
 
     if args.scenes < 1:
         print(f'colvlm demo: --scenes must be >= 1, got {args.scenes}', file=sys.stderr)
@@ -193,15 +147,18 @@ def run(args: argparse.Namespace) -> int:
           f'scene(s) in {scene_dir}; logs in {out}')
     # The demo asks three policies per question back to back, faster than a robot would:
     # the edge's crop rate limit (10 a second by default) is raised to match.
-    edge = _Child('edge', ['edge', '--namespace', NAMESPACE, '--source', f'topic:{CAMERA_TOPIC}',
-                           '-p', 'crop.max_requests=100'], dict(os.environ), out / 'edge.log')
-    server = _Child('server', ['server', '--namespace', NAMESPACE, '--model', args.model],
-                    dict(os.environ), out / 'server.log')
+    edge = ChildProcess(_colvlm('edge', '--namespace', NAMESPACE, '--source',
+                                f'topic:{CAMERA_TOPIC}', '-p', 'crop.max_requests=100'),
+                        dict(os.environ), log=out / 'edge.log', name='edge')
+    server = ChildProcess(_colvlm('server', '--namespace', NAMESPACE, '--model', args.model),
+                          dict(os.environ), log=out / 'server.log', name='server')
     camera = None
     answers: list[tuple] = []
     try:
         for child, timeout in ((edge, 30.0), (server, args.timeout)):
-            if not child.wait_for('ready', timeout):
+            try:
+                child.wait_for('ready', timeout)
+            except ChildFailed:
                 print(f'demo: the {child.name} did not start; see {out / (child.name + ".log")}',
                       file=sys.stderr)
                 return 2

@@ -9,100 +9,110 @@ select the network as for any ROS 2 node.
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 import threading
+import time
+
+CONFIG = 'config/edge.yaml'
+TOPIC_SOURCE_PREFIX = 'topic:'
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from colvlm_msgs.transport.entry import add_node_arguments
+
     parser.add_argument('--source', help="'synthetic', a folder, video, device index, URL, "
                         "rosbag2 path or topic:NAME (overrides source.uri)")
-    parser.add_argument('--config', help='parameter YAML (default: the shipped edge.yaml)')
-    parser.add_argument('--namespace', default='', help='camera namespace, e.g. cam0')
-    parser.add_argument('--transport', choices=('auto', 'ros', 'dds'), default=None,
-                        help='middleware backend (default: COLVLM_TRANSPORT or auto)')
-    parser.add_argument('-p', '--param', action='append', default=[], metavar='NAME=VALUE',
-                        help='override one parameter, value in YAML syntax; repeatable')
+    add_node_arguments(parser, CONFIG, 'camera namespace, e.g. cam0')
 
 
 def run(args: argparse.Namespace) -> int:
-    from colvlm_edge.node import TOPIC_SOURCE_PREFIX, EdgeNode, run_source
+    from colvlm_msgs.transport.entry import run_node
+
+    return run_node('edge', args, CONFIG,
+                    {'source.uri': args.source} if args.source else {}, _start)
+
+
+def _start(node, overrides: dict):
+    """The configured edge, its frames flowing, logged ready; what stops it."""
+    from colvlm_edge.node import EdgeNode
     from colvlm_edge.parameters import EDGE_PARAMETERS, EdgeConfig
     from colvlm_edge.sources import open_source
     from colvlm_edge.token_encoder import load_token_encoder
-    from colvlm_msgs.params import parse_overrides
-    from colvlm_msgs.resources import find
-    from colvlm_msgs.transport import create_node
 
-    try:
-        overrides = parse_overrides(args.param)
-        if args.source:
-            overrides['source.uri'] = args.source
-        config_path = args.config or str(find('config/edge.yaml'))
-        node = create_node('edge', args.namespace, backend=args.transport,
-                           parameters_file=config_path)
-    except (ValueError, FileNotFoundError) as error:
-        print(f'colvlm edge: {error}', file=sys.stderr)
-        return 2
-    try:
-        config = EdgeConfig.from_values(node.declare_parameters(EDGE_PARAMETERS, overrides))
-        if config.source.startswith(TOPIC_SOURCE_PREFIX):
-            source = None
-        else:
-            source = open_source(config.source, frame_id=config.frame_id,
-                                 **_source_options(config))
-        tokens = None
-        if config.layers.enabled:
-            node.logger.info(f'loading the vision tower of {config.layers.model} '
-                             f'({config.layers.split}) for token layers')
-            tokens = load_token_encoder(config.layers)
-        scorer = None
-        if config.view.enabled:
-            node.logger.info(f'loading the vision tower of {config.view.model} and its view '
-                             'probe for colvlm/score_view')
-            scorer = _view_scorer(config, tokens)
-        edge = EdgeNode(node, config, tokens, scorer)
-    except (ValueError, FileNotFoundError) as error:
-        node.logger.error(str(error))
-        node.shutdown()
-        return 2
-    stop = threading.Event()
-    reader = None
+    config = EdgeConfig.from_values(node.declare_parameters(EDGE_PARAMETERS, overrides))
+    source = None
+    if not config.source.startswith(TOPIC_SOURCE_PREFIX):
+        source = open_source(config.source, frame_id=config.frame_id, **_source_options(config))
+    tokens = scorer = None
+    if config.layers.enabled:
+        node.logger.info(f'loading the vision tower of {config.layers.model} '
+                         f'({config.layers.split}) for token layers')
+        tokens = load_token_encoder(config.layers)
+    if config.view.enabled:
+        node.logger.info(f'loading the vision tower of {config.view.model} and its view '
+                         'probe for colvlm/score_view')
+        scorer = _view_scorer(config, tokens)
+    edge = EdgeNode(node, config, tokens, scorer)
+    stop_source = _feed(edge, source)
+    node.logger.info(_ready_line(node, edge))
+
+    def stop() -> None:
+        stop_source()  # no publishing while DDS tears down at exit
+        edge.log_status()  # the final counts, whatever the status period
+
+    return stop
+
+
+def _feed(edge, source):
+    """Frames into the edge: a subscription for a topic source, else a thread reading
+    `source` at source.fps. Returns what stops the feeding."""
+    config, node = edge.config, edge.node
     if source is None:
         topic = config.source[len(TOPIC_SOURCE_PREFIX):]
         msg_type = ('sensor_msgs/msg/CompressedImage' if topic.endswith('/compressed')
                     else 'sensor_msgs/msg/Image')
         node.create_subscription(msg_type, topic, edge.on_image_message, 'frames')
-    else:
-        edge.source = source
-        reader = threading.Thread(target=run_source, name='edge-source', daemon=True,
-                                  args=(edge, source, config.source_fps, stop))
-        reader.start()
-    layers = ''
-    if tokens is not None:
-        layers = (f'; token layers {tokens.codec.codec_id} ({config.layers.proactive} of '
-                  f'{tokens.codec.layer_count} sent with each frame) on '
-                  f'{node.resolve_name("colvlm/token_layers")}, serving '
-                  f'{node.resolve_name("colvlm/request_layers")}'
-                  + ('' if config.layers.send_global else ', no global images'))
-    if scorer is not None:
-        layers += f', view scores on {node.resolve_name("colvlm/score_view")}'
-    node.logger.info(f'ready: source {config.source}, publishing '
-                     f'{node.resolve_name("colvlm/global/compressed")} '
-                     f'({config.publish_mode}), serving {node.resolve_name("colvlm/crop_roi")}'
-                     f'{layers}')
-    # launch stops nodes with SIGINT, then SIGTERM: both end spin() and shut down cleanly,
-    # SIGINT also where it was ignored at start (a shell's background job, an init script).
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.default_int_handler)
-    try:
-        node.spin()
-    finally:
+        return lambda: None
+    edge.source = source
+    stop = threading.Event()
+    reader = threading.Thread(target=run_source, name='edge-source', daemon=True,
+                              args=(edge, source, config.source_fps, stop))
+    reader.start()
+
+    def stop_reading() -> None:
         stop.set()
-        if reader is not None:
-            reader.join(timeout=5.0)  # no publishing while DDS tears down at exit
-        edge.log_status()  # the final counts, whatever the status period
-    return 0
+        reader.join(timeout=5.0)
+
+    return stop_reading
+
+
+def run_source(edge, source, fps: float, stop: threading.Event) -> None:
+    """Feed a file/camera source to the edge at `fps` until it ends or `stop` is set."""
+    period = 1.0 / fps
+    next_time = time.monotonic()
+    for frame in source:
+        if stop.is_set():
+            break
+        edge.on_frame(frame)
+        next_time += period
+        if stop.wait(max(0.0, next_time - time.monotonic())):
+            break
+    edge.node.logger.info('source ended')
+
+
+def _ready_line(node, edge) -> str:
+    config, tokens = edge.config, edge.tokens
+    extra = ''
+    if tokens is not None:
+        extra = (f'; token layers {tokens.codec.codec_id} ({config.layers.proactive} of '
+                 f'{tokens.codec.layer_count} sent with each frame) on '
+                 f'{node.resolve_name("colvlm/token_layers")}, serving '
+                 f'{node.resolve_name("colvlm/request_layers")}'
+                 + ('' if config.layers.send_global else ', no global images'))
+    if edge.scorer is not None:
+        extra += f', view scores on {node.resolve_name("colvlm/score_view")}'
+    return (f'ready: source {config.source}, publishing '
+            f'{node.resolve_name("colvlm/global/compressed")} ({config.publish_mode}), '
+            f'serving {node.resolve_name("colvlm/crop_roi")}{extra}')
 
 
 def _view_scorer(config, tokens):
@@ -135,11 +145,6 @@ def _source_options(config) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """`ros2 run colvlm edge_node`: the `colvlm edge` verb; ROS arguments are left to rclpy."""
-    from colvlm_msgs.transport import without_ros_arguments
+    from colvlm_msgs.transport.entry import main as node_main
 
-    parser = argparse.ArgumentParser(prog='edge_node')
-    add_arguments(parser)
-    # rclpy reads --ros-args from sys.argv itself; its `-p` is not colvlm's --param.
-    args, _unknown = parser.parse_known_args(
-        without_ros_arguments(sys.argv[1:] if argv is None else argv))
-    return run(args)
+    return node_main('edge_node', add_arguments, run, argv)

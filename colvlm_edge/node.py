@@ -13,7 +13,6 @@ stop the node.
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 
@@ -23,31 +22,15 @@ from colvlm_edge.parameters import EdgeConfig
 from colvlm_edge.roi_crop import CropRejected, RateLimiter, crop_roi
 from colvlm_edge.sources import Frame, image_from_ros
 from colvlm_edge.token_encoder import LayerCache, LayerRequestError, TokenLayerEncoder
-from colvlm_edge.wire import fill_crop_response, global_frame_messages, token_layer_message
+from colvlm_edge.wire import (
+    UplinkCounter,
+    fill_crop_response,
+    global_frame_messages,
+    token_layer_message,
+)
 from colvlm_msgs import stamps
+from colvlm_msgs.constants import first_line
 from colvlm_msgs.transport.port import Node
-
-TOPIC_SOURCE_PREFIX = 'topic:'
-
-
-class UplinkCounter:
-    """Serialized bytes and messages sent, per kind ('global', 'crop', 'layers')."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.bytes: dict[str, int] = {}
-        self.messages: dict[str, int] = {}
-
-    def add(self, kind: str, size: int) -> None:
-        with self._lock:
-            self.bytes[kind] = self.bytes.get(kind, 0) + size
-            self.messages[kind] = self.messages.get(kind, 0) + 1
-
-    def summary(self) -> str:
-        with self._lock:
-            parts = [f'{kind} {self.messages[kind]} msgs {self.bytes[kind]} B'
-                     for kind in sorted(self.bytes)]
-        return ', '.join(parts) or 'nothing sent'
 
 
 class EdgeNode:
@@ -147,9 +130,7 @@ class EdgeNode:
         try:
             layers = self.tokens.encode(pixels)
         except Exception as error:  # the model failed on this frame: no layers, keep going
-            line = str(error).strip().splitlines()
-            self.node.logger.warning(f'frame {stamp_ns}: no token layers: '
-                                     f'{type(error).__name__}: {line[0] if line else ""}')
+            self.node.logger.warning(f'frame {stamp_ns}: no token layers: {first_line(error)}')
             return
         self.layer_cache.put(stamp_ns, layers, frame_id)
         for layer in layers[:self.config.layers.proactive]:
@@ -226,9 +207,8 @@ class EdgeNode:
         try:
             scored = self.scorer.score(newest.image, request.question, key=newest.stamp_ns)
         except Exception as error:  # the model failed on this frame: say so, keep serving
-            line = str(error).strip().splitlines()
-            response.status_message = (f'frame {newest.stamp_ns}: no score: '
-                                       f'{type(error).__name__}: {line[0] if line else ""}')
+            response.status_message = f'frame {newest.stamp_ns}: no score: {first_line(error)}'
+
             self.node.logger.warning(response.status_message)
             return response
         stamps.fill(response.frame_stamp, newest.stamp_ns)
@@ -247,16 +227,3 @@ class EdgeNode:
             f'{self.buffer.bytes} B, {self.buffer.evictions} evicted; dropped frames '
             f'{dropped}; crops refused {self.limiter.refused}')
 
-
-def run_source(edge: EdgeNode, source, fps: float, stop: threading.Event) -> None:
-    """Feed a file/camera source to the edge at `fps` until it ends or `stop` is set."""
-    period = 1.0 / fps
-    next_time = time.monotonic()
-    for frame in source:
-        if stop.is_set():
-            break
-        edge.on_frame(frame)
-        next_time += period
-        if stop.wait(max(0.0, next_time - time.monotonic())):
-            break
-    edge.node.logger.info('source ended')

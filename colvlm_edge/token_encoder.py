@@ -12,7 +12,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 import threading
-import time
 
 import numpy as np
 
@@ -45,19 +44,15 @@ class TokenLayersConfig:
 
 
 class TokenLayerEncoder:
-    """Pixels -> visual tokens -> all layers of one frame, with the tower's compute time."""
+    """Pixels -> visual tokens -> all layers of one frame."""
 
     def __init__(self, backend, codec: TokenCodec) -> None:
         self.backend, self.codec = backend, codec
-        self.last_encode_s = 0.0  # s, wall time of the last encode (tower + codec)
 
     def encode(self, pixels: np.ndarray) -> list[EncodedLayer]:
         """All layers of a global frame's pixels (h, w, 3) uint8 BGR, layer 0 first."""
-        started = time.perf_counter()
         tokens = self.backend.visual_tokens(pixels, self.codec.split)  # (N, D) float32
-        layers = self.codec.encode(tokens)
-        self.last_encode_s = time.perf_counter() - started
-        return layers
+        return self.codec.encode(tokens)
 
 
 def load_token_encoder(config: TokenLayersConfig) -> TokenLayerEncoder:

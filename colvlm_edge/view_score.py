@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig
+from colvlm_msgs.constants import first_line
 
 PROBE_FILE = 'view_probe.npz'
 SPLIT = 'tower'  # the probe reads the tower's tokens, before the projector
@@ -122,8 +123,7 @@ class ViewProbe:
                            tuple(str(c) for c in data['concepts'].reshape(-1)),
                            str(data['model']), str(data['metrics']))
         except (ValueError, OSError, EOFError) as error:
-            line = str(error).strip().splitlines()
-            raise ValueError(f'view probe {path}: {line[0] if line else type(error).__name__}'
+            raise ValueError(f'view probe {path}: {first_line(error, with_type=False)}'
                              ) from None
 
     def fit_record(self) -> dict:

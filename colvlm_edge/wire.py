@@ -1,4 +1,5 @@
-"""The edge's outgoing messages, built in one place for the node and for in-process use.
+"""The edge's outgoing messages, built in one place for the node and for in-process use, and
+the count of what it sent (`UplinkCounter`).
 
 `colvlm eval` runs an edge in the same process (no middleware) and must count the same
 serialized bytes the node sends, so both fill their messages here. Classes are passed in:
@@ -7,9 +8,12 @@ the node's transport supplies them, evaluation takes the `dds` ones.
 
 from __future__ import annotations
 
+import threading
+
 from colvlm_edge.global_encoder import EncodedGlobal
 from colvlm_edge.roi_crop import CropResult
 from colvlm_msgs import stamps
+from colvlm_msgs.geometry import fill_geometry_message, fill_roi
 from colvlm_msgs.token_codec import EncodedLayer
 
 
@@ -19,12 +23,7 @@ def global_frame_messages(image_type: type, geometry_type: type, encoded: Encode
     message = image_type(format=encoded.format, data=list(encoded.data))
     stamps.fill(message.header.stamp, stamp_ns)
     message.header.frame_id = frame_id
-    geometry = encoded.geometry
-    info = geometry_type(
-        original_width=geometry.original_width, original_height=geometry.original_height,
-        global_width=geometry.global_width, global_height=geometry.global_height,
-        preprocess=geometry.preprocess, scale_x=geometry.scale_x, scale_y=geometry.scale_y,
-        offset_x=geometry.offset_x, offset_y=geometry.offset_y)
+    info = fill_geometry_message(geometry_type(), encoded.geometry)
     info.header = message.header
     return message, info
 
@@ -39,8 +38,7 @@ def fill_crop_response(response, result: CropResult, stamp_ns: int, frame_id: st
     stamps.fill(response.image.header.stamp, stamp_ns)
     response.image.header.frame_id = frame_id
     x, y, w, h = result.applied_box
-    response.applied_roi.x_offset, response.applied_roi.y_offset = x, y
-    response.applied_roi.width, response.applied_roi.height = w, h
+    fill_roi(response.applied_roi, x, y, x + w, y + h)
     response.original_width, response.original_height = result.original_size
     return response
 
@@ -55,3 +53,23 @@ def token_layer_message(layer_type: type, layer: EncodedLayer, stamp_ns: int, fr
     stamps.fill(message.header.stamp, stamp_ns)
     message.header.frame_id = frame_id
     return message
+
+
+class UplinkCounter:
+    """Serialized bytes and messages sent, per kind ('global', 'crop', 'layers')."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.bytes: dict[str, int] = {}
+        self.messages: dict[str, int] = {}
+
+    def add(self, kind: str, size: int) -> None:
+        with self._lock:
+            self.bytes[kind] = self.bytes.get(kind, 0) + size
+            self.messages[kind] = self.messages.get(kind, 0) + 1
+
+    def summary(self) -> str:
+        with self._lock:
+            parts = [f'{kind} {self.messages[kind]} msgs {self.bytes[kind]} B'
+                     for kind in sorted(self.bytes)]
+        return ', '.join(parts) or 'nothing sent'

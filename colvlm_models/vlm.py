@@ -35,6 +35,7 @@ from colvlm_models.accelerate import (
     quantize_int8,
     select_image_positions,
 )
+from colvlm_msgs.constants import first_line
 
 LOG = logging.getLogger('colvlm.vlm')
 DTYPES = ('float32', 'float16', 'bfloat16')
@@ -87,9 +88,11 @@ class VlmBackend(ABC):
 
     @abstractmethod
     def generate(self, images: Sequence[np.ndarray], question: str, *,
-                 attention_layer: int | None = None) -> Generation:
-        """Answer `question` about `images` (global first); with `attention_layer`, also
-        return the last input position's attention to image 0 at that 0-based layer."""
+                 attention_layer: int | None = None,
+                 max_new_tokens: int | None = None) -> Generation:
+        """Answer `question` about `images` (global first) in at most `max_new_tokens`
+        tokens (None: the backend's own limit); with `attention_layer`, also return the last
+        input position's attention to image 0 at that 0-based layer."""
 
     @abstractmethod
     def image_attention(self, image: np.ndarray, prompt: str, layer: int) -> np.ndarray:
@@ -149,7 +152,7 @@ class TransformersVlm(VlmBackend):
                 path, dtype=getattr(torch, dtype),
                 attn_implementation='eager' if attention else 'sdpa').to(self.device).eval()
         except (OSError, ValueError, KeyError, RuntimeError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            first = first_line(error, with_type=False)
             raise ModelLoadError(f'cannot load model {model!r} ({path}): {first}') from None
         self.tokenizer = getattr(self.processor, 'tokenizer', self.processor)
         self.max_new_tokens = max_new_tokens
@@ -202,7 +205,7 @@ class TransformersVlm(VlmBackend):
                 draft = AutoModelForCausalLM.from_pretrained(
                     draft_path, dtype=getattr(torch, dtype), attn_implementation='sdpa')
         except (OSError, ValueError, KeyError, RuntimeError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            first = first_line(error, with_type=False)
             raise ModelLoadError(f'cannot load decode.draft_model {draft_path!r}: '
                                  f'{first}') from None
         ours, theirs = self.model.config.get_text_config(), draft.config.get_text_config()
@@ -372,9 +375,11 @@ class TransformersVlm(VlmBackend):
 
     # -- VlmBackend -------------------------------------------------------------------------
     def generate(self, images: Sequence[np.ndarray], question: str, *,
-                 attention_layer: int | None = None) -> Generation:
+                 attention_layer: int | None = None,
+                 max_new_tokens: int | None = None) -> Generation:
+        limit = max_new_tokens or self.max_new_tokens  # per call: the backend is shared
         if self.acceleration.custom_decode:
-            return self._generate_accelerated(images, question, attention_layer)
+            return self._generate_accelerated(images, question, attention_layer, limit)
         torch = self._torch
         with torch.inference_mode():
             if any(isinstance(image, VisualTokens) for image in images):
@@ -387,7 +392,7 @@ class TransformersVlm(VlmBackend):
                 started = time.perf_counter()
             input_ids = inputs['input_ids']
             output = self.model.generate(
-                **inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                **inputs, max_new_tokens=limit, do_sample=False,
                 output_logits=True, output_attentions=attention_layer is not None,
                 return_dict_in_generate=True, pad_token_id=self.tokenizer.pad_token_id)
         seconds = time.perf_counter() - started
@@ -469,7 +474,7 @@ class TransformersVlm(VlmBackend):
 
     # -- accelerated generation -------------------------------------------------------------
     def _generate_accelerated(self, images: Sequence, question: str,
-                              attention_layer: int | None) -> Generation:
+                              attention_layer: int | None, limit: int) -> Generation:
         """generate() with token selection and/or speculative decoding: the same greedy
         answer contract, from the prompt's embeddings, through accelerate.greedy_decode."""
         torch = self._torch
@@ -498,7 +503,7 @@ class TransformersVlm(VlmBackend):
             if acc.speculative == 'prompt_lookup':
                 context = input_ids[0][input_ids[0] != self.image_token_id].tolist()
             decoded = greedy_decode(
-                self.model, embeds, kept[None], max_new_tokens=self.max_new_tokens,
+                self.model, embeds, kept[None], max_new_tokens=limit,
                 eos=self._eos(), context=context,
                 draft=DraftProposer(self._draft) if self._draft is not None else None,
                 draft_tokens=acc.draft_tokens, output_attentions=attention_layer is not None)

@@ -2,14 +2,15 @@
 
 The edge shrinks each original to the server model's encoder input by one of three
 preprocessings; the server finds regions on the global frame and asks for crops in original
-pixels. Both ends use this one description, so a box survives the round trip exactly. It
-knows nothing about codecs or transports.
+pixels. Both ends use this one description, so a box survives the round trip exactly. The
+conversions to and from messages (colvlm/msg/FrameGeometry, sensor_msgs/RegionOfInterest)
+live here too, reading fields by name so any backend's classes do; it knows nothing about
+codecs or transports.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-import math
 
 PREPROCESS_MODES = ('pad', 'center_crop', 'resize')
 
@@ -38,11 +39,6 @@ class Box:
     def intersection(self, other: Box) -> Box:
         return Box(max(self.x0, other.x0), max(self.y0, other.y0),
                    min(self.x1, other.x1), min(self.y1, other.y1))
-
-    def rounded_out(self) -> Box:
-        """The smallest integer box containing this one."""
-        return Box(math.floor(self.x0), math.floor(self.y0),
-                   math.ceil(self.x1), math.ceil(self.y1))
 
 
 @dataclass(frozen=True)
@@ -106,3 +102,31 @@ class GlobalGeometry:
 
     def original_box(self) -> Box:
         return Box(0.0, 0.0, float(self.original_width), float(self.original_height))
+
+
+_GEOMETRY_FIELDS = ('original_width', 'original_height', 'global_width', 'global_height',
+                    'preprocess', 'scale_x', 'scale_y', 'offset_x', 'offset_y')
+
+
+def geometry_from_message(message) -> GlobalGeometry:
+    """The GlobalGeometry a colvlm/msg/FrameGeometry carries."""
+    return GlobalGeometry(*(getattr(message, name) for name in _GEOMETRY_FIELDS))
+
+
+def fill_geometry_message(message, geometry: GlobalGeometry):
+    """`message` (a colvlm/msg/FrameGeometry) carrying `geometry`; returns `message`."""
+    for name in _GEOMETRY_FIELDS:
+        setattr(message, name, getattr(geometry, name))
+    return message
+
+
+def fill_roi(roi, x0: float, y0: float, x1: float, y1: float):
+    """`roi` (a sensor_msgs/RegionOfInterest) set to box edges in px; returns `roi`."""
+    roi.x_offset, roi.y_offset = int(x0), int(y0)
+    roi.width, roi.height = max(0, int(x1) - int(x0)), max(0, int(y1) - int(y0))
+    return roi
+
+
+def roi_box(roi) -> Box:
+    """The Box a sensor_msgs/RegionOfInterest covers."""
+    return Box(roi.x_offset, roi.y_offset, roi.x_offset + roi.width, roi.y_offset + roi.height)

@@ -14,12 +14,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-CODECS = ('jpeg', 'webp', 'png')
-
-QUALITY_RANGES = {'jpeg': (1, 100), 'webp': (1, 100), 'png': (0, 9)}
-
-# cv2.imencode wants a file extension; image_transport wants the codec name.
-_EXTENSIONS = {'jpeg': '.jpg', 'webp': '.webp', 'png': '.png'}
+# Everything known per codec, in one place: the file extension cv2.imencode wants (image
+# transport wants the codec name), its quality flag and the quality range.
+_TABLE = {
+    'jpeg': ('.jpg', cv2.IMWRITE_JPEG_QUALITY, (1, 100)),
+    'webp': ('.webp', cv2.IMWRITE_WEBP_QUALITY, (1, 100)),
+    'png': ('.png', cv2.IMWRITE_PNG_COMPRESSION, (0, 9)),
+}
+CODECS = tuple(_TABLE)
+QUALITY_RANGES = {codec: quality for codec, (_, _, quality) in _TABLE.items()}
 
 
 class ImageDecodeError(ValueError):
@@ -44,14 +47,6 @@ def check_quality(codec: str, quality: int, name: str = 'quality') -> int:
     return int(quality)
 
 
-def _encode_params(codec: str, quality: int) -> list[int]:
-    if codec == 'jpeg':
-        return [cv2.IMWRITE_JPEG_QUALITY, quality]
-    if codec == 'webp':
-        return [cv2.IMWRITE_WEBP_QUALITY, quality]
-    return [cv2.IMWRITE_PNG_COMPRESSION, quality]
-
-
 def encode_image(image_bgr: np.ndarray, codec: str, quality: int) -> bytes:
     """Encode a (H, W, 3) uint8 BGR image into the bytes of a jpeg, webp or png file."""
     quality = check_quality(codec, quality)
@@ -62,7 +57,8 @@ def encode_image(image_bgr: np.ndarray, codec: str, quality: int) -> bytes:
         raise ValueError(f'image_bgr must be a (H, W, 3) uint8 array, got {shape} {dtype}')
     if image_bgr.shape[0] == 0 or image_bgr.shape[1] == 0:
         raise ValueError(f'image_bgr must not be empty, got shape {image_bgr.shape}')
-    ok, buffer = cv2.imencode(_EXTENSIONS[codec], image_bgr, _encode_params(codec, quality))
+    extension, quality_flag, _ = _TABLE[codec]
+    ok, buffer = cv2.imencode(extension, image_bgr, [quality_flag, quality])
     if not ok:
         raise RuntimeError(f'cv2.imencode failed for codec {codec!r}')
     return buffer.tobytes()

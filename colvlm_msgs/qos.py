@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from colvlm_msgs.constants import first_line
 from colvlm_msgs.resources import find
 
 RELIABILITY = ('reliable', 'best_effort')
@@ -79,7 +80,8 @@ def load_profiles(path: Path | None = None) -> dict[str, QosProfile]:
     try:
         document = yaml.safe_load(path.read_text(encoding='utf-8'))
     except yaml.YAMLError as error:
-        raise QosError(f'{path}: not valid YAML: {str(error).splitlines()[0]}') from None
+        raise QosError(f'{path}: not valid YAML: {first_line(error, with_type=False)}'
+                       ) from None
     return parse_profiles(document, str(path))
 
 

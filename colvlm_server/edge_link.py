@@ -12,7 +12,7 @@ import math
 import threading
 
 from colvlm_msgs import stamps
-from colvlm_msgs.geometry import Box, GlobalGeometry
+from colvlm_msgs.geometry import Box, GlobalGeometry, fill_roi, roi_box
 from colvlm_msgs.image_codec import ImageDecodeError, decode_image
 from colvlm_msgs.token_codec import EncodedLayer
 from colvlm_msgs.transport.port import Node, ServiceTimeout
@@ -150,18 +150,8 @@ class EdgeCropSource:
             image = decode_image(bytes(response.image.data))  # (h, w, 3) uint8 BGR
         except ImageDecodeError as error:
             raise CropUnavailable(f'undecodable crop: {error}') from None
-        roi = response.applied_roi
-        applied = Box(roi.x_offset, roi.y_offset, roi.x_offset + roi.width,
-                      roi.y_offset + roi.height)
-        return Crop(image, applied, self.node.serialized_size(response),
+        return Crop(image, roi_box(response.applied_roi), self.node.serialized_size(response),
                     self.node.serialized_size(request))
-
-
-def fill_roi(roi, x0: int, y0: int, x1: int, y1: int):
-    """A sensor_msgs/RegionOfInterest from box edges in px."""
-    roi.x_offset, roi.y_offset = int(x0), int(y0)
-    roi.width, roi.height = max(0, int(x1) - int(x0)), max(0, int(y1) - int(y0))
-    return roi
 
 
 class EdgeLayerSource:

@@ -138,6 +138,12 @@ class PipelineResult:
         return sum(p.flops for p in self.passes)
 
 
+def _limit(max_new_tokens: int) -> dict:
+    """generate()'s per-call token limit, passed only when set: backends (and test doubles)
+    that keep one limit need not know the argument."""
+    return {'max_new_tokens': int(max_new_tokens)} if max_new_tokens else {}
+
+
 def oracle_box(target: Box, geometry: GlobalGeometry, encoder_size: float) -> Box:
     """The ViCrop window a perfect locator would pick: the smallest scale holding the target,
     centred on it and shifted inside the original."""
@@ -187,19 +193,21 @@ class TwoStagePipeline:
         return measure(generation.logits, self.gate)
 
     def answer(self, question: str, frame: Frame, crops: CropSource, policy: Policy, *,
-               target: Box | None = None) -> PipelineResult:
+               target: Box | None = None, max_new_tokens: int = 0) -> PipelineResult:
+        """`max_new_tokens` limits this answer's passes (0: the backend's own limit)."""
         result = PipelineResult(global_bytes=frame.wire_bytes)
-        return self._run(self._answer, result, question, frame, crops, policy, target)
+        return self._run(self._answer, result, question, frame, crops, policy, target,
+                         _limit(max_new_tokens))
 
     def answer_layers(self, question: str, frame: LayeredFrame, layers: LayerSource,
                       policy: Policy, options: LayerOptions, *, crops: CropSource | None = None,
-                      target: Box | None = None) -> PipelineResult:
+                      target: Box | None = None, max_new_tokens: int = 0) -> PipelineResult:
         """Answer from `frame`'s token layers, asking `layers` for more while `policy` wants
         refinement; bad, missing or undecodable layers give status 'layers_unavailable'
         with an answer from the layers that were usable, if any."""
         result = PipelineResult(layer_bytes=frame.wire_bytes)
         return self._run(self._answer_layers, result, question, frame, layers, policy,
-                         options, crops, target)
+                         options, crops, target, _limit(max_new_tokens))
 
     @staticmethod
     def _run(body, result: PipelineResult, *args) -> PipelineResult:
@@ -212,9 +220,9 @@ class TwoStagePipeline:
         result.total_ms = (time.perf_counter() - started) * 1e3
         return result
 
-    def _answer(self, question, frame, crops, policy, target, result) -> None:
+    def _answer(self, question, frame, crops, policy, target, limit, result) -> None:
         first = self.backend.generate([frame.image], question,
-                                      attention_layer=self._first_layer)
+                                      attention_layer=self._first_layer, **limit)
         gate = self._gate(first)
         result.first = PassResult.of(first, gate)
         result.answer, result.decision = first.text, 'global'
@@ -222,10 +230,10 @@ class TwoStagePipeline:
         result.reason, result.refinement = decision.reason, decision.kind
         if decision.refine:
             result.second = self._refine_with_crops(question, decision, first, frame, crops,
-                                                    result)
+                                                    limit, result)
 
     def _refine_with_crops(self, question: str, decision: Decision, located_from: Generation,
-                           frame: Frame, crops: CropSource,
+                           frame: Frame, crops: CropSource, limit: dict,
                            result: PipelineResult) -> PassResult | None:
         """Fetch the crops `decision` calls for (the RoI from `located_from`'s attention)
         and answer from the frame and them; None, with the status set, when no crop came."""
@@ -245,7 +253,8 @@ class TwoStagePipeline:
         result.crop_bytes += sum(p.wire_bytes for p in pieces)
         result.downlink_bytes += sum(p.request_bytes for p in pieces)
         result.crop_boxes = [p.applied for p in pieces]
-        second = self.backend.generate([frame.image, *(p.image for p in pieces)], question)
+        second = self.backend.generate([frame.image, *(p.image for p in pieces)], question,
+                                       **limit)
         try:
             gate2 = self._gate(second)
         except GateError:
@@ -254,7 +263,7 @@ class TwoStagePipeline:
         return PassResult.of(second, gate2)
 
     def _answer_layers(self, question, frame: LayeredFrame, source: LayerSource, policy,
-                       options: LayerOptions, crops, target, result) -> None:
+                       options: LayerOptions, crops, target, limit, result) -> None:
         codec = options.codecs.get(frame.codec_id)
         if codec is None:
             known = ', '.join(options.codecs) or 'none (layers.codec)'
@@ -272,7 +281,7 @@ class TwoStagePipeline:
                     have = extend_from(codec, have, frame.layers)
                 tokens = VisualTokens(codec.decode(have), codec.split)
                 generation = self.backend.generate([tokens], question,
-                                                   attention_layer=self._first_layer)
+                                                   attention_layer=self._first_layer, **limit)
                 passes.append(PassResult.of(generation, self._gate(generation)))
                 result.answer = generation.text
                 result.decision = 'global' if len(passes) == 1 else 'token_layers'
@@ -290,7 +299,7 @@ class TwoStagePipeline:
                     held = Frame(tokens, frame.geometry, frame.stamp_ns, frame.camera)
                     crop_decision = Decision(True, 'crop', decision.reason)
                     cropped = self._refine_with_crops(question, crop_decision, generation,
-                                                      held, crops, result)
+                                                      held, crops, limit, result)
                     passes += [cropped] if cropped else []
                 break
         except LayersUnavailable as error:

@@ -43,7 +43,9 @@ def module_dds_env():
 
 
 def spawn(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
-    """Start `python args...` from the repository root with line-buffered text pipes."""
+    """Start `python args...` from the repository root with line-buffered text pipes: for
+    children spoken to over stdin/stdout (dds_peer.py). `colvlm` verbs watched through
+    their stderr: test/processes.py."""
     return subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1, **kwargs)
 

@@ -1,7 +1,8 @@
 """Create a node on the `ros` (rclpy) or `dds` (Cyclone DDS) backend.
 
 `auto` picks `ros` when rclpy imports and `dds` otherwise; COLVLM_TRANSPORT=ros|dds|auto
-or the `backend` argument forces it.
+or the `backend` argument forces it. The third backend, `memory` (nodes of one process on a
+shared MemoryBus, for tests), is built directly: MemoryNode(name, namespace, bus=bus).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from colvlm_msgs.transport.port import (  # noqa: F401 (the port's public names)
     ServiceTimeout,
     Subscription,
     Timer,
-    TransportError,
 )
 
 BACKENDS = ('auto', 'ros', 'dds')

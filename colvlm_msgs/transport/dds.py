@@ -336,6 +336,7 @@ class DdsNode(port.Node):
         self._types = default_typesupport()
         self._stop = threading.Event()
         self._readers: list[_ReaderThread] = []
+        self._timers: list[DdsTimer] = []
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f'{name}-service')
 
     # Types and names
@@ -449,7 +450,8 @@ class DdsNode(port.Node):
         return DdsClient(self, self._types.service(srv_type), self.resolve_name(name))
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> port.Timer:
-        return DdsTimer(period_s, callback, self.logger, self._stop)
+        self._timers.append(DdsTimer(period_s, callback, self.logger, self._stop))
+        return self._timers[-1]
 
     def declare_parameters(self, table: ParameterTable, overrides: dict | None = None) -> dict:
         return table.load(self.parameters_file, self.name, overrides)
@@ -468,6 +470,8 @@ class DdsNode(port.Node):
         if self._stop.is_set():
             return
         self._stop.set()
+        for timer in self._timers:  # their threads end now, not a period later
+            timer.cancel()
         for reader in self._readers:
             reader.join(timeout=2 * _POLL_S + 1)
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,11 +1,12 @@
 """The transport port: the little a colvlm node needs from a middleware.
 
-Node logic is written against `Node` and never imports rclpy or cyclonedds. Two backends
-implement it: `ros` (rclpy) and `dds` (Cyclone DDS speaking rmw_cyclonedds' wire).
-Threading contract, the same on both: callbacks may run on threads other than the caller's
-and concurrently with each other; a service handler may block (for example on a client call
-to another node); `Client.call` blocks its caller and must not be called from a
-subscription callback that the reply depends on.
+Node logic is written against `Node` and never imports rclpy or cyclonedds. Three backends
+implement it: `ros` (rclpy), `dds` (Cyclone DDS speaking rmw_cyclonedds' wire) and `memory`
+(nodes of one process on a shared bus, for tests). Threading contract, the same on all:
+callbacks may run on threads other than the caller's and concurrently with each other (one
+subscription's callbacks in order, one at a time); a service handler may block (for example
+on a client call to another node); `Client.call` blocks its caller and must not be called
+from a subscription callback that the reply depends on.
 """
 
 from __future__ import annotations
@@ -17,10 +18,6 @@ import time
 
 from colvlm_msgs.params import ParameterTable
 from colvlm_msgs.qos import QosProfile
-
-
-class TransportError(RuntimeError):
-    """The middleware refused an operation (bad name, type, QoS, or a closed node)."""
 
 
 class ServiceTimeout(TimeoutError):
@@ -67,7 +64,7 @@ class Timer(abc.ABC):
 class Node(abc.ABC):
     """One named node in a namespace; owns its endpoints and timers."""
 
-    backend: str                            # 'ros' | 'dds'
+    backend: str                            # 'ros' | 'dds' | 'memory'
     name: str
     namespace: str                          # '/' or '/a/b'
     logger: logging.Logger

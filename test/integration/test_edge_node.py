@@ -1,4 +1,7 @@
-"""The edge as its own process over real DDS: global frames out, crops served by stamp."""
+"""The edge as its own process over real DDS, end to end: global frames from a folder out,
+exact crops served by stamp, refusals, the rate limit, a corrupt file counted, a clean stop on
+SIGINT; bad configuration stops start-up with one line. Publish modes, the buffer and crop
+errors in detail are tested on the in-memory transport in test/unit/test_edge_node.py."""
 
 from __future__ import annotations
 
@@ -6,9 +9,9 @@ import queue
 import signal
 import time
 
-from conftest import spawn
 import cv2
 import numpy as np
+from processes import colvlm
 import pytest
 
 from colvlm_msgs import stamps
@@ -37,13 +40,12 @@ def originals(tmp_path):
 @pytest.fixture
 def edge_process(originals, dds_env):
     folder, _ = originals
-    process = spawn(['-m', 'colvlm_bench.cli', 'edge', '--source', str(folder),
-                     '--namespace', 'cam0', '-p', 'source.loop=true', '-p', 'source.fps=10',
+    process = colvlm('edge', '--source', str(folder), '--namespace', 'cam0',
+                     '-p', 'source.loop=true', '-p', 'source.fps=10',
                      '-p', 'crop.max_requests=12', '-p', 'crop.window_s=600',
-                     '-p', 'status.period_s=0.5'], dds_env)
+                     '-p', 'status.period_s=0.5', env=dds_env)
     yield process
-    if process.poll() is None:
-        process.kill()
+    process.kill()
 
 
 def first(received: queue.Queue, predicate=lambda m: True):
@@ -123,10 +125,8 @@ def test_edge_publishes_global_frames_and_serves_exact_crops(originals, edge_pro
         assert decode_image(bytes(later.data)).shape == (128, 128, 3)
     finally:
         client.shutdown()
-    edge_process.send_signal(signal.SIGINT)
-    # communicate() drains both pipes while it waits: a full pipe would block the child.
-    _, log = edge_process.communicate(timeout=TIMEOUT_S)
-    assert edge_process.returncode == 0, log[-2000:]
+    assert edge_process.stop(signal.SIGINT, TIMEOUT_S) == 0, edge_process.tail()
+    log = edge_process.text()
     assert '0_corrupt.png' in log                      # one line naming the bad file
     assert 'dropped frames 1;' in log.splitlines()[-1]  # counted in the final status line
     assert 'crops refused 2' in log and 'uplink: crop ' in log and ', global ' in log
@@ -142,88 +142,10 @@ def test_edge_publishes_global_frames_and_serves_exact_crops(originals, edge_pro
 ])
 def test_bad_configuration_stops_start_up_with_one_line(dds_env, flag, culprit):
     flags = [item for pair in flag.split() for item in ('-p', pair)]
-    process = spawn(['-m', 'colvlm_bench.cli', 'edge', '--source', 'synthetic', *flags],
-                    dds_env)
-    _, stderr = process.communicate(timeout=TIMEOUT_S)
-    assert process.returncode == 2
+    process = colvlm('edge', '--source', 'synthetic', *flags, env=dds_env)
+    assert process.process.wait(timeout=TIMEOUT_S) == 2
+    process.stop()
+    stderr = process.text()
     errors = [line for line in stderr.splitlines() if '[ERROR]' in line]
     assert len(errors) == 1 and culprit in errors[0], stderr
     assert 'Traceback' not in stderr
-
-
-def test_on_request_mode_publishes_only_when_asked(originals, dds_env):
-    folder, images = originals
-    process = spawn(['-m', 'colvlm_bench.cli', 'edge', '--source', str(folder),
-                     '--namespace', 'cam1', '-p', 'publish.mode=on_request',
-                     '-p', 'source.fps=20'], dds_env)
-    client = create_node('on_request_client', 'cam1')
-    try:
-        frames = queue.Queue()
-        client.create_subscription('sensor_msgs/msg/CompressedImage', 'colvlm/global/compressed',
-                                   frames.put, 'frames')
-        service = client.create_client('colvlm/srv/RequestFrame', 'colvlm/request_frame')
-        request_type = client.service_type('colvlm/srv/RequestFrame').Request
-        response = service.call(request_type(), timeout=TIMEOUT_S)
-        while not response.success:   # the source may not have produced a frame yet
-            time.sleep(0.1)
-            response = service.call(request_type(), timeout=TIMEOUT_S)
-        asked = stamps.to_ns(response.frame_stamp)
-        frame = first(frames, lambda f: stamps.to_ns(f.header.stamp) == asked)
-        assert decode_image(bytes(frame.data)).shape == (128, 128, 3)
-        # Nothing newer than the last frame of a finished, non-looping source.
-        time.sleep(0.5)
-        while not frames.empty():
-            frames.get()
-        latest = service.call(request_type(), timeout=TIMEOUT_S)
-        again = request_type()
-        again.newer_than = latest.frame_stamp
-        refused = service.call(again, timeout=TIMEOUT_S)
-        assert not refused.success and 'no frame newer' in refused.status_message
-        time.sleep(0.5)
-        published = []
-        while not frames.empty():
-            published.append(stamps.to_ns(frames.get().header.stamp))
-        assert published in ([], [stamps.to_ns(latest.frame_stamp)])  # only what was asked
-    finally:
-        client.shutdown()
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=TIMEOUT_S)
-
-
-def test_the_buffer_keeps_published_originals_not_every_camera_frame(originals, dds_env):
-    """20 camera frames a second, 2 published, 2 kept: a published frame can still be
-    cropped after many camera frames, and is gone once two newer ones were published."""
-    folder, _ = originals
-    process = spawn(['-m', 'colvlm_bench.cli', 'edge', '--source', str(folder),
-                     '--namespace', 'cam2', '-p', 'source.loop=true', '-p', 'source.fps=20',
-                     '-p', 'publish.mode=rate', '-p', 'publish.rate_hz=2',
-                     '-p', 'buffer.max_frames=2'], dds_env)
-    client = create_node('buffer_client', 'cam2')
-    try:
-        geometries = queue.Queue()
-        client.create_subscription('colvlm/msg/FrameGeometry', 'colvlm/global/geometry',
-                                   geometries.put, 'frame_info')
-        service = client.create_client('colvlm/srv/CropRoi', 'colvlm/crop_roi')
-        crop = client.service_type('colvlm/srv/CropRoi')
-
-        def ask(stamp_ns: int):
-            request = crop.Request(output_width=32, output_height=32)
-            stamps.fill(request.frame_stamp, stamp_ns)
-            request.roi.width, request.roi.height = 64, 64
-            return service.call(request, timeout=TIMEOUT_S)
-
-        stamp_ns = stamps.to_ns(first(geometries).header.stamp)
-        time.sleep(0.3)  # about 6 camera frames, no newer published one yet
-        kept = ask(stamp_ns)
-        assert kept.success, kept.status_message
-        newer = [stamps.to_ns(first(geometries, lambda g: stamps.to_ns(g.header.stamp)
-                                    > stamp_ns).header.stamp)]
-        newer.append(stamps.to_ns(first(geometries, lambda g: stamps.to_ns(g.header.stamp)
-                                        > newer[0]).header.stamp))
-        gone = ask(stamp_ns)
-        assert not gone.success and 'evicted' in gone.status_message, gone.status_message
-        assert ask(newer[-1]).success
-    finally:
-        client.shutdown()
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=TIMEOUT_S)

@@ -1,21 +1,14 @@
 """Token layers on the bundled model: visual tokens stand in for pixels, the shipped codec
 refines real tokens layer by layer, `colvlm eval --policy layers` asks for layers only when
-unsure, and an edge and a server as two processes over real DDS, where the server asks the
-edge's `colvlm/request_layers` for more layers, gets bad layers reported, and keeps serving
-after the edge is gone.
+unsure. The edge and the server exchanging layers are tested over real DDS in
+test/integration/test_server_node.py, and in detail (bad layers, a lost edge) on the
+in-memory transport in test/unit/test_token_layers_node.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-import threading
-import uuid
-
-from conftest import module_dds_env, spawn
 import numpy as np
 import pytest
-from test_server_node import START_TIMEOUT_S, TIMEOUT_S, ProcessLog, stop
 
 from colvlm_bench.evaluate import Evaluator, FolderFrames, LayerSettings, wire_size
 from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
@@ -23,13 +16,11 @@ from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig
 from colvlm_edge.wire import token_layer_message
 from colvlm_models.tiny_vlm import bundled_model_path
 from colvlm_models.vlm import TransformersVlm, VisualTokens
-from colvlm_msgs import stamps
 from colvlm_msgs.token_codec import TokenCodec, cosine_similarity, payload_size
-from colvlm_msgs.transport import create_node
 from colvlm_server.gate import GateConfig
-from colvlm_server.node import DECISION_NAMES, STATUS_NAMES
 
 NAMESPACE = 'cam_layers'
+TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope='module')
@@ -113,154 +104,6 @@ def test_eval_refuses_a_codec_of_another_split(bundled, data):
     with pytest.raises(ValueError, match="fitted at split 'projector', not 'tower'"):
         evaluator.enable_layers('bundled', LayerSettings(split='tower'),
                                 str(bundled_model_path() / 'token_codec_projector.npz'))
-
-
-# -- two processes over DDS ----------------------------------------------------------------
-@pytest.fixture(scope='module')
-def env():
-    with module_dds_env() as env:
-        yield env
-
-
-@pytest.fixture(scope='module')
-def edge(env):
-    process = spawn(['-m', 'colvlm_bench.cli', 'edge', '--namespace', NAMESPACE,
-                     '--source', 'synthetic', '-p', 'publish.mode=rate',
-                     '-p', 'publish.rate_hz=2.0', '-p', 'layers.enabled=true',
-                     '-p', 'layers.proactive=1'], env)
-    log = ProcessLog(process)
-    log.wait_for(r'\bready: .*token layers pca4-tower', START_TIMEOUT_S)
-    yield process, log
-    stop(process)
-
-
-@pytest.fixture(scope='module')
-def server(env, edge):
-    # Threshold 0: every answer with any doubt asks for more layers.
-    process = spawn(['-m', 'colvlm_bench.cli', 'server', '--namespace', NAMESPACE,
-                     '-p', 'policy=layers', '-p', 'gate.threshold=0.0',
-                     '-p', 'frame.max_age_s=0.0', '-p', 'layers.timeout_s=1.0'], env)
-    log = ProcessLog(process)
-    log.wait_for(r'\bready: model', START_TIMEOUT_S)
-    yield log
-    stop(process)
-
-
-class LayerClient:
-    """Asks the server; sees the layers the edge sends unasked; can send layers itself."""
-
-    def __init__(self):
-        self.node = create_node(f'test_layers_{uuid.uuid4().hex[:6]}', NAMESPACE)
-        self.sent: dict[int, int] = {}  # stamp -> serialized bytes of the layers sent unasked
-        self.ours: set[int] = set()  # stamps of the layers this client published
-        self._seen = threading.Condition()
-        self.node.create_subscription('colvlm/msg/TokenLayer', 'colvlm/token_layers',
-                                      self._on_layer, 'token_layers')
-        self.layer_type = self.node.message_type('colvlm/msg/TokenLayer')
-        self.publisher = self.node.create_publisher('colvlm/msg/TokenLayer',
-                                                    'colvlm/token_layers', 'token_layers')
-        self.ask_type = self.node.service_type('colvlm/srv/Ask')
-        self._ask = self.node.create_client('colvlm/srv/Ask', 'colvlm/ask')
-
-    def _on_layer(self, message) -> None:
-        with self._seen:
-            stamp = stamps.to_ns(message.header.stamp)
-            self.sent[stamp] = self.sent.get(stamp, 0) + self.node.serialized_size(message)
-            self._seen.notify_all()
-
-    def edge_stamps(self) -> list[int]:
-        with self._seen:
-            return sorted(s for s in self.sent if s not in self.ours)
-
-    def wait_for_layers(self, frames: int = 2) -> int:
-        """The stamp of the edge's newest frame but one, once `frames` have been seen (the
-        server, a subscriber like this client, holds it too by then)."""
-        with self._seen:
-            assert self._seen.wait_for(lambda: len(self.edge_stamps()) >= frames, TIMEOUT_S)
-        return self.edge_stamps()[-2]
-
-    def publish(self, message) -> None:
-        self.ours.add(stamps.to_ns(message.header.stamp))
-        self.publisher.publish(message)
-
-    def ask(self, stamp_ns: int, question='What is written on the red sign?'):
-        request = self.ask_type.Request()
-        request.query.query_id = uuid.uuid4().hex[:8]
-        request.query.question = question
-        request.query.policy = 'layers'
-        stamps.fill(request.query.frame_stamp, stamp_ns)
-        answer = self._ask.call(request, timeout=TIMEOUT_S).answer
-        assert answer.query_id == request.query.query_id
-        return answer
-
-
-@pytest.fixture(scope='module')
-def client(server):
-    client = LayerClient()
-    yield client
-    client.node.shutdown()
-
-
-def test_the_server_asks_the_edge_for_more_layers(client):
-    stamp = client.wait_for_layers()
-    shipped = codec()
-    answer = client.ask(stamp)
-    assert STATUS_NAMES[answer.status] == 'OK', answer.status_message
-    assert answer.answer and answer.policy == 'layers'
-    assert stamps.to_ns(answer.frame_stamp) == stamp
-    if DECISION_NAMES[answer.decision] == 'GLOBAL':
-        pytest.fail(f'layer 0 was enough at threshold 0: {answer.status_message}')
-    assert DECISION_NAMES[answer.decision] == 'TOKEN_LAYERS'
-    assert answer.second_pass.ran and f'layers 0..3 of {shipped.layer_count}' in \
-        answer.status_message
-    # The layer sent unasked, then replies carrying layers 1..3.
-    payload_rest = sum(payload_size(64 * c, b) for c, b in
-                       zip(shipped.layer_coefficients[1:], shipped.layer_bits[1:], strict=True))
-    assert answer.uplink_layer_bytes > client.sent[stamp] + payload_rest
-    assert answer.uplink_global_bytes == answer.uplink_crop_bytes == 0
-    assert answer.uplink_bytes == answer.uplink_layer_bytes and answer.downlink_bytes > 0
-
-
-def _bad_layer(client, stamp_ns: int, **changes):
-    good = codec().encode(np.zeros((64, 128), np.float32))[0]
-    return token_layer_message(client.layer_type, dataclasses.replace(good, **changes),
-                               stamp_ns, 'camera')
-
-
-_OWN_STAMPS = itertools.count(1_000_000_000, 1000)  # frames only the test sends
-
-
-@pytest.mark.parametrize('changes, expected', [
-    ({'codec_id': 'pca4-tower-128-000000000000'},
-     "codec_id 'pca4-tower-128-000000000000' is not one this server decodes"),
-    ({'payload': b'\x00' * 7}, 'layer 0 payload is 7 bytes, expected 256'),
-    ({'layer_index': 1, 'coefficient_count': 12, 'bits': 6, 'payload': b'\x00' * 576},
-     'layer 0 is missing'),
-])
-def test_bad_layers_are_reported_and_the_server_keeps_serving(client, changes, expected):
-    stamp = next(_OWN_STAMPS)
-    client.publish(_bad_layer(client, stamp, **changes))
-    for _ in range(50):  # until the server holds it: then it answers about that frame
-        answer = client.ask(stamp)
-        if STATUS_NAMES[answer.status] != 'NO_FRAME':
-            break
-        threading.Event().wait(0.1)
-    assert STATUS_NAMES[answer.status] == 'LAYERS_UNAVAILABLE', answer.status_message
-    assert expected in answer.status_message
-    assert '\n' not in answer.status_message
-    fine = client.ask(client.wait_for_layers())
-    assert STATUS_NAMES[fine.status] == 'OK', fine.status_message
-
-
-def test_a_lost_edge_leaves_the_answer_from_the_layers_that_came(client, edge):
-    stamp = client.wait_for_layers()
-    process, _ = edge
-    stop(process)
-    answer = client.ask(stamp)
-    assert STATUS_NAMES[answer.status] == 'LAYERS_UNAVAILABLE', answer.status_message
-    assert DECISION_NAMES[answer.decision] == 'FALLBACK' and answer.answer
-    assert 'layers unavailable' in answer.status_message
-    assert answer.uplink_layer_bytes == client.sent[stamp]
 
 
 def test_layer_messages_are_counted_as_the_edge_sends_them():

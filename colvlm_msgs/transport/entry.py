@@ -1,0 +1,77 @@
+"""The run skeleton both nodes' command lines share: a node from --config and -p, one line
+and exit status 2 for a bad start, SIGINT/SIGTERM ending the spin, a clean stop.
+
+`run_node` knows nothing of what a node does: the caller's `build(node, overrides)` declares
+the parameters and builds the node's logic (loading models first), returning a `stop()` to
+call once spinning ends; it raises ValueError, FileNotFoundError or RuntimeError for a bad
+start. `main` is what `ros2 run` calls: ROS arguments are left to rclpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+import signal
+import sys
+
+from colvlm_msgs.transport.port import Node
+
+# What a bad configuration, a missing file or a model that does not load raise at start-up.
+START_ERRORS = (ValueError, FileNotFoundError, RuntimeError)
+
+
+def add_node_arguments(parser: argparse.ArgumentParser, default_config: str,
+                       namespace_help: str) -> None:
+    """--config, --namespace, --transport and -p/--param, as both nodes take them."""
+    parser.add_argument('--config', help=f'parameter YAML (default: the shipped '
+                        f'{default_config})')
+    parser.add_argument('--namespace', default='', help=namespace_help)
+    parser.add_argument('--transport', choices=('auto', 'ros', 'dds'), default=None,
+                        help='middleware backend (default: COLVLM_TRANSPORT or auto)')
+    parser.add_argument('-p', '--param', action='append', default=[], metavar='NAME=VALUE',
+                        help='override one parameter, value in YAML syntax; repeatable')
+
+
+def run_node(verb: str, args: argparse.Namespace, default_config: str, overrides: dict,
+             build: Callable[[Node, dict], Callable[[], None]]) -> int:
+    """Create node `verb` (parameters from args.config or `default_config`, then -p, then
+    `overrides`), `build` it and spin until SIGINT/SIGTERM; the exit status."""
+    from colvlm_msgs.params import parse_overrides
+    from colvlm_msgs.resources import find
+    from colvlm_msgs.transport import create_node
+
+    try:
+        values = {**parse_overrides(args.param), **overrides}
+        config_path = args.config or str(find(default_config))
+        node = create_node(verb, args.namespace, backend=args.transport,
+                           parameters_file=config_path)
+    except (ValueError, FileNotFoundError) as error:
+        print(f'colvlm {verb}: {error}', file=sys.stderr)
+        return 2
+    try:
+        stop = build(node, values)
+    except START_ERRORS as error:
+        node.logger.error(str(error))
+        node.shutdown()
+        return 2
+    # launch stops nodes with SIGINT, then SIGTERM: both end spin() and shut down cleanly,
+    # SIGINT also where it was ignored at start (a shell's background job, an init script).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
+    try:
+        node.spin()
+    finally:
+        stop()
+    return 0
+
+
+def main(prog: str, add_arguments: Callable, run: Callable, argv: list[str] | None) -> int:
+    """Parse argv (sys.argv without its --ros-args part: rclpy reads that itself, and its
+    `-p` is not colvlm's --param) and run."""
+    from colvlm_msgs.transport import without_ros_arguments
+
+    parser = argparse.ArgumentParser(prog=prog)
+    add_arguments(parser)
+    args, _unknown = parser.parse_known_args(
+        without_ros_arguments(sys.argv[1:] if argv is None else argv))
+    return run(args)
