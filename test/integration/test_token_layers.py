@@ -1,7 +1,7 @@
 """Token layers on the bundled model: visual tokens stand in for pixels, the shipped codec
 refines real tokens layer by layer, `colvlm eval --policy layers` asks for layers only when
 unsure. The edge and the server exchanging layers are tested over real DDS in
-test/integration/test_server_node.py, and in detail (bad layers, a lost edge) on the
+test/integration/test_server_over_dds.py, and in detail (bad layers, a lost edge) on the
 in-memory transport in test/unit/test_token_layers_node.py.
 """
 

@@ -1,6 +1,6 @@
 """The edge node on the in-memory transport: when global frames go out, exact crops by stamp,
 refusals with one line, the rate limit, and every byte it sends counted (DDS end to end:
-test/integration/test_edge_node.py)."""
+test/integration/test_edge_over_dds.py)."""
 
 from __future__ import annotations
 

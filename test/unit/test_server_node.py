@@ -1,6 +1,6 @@
 """The server node on the in-memory transport, beside a real edge node: every query gets one
 Answer with the status the situation calls for (scripted model; DDS end to end is
-test/integration/test_server_node.py)."""
+test/integration/test_server_over_dds.py)."""
 
 from __future__ import annotations
 
