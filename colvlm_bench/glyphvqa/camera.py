@@ -23,8 +23,8 @@ from a clean scene by its blur alone: the sets of a robustness table. `severity`
 narrows each range of the factors on to its first, middle or last third (JPEG: the lowest
 qualities are the most severe) and picks harder fonts and backgrounds. Originals are drawn
 at 4:3, 16:9, 3:2, 5:4 or 1:1, within 640x480..1024x768. The evidence stays readable: text
-ink is 14-32 px tall and blur is capped at a tenth (defocus sigma) and a third (motion) of
-the smallest ink height; objects keep their boxes through the warp.
+ink is 14-32 px tall and blur is capped at 1/14 (defocus sigma) and 1/4 (motion) of the
+smallest ink height; objects keep their boxes through the warp.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import numpy as np
 
 from colvlm_bench.glyphvqa import optics
 from colvlm_bench.glyphvqa.clutter import draw_clutter, render_camera_background
-from colvlm_bench.glyphvqa.colors import COLOR_BANDS, band_distances, sample_color
+from colvlm_bench.glyphvqa.colors import band_mask, sample_color
 from colvlm_bench.glyphvqa.scene import (
     COLORS,
     MAX_SIZE,
@@ -88,16 +88,16 @@ class CameraStyle:
 
     factors: tuple[str, ...] = FACTORS  # the rest draw as the clean style
     color_jitter: float = 1.0  # share of a colour band's half-width a draw may stray, 0..1
-    white_balance: Range = (0.0, 0.08)  # per-channel gain deviation
+    white_balance: Range = (0.0, 0.06)  # per-channel gain deviation (hue moves <= 7 deg)
     illumination: Range = (0.0, 0.3)  # darkening depth of the gradient or shadow, 0..1
     backgrounds: tuple[str, ...] = BACKGROUNDS  # drawn with equal chance
     clutter_items: Range = (0, 200)  # strokes, lines and blobs per image
     fonts: tuple[int, ...] = HERSHEY_FONTS
     italic: float = 0.3  # chance of cv2.FONT_ITALIC
-    stroke: Range = (0.05, 0.14)  # stroke width / ink height
+    stroke: Range = (0.06, 0.15)  # stroke width / ink height
     text_rotation: Range = (0.0, 6.0)  # degrees, either way
     warp_degrees: Range = (0.0, 4.0)  # camera tilt, degrees
-    defocus: Range = (0.0, 1.4)  # Gaussian sigma, px (capped by the text height)
+    defocus: Range = (0.0, 1.5)  # Gaussian sigma, px (capped by the text height)
     motion: Range = (0.0, 5.0)  # smear length, px (capped by the text height)
     noise_sigma: Range = (0.0, 8.0)  # grey levels at mid grey
     jpeg_quality: Range = (40, 95)
@@ -132,17 +132,19 @@ class CameraStyle:
             return style
         if severity not in SEVERITIES:
             raise ValueError(f'severity must be one of {SEVERITIES}, got {severity!r}')
-        changes: dict = {'color_jitter': severity / 3.0, 'png': 0.0,
-                         'fonts': _FONT_LEVELS[severity - 1],
-                         'italic': _ITALIC_LEVELS[severity - 1],
-                         'backgrounds': _BACKGROUND_LEVELS[severity - 1]}
-        for names in _RANGED.values():
-            for name in names:
+        level = severity - 1
+        categorical = {'color': {'color_jitter': severity / 3.0}, 'jpeg': {'png': 0.0},
+                       'fonts': {'fonts': _FONT_LEVELS[level], 'italic': _ITALIC_LEVELS[level]},
+                       'clutter': {'backgrounds': _BACKGROUND_LEVELS[level]}}
+        changes: dict = {}
+        for factor in style.factors:
+            changes.update(categorical.get(factor, {}))
+            for name in _RANGED[factor]:
                 low, high = getattr(style, name)
-                k = 3 - severity if name == 'jpeg_quality' else severity - 1
-                changes[name] = (low + (high - low) * k / 3.0, low + (high - low) * (k + 1) / 3.0)
-        for name in ('jpeg_quality', 'clutter_items'):
-            changes[name] = tuple(int(round(v)) for v in changes[name])
+                k = 2 - level if name == 'jpeg_quality' else level  # low quality is severe
+                third = tuple(round(low + (high - low) * j / 3.0, 4) for j in (k, k + 1))
+                integer = name in ('jpeg_quality', 'clutter_items')
+                changes[name] = tuple(int(round(v)) for v in third) if integer else third
         return replace(style, **changes)
 
     def to_json(self) -> dict:
@@ -191,7 +193,7 @@ def render_camera_scene(rng: np.random.Generator, width: int | None, height: int
             fill_shape(image, shape, box, fill, cv2.LINE_AA)
             fill_shape(labels, shape, box, index, cv2.LINE_8)
             objects.append(SceneObject('shape', shape, name, None, box))
-    smallest_ink = min(s.alpha.shape[0] for s in signs)
+    smallest_ink = min(ink_height(s.alpha) for s in signs)
     image, objects, labels = _camera(rng, style, image, objects, labels, smallest_ink)
     return Scene(image=image, objects=tuple(objects), background=background, labels=labels)
 
@@ -271,10 +273,7 @@ def _background(rng, style: CameraStyle, height: int, width: int, boxes, color_n
 
 def _distinct(image: np.ndarray, box, name: str) -> bool:
     x0, y0, x1, y1 = box
-    distances = band_distances(image[y0:y1, x0:x1])
-    nearest = np.argmin(np.stack(list(distances.values())), axis=0)
-    own = (nearest == list(COLOR_BANDS).index(name)) & (distances[name] < 0.5)
-    return float(own.mean()) <= _SAME_COLOR_SHARE
+    return float(band_mask(image[y0:y1, x0:x1], name).mean()) <= _SAME_COLOR_SHARE
 
 
 def _camera(rng, style: CameraStyle, image, objects, labels, smallest_ink: int):
@@ -286,8 +285,8 @@ def _camera(rng, style: CameraStyle, image, objects, labels, smallest_ink: int):
     if 'warp' in on:
         image, objects, labels = _warp(rng, style, image, objects, labels)
     if 'blur' in on:
-        defocus = min(rng.uniform(*style.defocus), smallest_ink / 10.0)
-        motion = min(rng.uniform(*style.motion), smallest_ink / 3.0)
+        defocus = min(rng.uniform(*style.defocus), smallest_ink / 14.0)
+        motion = min(rng.uniform(*style.motion), smallest_ink / 4.0)
         image = optics.blur(rng, image, defocus, motion)
     if 'noise' in on:
         image = optics.sensor_noise(rng, image, rng.uniform(*style.noise_sigma))
@@ -305,8 +304,8 @@ def _warp(rng, style: CameraStyle, image, objects, labels):
         homography = optics.perspective(rng, width, height, degrees)
         moved = [_moved(obj, homography, width, height) for obj in objects]
         if all(obj is not None for obj in moved):
-            return (optics.apply_warp(image, homography, cv2.INTER_LINEAR), moved,
-                    optics.apply_warp(labels, homography, cv2.INTER_NEAREST))
+            return (optics.apply_warp(image, homography), moved,
+                    optics.warp_labels(labels, homography))
         degrees /= 2.0
     return image, objects, labels
 

@@ -3,7 +3,7 @@ tell which band a pixel is nearest to.
 
 A band is a hue interval (degrees, may wrap through 0), a saturation and a value interval
 (both in [0, 1]); white is the one band without a hue. Neighbouring hue bands leave margins
-of at least 14 degrees, so a white-balance shift and an illumination change (which leaves hue
+of at least 13 degrees, so a white-balance shift and an illumination change (which leaves hue
 and saturation alone) never carry a draw over to another name. This module knows colours,
 not scenes.
 """
@@ -27,17 +27,17 @@ class ColorBand(NamedTuple):
 # Every clean colour (scene.COLORS) lies inside its own band; the test checks it.
 COLOR_BANDS: dict[str, ColorBand] = {
     'red': ColorBand((-8.0, 8.0), (0.75, 1.0), (0.65, 1.0)),
-    'orange': ColorBand((22.0, 34.0), (0.8, 1.0), (0.8, 1.0)),
-    'yellow': ColorBand((50.0, 60.0), (0.7, 1.0), (0.8, 1.0)),
+    'orange': ColorBand((21.0, 34.0), (0.8, 1.0), (0.8, 1.0)),
+    'yellow': ColorBand((51.0, 61.0), (0.7, 1.0), (0.8, 1.0)),
     'green': ColorBand((100.0, 140.0), (0.6, 1.0), (0.45, 0.85)),
     'blue': ColorBand((215.0, 245.0), (0.75, 1.0), (0.6, 1.0)),
     'purple': ColorBand((280.0, 305.0), (0.6, 1.0), (0.45, 0.8)),
     'white': ColorBand(None, (0.0, 0.08), (0.88, 1.0)),
 }
 # How far a pixel may stray along each axis before the next band is as near: a hue step of
-# 30 degrees counts like a saturation step of 0.3 or a value step of 0.5 (value is what
-# lighting changes most, so it weighs least).
-_SCALES = (30.0, 0.3, 0.5)
+# 30 degrees counts like a saturation step of 0.3 or a value step of 2 (value is what
+# illumination changes, so it hardly tells names apart: a shaded orange is still orange).
+_SCALES = (30.0, 0.3, 2.0)
 
 
 def sample_color(rng: np.random.Generator, name: str, jitter: float) -> tuple[int, int, int]:
@@ -85,6 +85,20 @@ def nearest_color_map(bgr: np.ndarray) -> np.ndarray:
     """`(...)` int index into COLOR_BANDS of each pixel's nearest band."""
     distances = band_distances(bgr)
     return np.argmin(np.stack(list(distances.values())), axis=0)
+
+
+def band_mask(bgr: np.ndarray, name: str, slack: float = 0.1) -> np.ndarray:
+    """`(...)` bool: the pixels of `bgr` (..., 3) uint8 inside `name`'s band widened by `slack`
+    (of saturation and value, and 100x as many degrees of hue): what a viewer would call that
+    colour, value included."""
+    pixels = np.asarray(bgr, np.uint8).reshape(-1, 1, 3)  # (N, 1, 3)
+    hsv = cv2.cvtColor(pixels.astype(np.float32) / 255.0, cv2.COLOR_BGR2HSV)[:, 0]  # (N, 3)
+    band = COLOR_BANDS[name]
+    inside = ((_outside(hsv[:, 1], band.saturation) <= slack)
+              & (_outside(hsv[:, 2], band.value) <= slack))
+    if band.hue is not None:
+        inside &= _hue_outside(hsv[:, 0], band.hue) <= 100.0 * slack
+    return inside.reshape(np.shape(bgr)[:-1])
 
 
 def _draw(rng: np.random.Generator, interval: tuple[float, float], jitter: float) -> float:

@@ -65,11 +65,20 @@ def warp_box(homography: np.ndarray,
             float(moved[:, 1].max()))
 
 
-def apply_warp(image: np.ndarray, homography: np.ndarray, interpolation: int) -> np.ndarray:
-    """Warp `image` (colour or a label map) into its own frame; the edges reflect."""
+def apply_warp(image: np.ndarray, homography: np.ndarray) -> np.ndarray:
+    """Warp a colour image into its own frame, reflecting at the edges as if the scene went
+    on."""
     height, width = image.shape[:2]
-    return cv2.warpPerspective(image, homography, (width, height), flags=interpolation,
+    return cv2.warpPerspective(image, homography, (width, height), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REFLECT_101)
+
+
+def warp_labels(labels: np.ndarray, homography: np.ndarray) -> np.ndarray:
+    """Warp an `(H, W) int16` label map by nearest neighbour; what comes in from outside is
+    background (-1), never a reflected object."""
+    height, width = labels.shape
+    return cv2.warpPerspective(labels, homography, (width, height), flags=cv2.INTER_NEAREST,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
 
 
 def blur(rng: np.random.Generator, image: np.ndarray, defocus: float,
