@@ -3,9 +3,11 @@
 For every camera factor (colvlm_bench.glyphvqa.camera.FACTORS: color, clutter, fonts, warp,
 blur, noise, jpeg) and severity 1..3 this writes a Glyph-VQA set with that factor alone on,
 as `colvlm dataset glyphvqa OUT --style camera --factors F --severity S` does, plus two
-references: the clean style (severity 0) and the full camera style (every factor over its
-whole range). `colvlm eval`'s Evaluator then answers every set under the policies global,
-entropy (at the server's τ, config/server.yaml) and oracle, with one loaded model.
+references: 'clean' (severity 0: every factor off, the same scenes as the one-factor sets of
+the seed drawn as the clean style draws them, so each drop is the factor's alone) and
+'camera' (every factor over its whole range). `colvlm eval`'s Evaluator then answers every
+set under the policies global, entropy (at the server's τ, config/server.yaml) and oracle,
+with one loaded model.
 
 Writes into --out: robustness.json (every cell: factor, severity, policy, accuracy overall
 and by question kind, question count), robustness.csv (the same, one row per cell and
@@ -81,7 +83,7 @@ def cells(factors: list[str], severities: list[int]) -> list[tuple[str, int, obj
     """(factor, severity, style) of every set: clean first, each factor's severities, then
     the full camera style (severity 0 for both references)."""
     from colvlm_bench.glyphvqa.camera import CameraStyle
-    rows: list[tuple[str, int, object]] = [(CLEAN, 0, 'clean')]
+    rows: list[tuple[str, int, object]] = [(CLEAN, 0, CameraStyle.only([]))]
     rows += [(factor, severity, CameraStyle.only([factor], severity))
              for factor in factors for severity in severities]
     rows.append((FULL, 0, CameraStyle()))

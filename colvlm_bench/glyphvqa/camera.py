@@ -18,8 +18,11 @@ Every factor is a field of the frozen `CameraStyle`, with the range a scene draw
 | jpeg    | jpeg_quality, png                        | a JPEG round trip, or lossless        |
 
 A factor left out of `factors` draws as the clean style does (exact colours, muted procedural
-backgrounds, two fonts, no optics), so `CameraStyle.only(['blur'], severity=2)` differs
-from a clean scene by its blur alone: the sets of a robustness table. `severity` 1..3
+backgrounds, two fonts, no optics). Each factor draws from its own generator (split off the
+scene's), so the sets `CameraStyle.only(['blur'], 2)` and `CameraStyle.only([])` (every
+factor off: clean drawing, though not the clean style's bytes) of one seed hold the same
+scenes and differ by the blur alone: the paired sets of a robustness table (the fonts factor
+also moves the layout, as signs change size). `severity` 1..3
 narrows each range of the factors on to its first, middle or last third (JPEG: the lowest
 qualities are the most severe) and picks harder fonts and backgrounds. Originals are drawn
 at 4:3, 16:9, 3:2, 5:4 or 1:1, within 640x480..1024x768. The evidence stays readable: text
@@ -57,7 +60,6 @@ from colvlm_bench.glyphvqa.scene import (
     ink_color,
     ink_height,
     layout,
-    render_scene,
     text_alpha,
 )
 
@@ -166,20 +168,28 @@ def render_camera_scene(rng: np.random.Generator, width: int | None, height: int
                         style: CameraStyle) -> Scene:
     """Draw a scene in `style`; deterministic given the generator's state and the photos
     installed (clutter.available_photos)."""
-    if not style.factors:
-        return render_scene(rng, width, height)
-    width, height = _size(rng, width, height)
+    # One stream for the scene's content and one per factor, so that turning a factor on
+    # changes what it draws and nothing else.
+    seeds = rng.integers(0, 2**62, size=1 + len(FACTORS))
+    draws = {name: np.random.default_rng(int(seed))
+             for name, seed in zip(('scene', *FACTORS), seeds, strict=True)}
+    scene_rng = draws['scene']
+    width, height = _size(scene_rng, width, height)
     on = set(style.factors)
-    n_signs = int(rng.integers(SIGNS_PER_IMAGE[0], SIGNS_PER_IMAGE[1] + 1))
-    n_shapes = int(rng.integers(SHAPES_PER_IMAGE[0], SHAPES_PER_IMAGE[1] + 1))
-    color_names = [list(COLORS)[i] for i in rng.permutation(len(COLORS))[:n_signs + n_shapes]]
-    shape_types = [SHAPES[i] for i in rng.permutation(len(SHAPES))[:n_shapes]]
-    signs = [make_sign(rng, style if 'fonts' in on else None) for _ in range(n_signs)]
-    shape_boxes, sign_boxes = layout(rng, width, height, [s.size for s in signs], n_shapes)
+    n_signs = int(scene_rng.integers(SIGNS_PER_IMAGE[0], SIGNS_PER_IMAGE[1] + 1))
+    n_shapes = int(scene_rng.integers(SHAPES_PER_IMAGE[0], SHAPES_PER_IMAGE[1] + 1))
+    color_names = [list(COLORS)[i]
+                   for i in scene_rng.permutation(len(COLORS))[:n_signs + n_shapes]]
+    shape_types = [SHAPES[i] for i in scene_rng.permutation(len(SHAPES))[:n_shapes]]
+    signs = [make_sign(scene_rng, draws['fonts'], style if 'fonts' in on else None)
+             for _ in range(n_signs)]
+    shape_boxes, sign_boxes = layout(scene_rng, width, height, [s.size for s in signs],
+                                     n_shapes)
     boxes = sign_boxes + shape_boxes
-    fills = [sample_color(rng, name, style.color_jitter) if 'color' in on else COLORS[name]
-             for name in color_names]
-    image, background = _background(rng, style, height, width, boxes, color_names)
+    fills = [sample_color(draws['color'], name, style.color_jitter) if 'color' in on
+             else COLORS[name] for name in color_names]
+    image, background = _background(draws['clutter'], style, height, width, boxes,
+                                    color_names)
 
     labels = np.full((height, width), -1, np.int16)  # (H, W) int16 object index
     objects = []
@@ -194,15 +204,17 @@ def render_camera_scene(rng: np.random.Generator, width: int | None, height: int
             fill_shape(labels, shape, box, index, cv2.LINE_8)
             objects.append(SceneObject('shape', shape, name, None, box))
     smallest_ink = min(ink_height(s.alpha) for s in signs)
-    image, objects, labels = _camera(rng, style, image, objects, labels, smallest_ink)
+    image, objects, labels = _camera(draws, style, image, objects, labels, smallest_ink)
     return Scene(image=image, objects=tuple(objects), background=background, labels=labels)
 
 
-def make_sign(rng: np.random.Generator, style: CameraStyle | None) -> SignDraft:
-    """A sign's text in a random font of `style` (None: the clean fonts, unrotated), sized so
-    that its (rotated) ink height lands in TEXT_HEIGHT_RANGE."""
-    length = int(rng.integers(TEXT_LENGTH[0], TEXT_LENGTH[1] + 1))
-    text = ''.join(TEXT_ALPHABET[i] for i in rng.integers(len(TEXT_ALPHABET), size=length))
+def make_sign(text_rng: np.random.Generator, rng: np.random.Generator,
+              style: CameraStyle | None) -> SignDraft:
+    """A sign's text (drawn from `text_rng`) in a random font of `style` (None: the clean
+    fonts, unrotated), sized so that its (rotated) ink height lands in TEXT_HEIGHT_RANGE."""
+    length = int(text_rng.integers(TEXT_LENGTH[0], TEXT_LENGTH[1] + 1))
+    text = ''.join(TEXT_ALPHABET[i]
+                   for i in text_rng.integers(len(TEXT_ALPHABET), size=length))
     fonts = style.fonts if style else HERSHEY_FONTS[0:3:2]
     font = fonts[int(rng.integers(len(fonts)))]
     if style and rng.random() < style.italic:
@@ -276,22 +288,26 @@ def _distinct(image: np.ndarray, box, name: str) -> bool:
     return float(band_mask(image[y0:y1, x0:x1], name).mean()) <= _SAME_COLOR_SHARE
 
 
-def _camera(rng, style: CameraStyle, image, objects, labels, smallest_ink: int):
-    """Lighting, warp, blur, noise and JPEG, in a camera's order; boxes follow the warp."""
+def _camera(draws: dict, style: CameraStyle, image, objects, labels, smallest_ink: int):
+    """Lighting, warp, blur, noise and JPEG, in a camera's order, each from its factor's
+    generator in `draws`; boxes follow the warp."""
     on = set(style.factors)
     if 'color' in on:
+        rng = draws['color']
         image = optics.white_balance(rng, image, rng.uniform(*style.white_balance))
         image = optics.illumination(rng, image, rng.uniform(*style.illumination))
     if 'warp' in on:
-        image, objects, labels = _warp(rng, style, image, objects, labels)
+        image, objects, labels = _warp(draws['warp'], style, image, objects, labels)
     if 'blur' in on:
+        rng = draws['blur']
         defocus = min(rng.uniform(*style.defocus), smallest_ink / 14.0)
         motion = min(rng.uniform(*style.motion), smallest_ink / 4.0)
         image = optics.blur(rng, image, defocus, motion)
     if 'noise' in on:
+        rng = draws['noise']
         image = optics.sensor_noise(rng, image, rng.uniform(*style.noise_sigma))
-    if 'jpeg' in on and rng.random() >= style.png:
-        quality = int(rng.integers(style.jpeg_quality[0], style.jpeg_quality[1] + 1))
+    if 'jpeg' in on and draws['jpeg'].random() >= style.png:
+        quality = int(draws['jpeg'].integers(style.jpeg_quality[0], style.jpeg_quality[1] + 1))
         image = optics.jpeg_round_trip(image, quality)
     return image, objects, labels
 

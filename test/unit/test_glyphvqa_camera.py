@@ -56,10 +56,22 @@ def test_clean_scenes_are_byte_for_byte_as_before(seed):
         CLEAN_HASHES[seed]
 
 
-def test_a_style_with_no_factor_on_is_the_clean_style():
-    clean = render_scene(np.random.default_rng(7))
-    none = render_scene(np.random.default_rng(7), style=CameraStyle.only([]))
-    assert np.array_equal(clean.image, none.image) and clean.objects == none.objects
+@pytest.mark.parametrize('seed', [7, 8])
+def test_a_factor_changes_what_it_draws_and_nothing_else(seed):
+    """One-factor sets of a seed hold the same scenes as the set with every factor off."""
+    none = render_scene(np.random.default_rng(seed), style=CameraStyle.only([]))
+    for factor in FACTORS:
+        one = render_scene(np.random.default_rng(seed), style=CameraStyle.only([factor], 3))
+        assert [o.text for o in one.objects] == [o.text for o in none.objects]
+        assert [o.color for o in one.objects] == [o.color for o in none.objects]
+        assert (factor in ('warp', 'fonts')) != (one.objects == none.objects), factor
+        assert not np.array_equal(one.image, none.image), factor
+    blurred = render_scene(np.random.default_rng(7), style=CameraStyle.only(['blur'], 3))
+    assert not np.array_equal(blurred.image, none.image)
+    # With every factor off, shapes have the clean style's exact colours.
+    for obj in none.shapes:
+        x, y = (int(round(v)) for v in obj.centroid)
+        assert tuple(none.image[y, x]) == COLORS[obj.color]
 
 
 def test_camera_scenes_are_reproducible_from_their_seed():
@@ -146,7 +158,7 @@ def test_sign_text_stays_legible_at_full_resolution(camera_scenes):
 def test_signs_use_every_hershey_font_and_the_ink_height_range():
     rng = np.random.default_rng(5)
     style = CameraStyle()
-    heights = [ink_height(make_sign(rng, style).alpha) for _ in range(60)]
+    heights = [ink_height(make_sign(rng, rng, style).alpha) for _ in range(60)]
     assert min(heights) >= 14 and max(heights) <= 32
     assert len(HERSHEY_FONTS) == 8 and set(style.fonts) == set(HERSHEY_FONTS)
     assert style.jpeg_quality == (40, 95) and 0 < style.png < 1
