@@ -13,13 +13,7 @@ import pytest
 
 from colvlm_bench.cli import main
 from colvlm_bench.glyphvqa import COLORS, label_map, load_dataset, questions_for_scene
-from colvlm_bench.glyphvqa.camera import (
-    ASPECT_RATIOS,
-    FACTORS,
-    HERSHEY_FONTS,
-    CameraStyle,
-    make_sign,
-)
+from colvlm_bench.glyphvqa.camera import ASPECT_RATIOS, FACTORS, CameraStyle
 from colvlm_bench.glyphvqa.clutter import CLUTTER_MAX_BLOB, CLUTTER_MAX_STROKE, available_photos
 from colvlm_bench.glyphvqa.colors import (
     COLOR_BANDS,
@@ -28,6 +22,7 @@ from colvlm_bench.glyphvqa.colors import (
     nearest_color_name,
     sample_color,
 )
+from colvlm_bench.glyphvqa.lettering import HERSHEY_FONTS, make_sign
 from colvlm_bench.glyphvqa.scene import SHAPE_SIZE_RANGE, ink_height, render_scene
 
 # sha256 of the image bytes of clean scenes, taken before the camera style existed.
