@@ -167,9 +167,9 @@ def print_table(rows: list[dict], policies: list[str]) -> None:
     """Accuracy % per factor (rows) and severity (columns), one block per policy."""
     for policy in policies:
         mine = [r for r in rows if r['policy'] == policy]
-        print(f'\n{policy}: accuracy % (text / color / presence at severity 3)')
-        print('| factor | 0 | 1 | 2 | 3 | kinds at 3 |')
-        print('|---|---|---|---|---|---|')
+        print(f'\n{policy}: accuracy % by severity (0: every factor off; camera: all on)')
+        print('| factor | 0 | 1 | 2 | 3 | mean 1-3 | text / color / presence at the worst |')
+        print('|---|---|---|---|---|---|---|')
         for factor in dict.fromkeys(r['factor'] for r in mine):
             by = {r['severity']: r for r in mine if r['factor'] == factor}
             worst = by[max(by)]
@@ -177,18 +177,21 @@ def print_table(rows: list[dict], policies: list[str]) -> None:
                                else f'{100 * worst[f"accuracy_{k}"]:.0f}' for k in KINDS)
             cols = ' | '.join(f'{100 * by[s]["accuracy"]:.1f}' if s in by else ''
                               for s in range(4))
-            print(f'| {factor} | {cols} | {kinds} |')
+            graded = [by[s]['accuracy'] for s in by if s > 0]
+            mean = f'{100 * np.mean(graded):.1f}' if graded else ''
+            print(f'| {factor} | {cols} | {mean} | {kinds} |')
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from colvlm_bench.eval_cli import _default_threshold
     from colvlm_bench.glyphvqa.dataset import write_dataset
     from colvlm_models.vlm import TransformersVlm
+    from colvlm_server.parameters import SERVER_PARAMETERS
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    threshold = args.threshold if args.threshold is not None else _default_threshold()
+    threshold = (args.threshold if args.threshold is not None
+                 else float(SERVER_PARAMETERS.specs['gate.threshold'].default))
     backend = TransformersVlm(args.model, device=args.device, progress=False)
     rows = []
     for factor, severity, style in cells(args.factors, args.severities):
