@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'middle (2) or severe (3) third (default: its whole range), e.g. '
                              '--factors blur --severity 3 for one robustness-table cell')
     parser.add_argument('--overwrite', action='store_true',
-                        help='replace images/ and questions.jsonl in a non-empty OUT')
+                        help='replace images/, questions.jsonl and style.json in a non-empty OUT')
 
 
 def run(args: argparse.Namespace) -> int:
