@@ -1,6 +1,7 @@
 """Glyph-VQA: a synthetic VQA benchmark whose answers hide in detail lost by downscaling.
 
-Scenes of small text signs and large shapes, questions about them, and data sets on disk.
+Scenes of small text signs and large shapes, questions about them, and data sets on disk;
+`render_scene(rng, style='camera')` draws the camera-like style (camera.py).
 """
 
 from colvlm_bench.glyphvqa.background import BACKGROUND_KINDS, render_background

@@ -4,6 +4,10 @@
 evaluation questions into the folder OUT (images/ and questions.jsonl). With
 `--views front,left,right,rear` it writes the multi-view variant instead: N scenes, one image
 per view, the evidence of each question in one view (colvlm_bench/glyphvqa/views.py).
+`--style camera` draws the camera-like style (colvlm_bench/glyphvqa/camera.py); with
+`--factors blur,noise` only those camera factors are on (the rest draw as clean), and with
+`--severity 1|2|3` each of them is narrowed to its mild, middle or severe third: one factor at
+one severity is a cell of the robustness table (tools/bench_robustness.py).
 """
 
 from __future__ import annotations
@@ -28,8 +32,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--views', default=None, metavar='NAMES',
                         help='write the multi-view variant instead: one image per camera '
                              'name, comma-separated, e.g. front,left,right,rear')
+    parser.add_argument('--style', choices=['clean', 'camera'], default='clean',
+                        help='clean: exact colours on muted backgrounds, as the bundled model '
+                             'was trained; camera: colour bands, white balance and shadows, '
+                             'photos and clutter, every Hershey font, warp, blur, noise, JPEG '
+                             '(default: %(default)s)')
+    parser.add_argument('--factors', default=None, metavar='LIST',
+                        help='with --style camera: the camera factors to turn on, '
+                             'comma-separated among color, clutter, fonts, warp, blur, noise, '
+                             'jpeg (default: all); the others draw as clean')
+    parser.add_argument('--severity', type=int, choices=[1, 2, 3], default=None,
+                        help='with --style camera: narrow each factor on to its mild (1), '
+                             'middle (2) or severe (3) third (default: its whole range), e.g. '
+                             '--factors blur --severity 3 for one robustness-table cell')
     parser.add_argument('--overwrite', action='store_true',
-                        help='replace images/ and questions.jsonl in a non-empty OUT')
+                        help='replace images/, questions.jsonl and style.json in a non-empty OUT')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +68,14 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f'colvlm dataset: --views: {error}', file=sys.stderr)
             return 2
+    try:
+        style = dataset_style(args.style, args.factors, args.severity)
+    except ValueError as error:
+        print(f'colvlm dataset: {error}', file=sys.stderr)
+        return 2
+    if views is not None and style != 'clean':
+        print('colvlm dataset: --views draws the clean style only', file=sys.stderr)
+        return 2
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.overwrite)):
         print(f'colvlm dataset: {out} exists and is not an empty folder '
@@ -59,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     # Reading the set back validates what was written, at little cost.
     if views is None:
         folder = write_dataset(out, args.n_images, args.seed, image_format=args.format,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, style=style)
         questions = load_dataset(folder)
-        what = f'{args.n_images} images'
+        what = f'{args.n_images} images' + describe_style(style, args.severity)
     else:
         folder = write_views_dataset(out, args.n_images, args.seed, views=views,
                                      image_format=args.format, overwrite=args.overwrite)
@@ -71,3 +96,31 @@ def run(args: argparse.Namespace) -> int:
     kinds = ', '.join(f'{kind} {count}' for kind, count in sorted(by_kind.items()))
     print(f'wrote {folder}: {what}, {len(questions)} questions ({kinds})')
     return 0
+
+
+def dataset_style(name: str, factors: str | None, severity: int | None):
+    """'clean', or the camera.CameraStyle that --style, --factors and --severity ask for;
+    ValueError naming the bad flag."""
+    if name == 'clean':
+        if factors is not None or severity is not None:
+            raise ValueError('--factors and --severity need --style camera')
+        return 'clean'
+    from colvlm_bench.glyphvqa.camera import FACTORS, CameraStyle
+    chosen = FACTORS if factors is None else [f.strip() for f in factors.split(',')
+                                              if f.strip()]
+    unknown = [f for f in chosen if f not in FACTORS]
+    if unknown or not chosen:
+        raise ValueError(f'--factors must be a comma list among {",".join(FACTORS)}, '
+                         f'got {factors!r}')
+    return CameraStyle.only(chosen, severity)
+
+
+
+
+def describe_style(style, severity: int | None) -> str:
+    """'' for the clean style (the summary line it always had), else e.g.
+    ' in the camera style (blur, noise) at severity 2'."""
+    if style == 'clean':
+        return ''
+    return (f' in the camera style ({", ".join(style.factors)})'
+            + (f' at severity {severity}' if severity else ''))

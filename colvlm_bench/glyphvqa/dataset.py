@@ -1,7 +1,9 @@
 """Glyph-VQA data sets on disk: a folder with `images/` and `questions.jsonl`.
 
-`write_dataset` renders one deterministic set per seed (image i depends only on the seed and
-i, so a small set is a prefix of a larger one); `load_dataset` reads and validates any
+`write_dataset` renders one deterministic set per seed and style (image i depends only on the
+seed, the style and i, so a small set is a prefix of a larger one; a set in the camera style
+also writes `style.json`, its parameters and the photos installed); `load_dataset` reads and
+validates any
 folder in this format, whatever its images' size or format. `read_questions` is its line
 reader, for variants whose lines carry more fields (views.py).
 """
@@ -21,6 +23,7 @@ from colvlm_bench.glyphvqa.questions import ALL_KINDS, EVAL_KINDS, Question, que
 from colvlm_bench.glyphvqa.scene import render_scene
 
 QUESTIONS_FILE = 'questions.jsonl'
+STYLE_FILE = 'style.json'
 IMAGES_DIR = 'images'
 IMAGE_FORMATS = ('png', 'jpg')
 _FIELDS = ('id', 'image', 'question', 'answers', 'kind', 'target')
@@ -30,8 +33,10 @@ T = TypeVar('T')
 
 def write_dataset(out_dir: str | Path, n_images: int, seed: int, *, image_format: str = 'png',
                   kinds: Sequence[str] = EVAL_KINDS, per_image: int | None = None,
-                  jpeg_quality: int = 95, overwrite: bool = False) -> Path:
+                  jpeg_quality: int = 95, overwrite: bool = False, style='clean') -> Path:
     """Render `n_images` scenes and their questions into `out_dir`; return the folder.
+
+    `style` is as render_scene's: 'clean', 'camera' or a camera.CameraStyle.
 
     Raises FileExistsError when `out_dir` is a non-empty folder and `overwrite` is false;
     with `overwrite`, only `images/` and `questions.jsonl` are replaced.
@@ -39,11 +44,18 @@ def write_dataset(out_dir: str | Path, n_images: int, seed: int, *, image_format
     if n_images < 1:
         raise ValueError(f'n_images must be at least 1, got {n_images}')
     params = imwrite_params(image_format, jpeg_quality)
+    clean = isinstance(style, str) and style == 'clean'
+    if not clean:
+        from colvlm_bench.glyphvqa.camera import resolve_style
+        style = resolve_style(style)  # a bad style fails before the folder is touched
     out = prepare_output(out_dir, overwrite)
+    (out / STYLE_FILE).unlink(missing_ok=True)
+    if not clean:
+        write_style(out, style, seed)
     questions: list[Question] = []
     for index in range(n_images):
         rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
-        scene = render_scene(rng)
+        scene = render_scene(rng, style=style)
         image_name = f'{IMAGES_DIR}/{index:05d}.{image_format}'
         if not cv2.imwrite(str(out / image_name), scene.image, params):
             raise OSError(f'could not write {out / image_name}')
@@ -51,6 +63,15 @@ def write_dataset(out_dir: str | Path, n_images: int, seed: int, *, image_format
                                          per_image=per_image)
     write_questions(out, (question.to_json() for question in questions))
     return out
+
+
+def write_style(out: Path, style, seed: int) -> None:  # style: a camera.CameraStyle
+    """`out/style.json`: the camera style's parameters, the seed and the photos it could use
+    (a scene with a photo background depends on them)."""
+    from colvlm_bench.glyphvqa.clutter import available_photos
+    document = {'style': 'camera', 'seed': seed, 'camera': style.to_json(),
+                'photos': list(available_photos())}
+    (out / STYLE_FILE).write_text(json.dumps(document, indent=2) + '\n', encoding='utf-8')
 
 
 def imwrite_params(image_format: str, jpeg_quality: int) -> list[int]:

@@ -4,6 +4,9 @@ procedural background, drawn at full resolution with their exact boxes kept.
 A scene knows what it drew and where; it knows nothing about questions or files. Scenes are
 deterministic given the generator (and the OpenCV release, whose fonts may differ).
 Boxes are `(x0, y0, x1, y1)` in original pixels, with `x1`, `y1` exclusive.
+Two styles: 'clean' (exact colours on muted backgrounds, drawn here, unchanged since the
+bundled model was trained) and 'camera' (camera.py: colour bands, clutter and photos, all
+Hershey fonts, lighting, warp, blur, noise, JPEG).
 """
 
 from __future__ import annotations
@@ -77,6 +80,9 @@ class Scene:
     image: np.ndarray  # (H, W, 3) uint8 BGR
     objects: tuple[SceneObject, ...]
     background: str = 'gradient'
+    # (H, W) int16 object index, -1 background, when the drawing was warped after the fact
+    # (camera style); None: label_map redraws it from the boxes.
+    labels: np.ndarray | None = None
 
     @property
     def width(self) -> int:
@@ -96,8 +102,15 @@ class Scene:
 
 
 def render_scene(rng: np.random.Generator, width: int | None = None,
-                 height: int | None = None) -> Scene:
-    """Draw a random scene; deterministic given the generator's state."""
+                 height: int | None = None, *, style='clean') -> Scene:
+    """Draw a random scene; deterministic given the generator's state.
+
+    `style` is 'clean', 'camera' (camera.CameraStyle() with every factor on) or a
+    camera.CameraStyle. The clean style draws exactly what it drew before styles existed.
+    """
+    if not (isinstance(style, str) and style == 'clean'):
+        from colvlm_bench.glyphvqa.camera import render_camera_scene, resolve_style
+        return render_camera_scene(rng, width, height, resolve_style(style))
     if width is None:
         width = int(rng.integers(MIN_SIZE[0], MAX_SIZE[0] + 1))
     if height is None:
@@ -112,14 +125,14 @@ def render_scene(rng: np.random.Generator, width: int | None = None,
     color_names = [list(COLORS)[i] for i in rng.permutation(len(COLORS))[:n_signs + n_shapes]]
     shape_types = [SHAPES[i] for i in rng.permutation(len(SHAPES))[:n_shapes]]
     signs = [_make_sign(rng) for _ in range(n_signs)]
-    shape_boxes, sign_boxes = _layout(rng, width, height, [s.size for s in signs], n_shapes)
+    shape_boxes, sign_boxes = layout(rng, width, height, [s.size for s in signs], n_shapes)
 
     objects = []
     for sign, box, color in zip(signs, sign_boxes, color_names[:n_signs], strict=True):
-        text_box = _draw_sign(image, box, sign, color)
+        text_box = draw_sign(image, box, sign, COLORS[color], ink_color(color))
         objects.append(SceneObject('sign', None, color, sign.text, box, text_box))
     for shape, box, color in zip(shape_types, shape_boxes, color_names[n_signs:], strict=True):
-        _fill_shape(image, shape, box, COLORS[color], cv2.LINE_AA)
+        fill_shape(image, shape, box, COLORS[color], cv2.LINE_AA)
         objects.append(SceneObject('shape', shape, color, None, box))
     return Scene(image=image, objects=tuple(objects), background=background)
 
@@ -130,9 +143,12 @@ def label_map(scene: Scene, height: int | None = None, width: int | None = None)
     Drawn at full resolution and resampled by nearest neighbour, so that every resolution
     agrees with the original's geometry.
     """
-    labels = np.full((scene.height, scene.width), -1, np.int16)  # (H, W) int16
-    for index, obj in enumerate(scene.objects):
-        _fill_shape(labels, obj.shape or 'square', obj.box, index, cv2.LINE_8)
+    if scene.labels is not None:
+        labels = scene.labels
+    else:
+        labels = np.full((scene.height, scene.width), -1, np.int16)  # (H, W) int16
+        for index, obj in enumerate(scene.objects):
+            fill_shape(labels, obj.shape or 'square', obj.box, index, cv2.LINE_8)
     height = scene.height if height is None else height
     width = scene.width if width is None else width
     if (height, width) != labels.shape:
@@ -140,16 +156,17 @@ def label_map(scene: Scene, height: int | None = None, width: int | None = None)
     return labels
 
 
-def ink_color(color: str) -> tuple[int, int, int]:
-    """Black or white, whichever has the higher WCAG contrast against `color`."""
-    linear = [(c / 255.0) ** 2.2 for c in COLORS[color]]  # B, G, R
+def ink_color(color) -> tuple[int, int, int]:
+    """Black or white, whichever has the higher WCAG contrast against `color` (a name of
+    COLORS or a BGR triple)."""
+    linear = [(c / 255.0) ** 2.2 for c in (COLORS[color] if isinstance(color, str) else color)]
     luminance = 0.0722 * linear[0] + 0.7152 * linear[1] + 0.2126 * linear[2]
     black_contrast = (luminance + 0.05) / 0.05
     white_contrast = 1.05 / (luminance + 0.05)
     return (0, 0, 0) if black_contrast >= white_contrast else (255, 255, 255)
 
 
-class _SignDraft(NamedTuple):
+class SignDraft(NamedTuple):
     """A sign before placement: its text, ink coverage and margins around the ink."""
 
     text: str
@@ -162,7 +179,7 @@ class _SignDraft(NamedTuple):
         return self.alpha.shape[1] + 2 * self.margin_x, self.alpha.shape[0] + 2 * self.margin_y
 
 
-def _make_sign(rng: np.random.Generator) -> _SignDraft:
+def _make_sign(rng: np.random.Generator) -> SignDraft:
     """Pick a text, font and size so that the ink height lands in TEXT_HEIGHT_RANGE."""
     length = int(rng.integers(TEXT_LENGTH[0], TEXT_LENGTH[1] + 1))
     text = ''.join(TEXT_ALPHABET[i] for i in rng.integers(len(TEXT_ALPHABET), size=length))
@@ -175,20 +192,20 @@ def _make_sign(rng: np.random.Generator) -> _SignDraft:
         # Fonts differ between OpenCV releases, so measure the ink instead of trusting
         # getTextSize, and rescale once; the ink height is close to linear in the scale.
         scale = target / 21.0
-        alpha = _text_alpha(text, font, scale, thickness)
-        scale *= target / _ink_height(alpha)
-        alpha = _text_alpha(text, font, scale, thickness)
-        ink_height = _ink_height(alpha)
-        if low <= ink_height <= high:
+        alpha = text_alpha(text, font, scale, thickness)
+        scale *= target / ink_height(alpha)
+        alpha = text_alpha(text, font, scale, thickness)
+        measured = ink_height(alpha)
+        if low <= measured <= high:
             break
     else:
         raise RuntimeError(f'could not size {text!r} to an ink height in {TEXT_HEIGHT_RANGE}')
-    margin_x = int(round(ink_height * rng.uniform(0.3, 0.8))) + 2
-    margin_y = int(round(ink_height * rng.uniform(0.25, 0.6))) + 2
-    return _SignDraft(text, alpha, margin_x, margin_y)
+    margin_x = int(round(measured * rng.uniform(0.3, 0.8))) + 2
+    margin_y = int(round(measured * rng.uniform(0.25, 0.6))) + 2
+    return SignDraft(text, alpha, margin_x, margin_y)
 
 
-def _text_alpha(text: str, font: int, scale: float, thickness: int) -> np.ndarray:
+def text_alpha(text: str, font: int, scale: float, thickness: int) -> np.ndarray:
     """Render `text` alone and crop to its ink: `(h, w) uint8` coverage, 255 = full ink."""
     (text_w, text_h), baseline = cv2.getTextSize(text, font, scale, thickness)
     pad = thickness + text_h // 2 + 4
@@ -198,12 +215,12 @@ def _text_alpha(text: str, font: int, scale: float, thickness: int) -> np.ndarra
     return canvas[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
 
 
-def _ink_height(alpha: np.ndarray) -> int:
+def ink_height(alpha: np.ndarray) -> int:
     rows = np.nonzero((alpha >= _INK_THRESHOLD).any(axis=1))[0]
     return int(rows.max() - rows.min() + 1)
 
 
-def _layout(rng: np.random.Generator, width: int, height: int,
+def layout(rng: np.random.Generator, width: int, height: int,
             sign_sizes: list[tuple[int, int]], n_shapes: int):
     """Rejection-sample non-overlapping boxes; shape sizes are redrawn when a layout fails."""
     for _ in range(1000):
@@ -240,17 +257,19 @@ def _gap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
     return max(a[0] - b[2], b[0] - a[2], a[1] - b[3], b[1] - a[3])
 
 
-def _draw_sign(image: np.ndarray, box: tuple[int, int, int, int], sign: _SignDraft,
-               color: str) -> tuple[int, int, int, int]:
-    """Fill the sign, blend its ink in at the margins, and return the text box."""
+def draw_sign(image: np.ndarray, box: tuple[int, int, int, int], sign: SignDraft,
+              fill: tuple[int, int, int],
+              ink: tuple[int, int, int]) -> tuple[int, int, int, int]:
+    """Fill the sign with `fill` (BGR), blend its `ink` in at the margins, and return the
+    text box."""
     x0, y0, x1, y1 = box
-    image[y0:y1, x0:x1] = COLORS[color]
+    image[y0:y1, x0:x1] = fill
     alpha = sign.alpha
     tx0, ty0 = x0 + sign.margin_x, y0 + sign.margin_y
     text_box = (tx0, ty0, tx0 + alpha.shape[1], ty0 + alpha.shape[0])
     region = image[ty0:text_box[3], tx0:text_box[2]].astype(np.float32)  # (h, w, 3)
     coverage = alpha.astype(np.float32)[..., None] / 255.0  # (h, w, 1) in [0, 1]
-    ink = np.array(ink_color(color), np.float32)
+    ink = np.array(ink, np.float32)
     image[ty0:text_box[3], tx0:text_box[2]] = np.rint(region * (1.0 - coverage)
                                                       + ink * coverage).astype(np.uint8)
     return text_box
@@ -261,7 +280,7 @@ def _triangle_vertices(box: tuple[int, int, int, int]) -> list[tuple[int, int]]:
     return [(x0, y1 - 1), (x1 - 1, y1 - 1), ((x0 + x1 - 1) // 2, y0)]
 
 
-def _fill_shape(canvas: np.ndarray, shape: str, box: tuple[int, int, int, int],
+def fill_shape(canvas: np.ndarray, shape: str, box: tuple[int, int, int, int],
                 value, line_type: int) -> None:
     """Fill `shape` inside `box` on `canvas` with `value` (a BGR tuple or a label)."""
     x0, y0, x1, y1 = box

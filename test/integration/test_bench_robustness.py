@@ -1,0 +1,62 @@
+"""tools.bench_robustness: the robustness table's shape, its values and its plot, from a quick
+run of the bundled model on two images per cell."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from tools.bench_robustness import CLEAN, FULL, POLICIES, cells, costliest, main
+
+
+def test_a_quick_run_writes_the_table_and_the_plot(tmp_path, capsys):
+    out = tmp_path / 'robustness'
+    assert main(['--out', str(out), '--quick', '--factors', 'blur,jpeg',
+                 '--severities', '1,3']) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads((out / 'robustness.json').read_text())
+    # clean, blur-1, blur-3, jpeg-1, jpeg-3, camera; each under every policy.
+    expected = [(CLEAN, 0), ('blur', 1), ('blur', 3), ('jpeg', 1), ('jpeg', 3), (FULL, 0)]
+    assert [(r['factor'], r['severity'], r['policy']) for r in rows] == [
+        (factor, severity, policy) for factor, severity in expected for policy in POLICIES]
+    for row in rows:
+        assert row['n'] > 0
+        for key in ('accuracy', 'accuracy_text', 'accuracy_color', 'accuracy_presence'):
+            assert row[key] is None or 0.0 <= row[key] <= 1.0, row
+        assert row['accuracy'] is not None
+    with open(out / 'robustness.csv', newline='') as stream:
+        assert len(list(csv.DictReader(stream))) == len(rows)
+    assert (out / 'robustness.png').stat().st_size > 0
+    assert 'costs most: ' in printed and '| blur |' in printed
+    for name in ('clean', 'blur-1', 'blur-3', 'jpeg-1', 'jpeg-3', 'camera'):
+        assert len(list((out / 'data' / name / 'images').iterdir())) == 2
+
+
+def test_cells_start_clean_and_end_with_the_full_style():
+    rows = cells(['noise', 'color'], [2])
+    assert [(factor, severity) for factor, severity, _ in rows] == [
+        (CLEAN, 0), ('noise', 2), ('color', 2), (FULL, 0)]
+    assert rows[0][2].factors == () and rows[1][2].factors == ('noise',)
+
+
+def test_the_costliest_factor_has_the_largest_mean_drop():
+    rows = [{'factor': CLEAN, 'severity': 0, 'policy': 'entropy', 'accuracy': 0.9},
+            {'factor': 'blur', 'severity': 1, 'policy': 'entropy', 'accuracy': 0.8},
+            {'factor': 'blur', 'severity': 3, 'policy': 'entropy', 'accuracy': 0.6},
+            {'factor': 'noise', 'severity': 1, 'policy': 'entropy', 'accuracy': 0.5},
+            {'factor': 'noise', 'severity': 3, 'policy': 'entropy', 'accuracy': 0.7},
+            {'factor': 'noise', 'severity': 3, 'policy': 'global', 'accuracy': 0.0},
+            {'factor': FULL, 'severity': 0, 'policy': 'entropy', 'accuracy': 0.1}]
+    factor, drop = costliest(rows, 'entropy')
+    assert factor == 'noise' and drop == pytest.approx(0.3)
+    assert costliest(rows[:1], 'entropy') is None
+
+
+@pytest.mark.parametrize('flags', [['--factors', 'zoom'], ['--severities', '4'],
+                                   ['--policies', 'always'], ['--n-images', '0']])
+def test_bad_flags_stop_before_any_work(tmp_path, flags):
+    with pytest.raises(SystemExit) as stop:
+        main(['--out', str(tmp_path / 'x'), *flags])
+    assert stop.value.code == 2 and not (tmp_path / 'x').exists()

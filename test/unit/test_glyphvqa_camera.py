@@ -1,0 +1,267 @@
+"""Glyph-VQA's camera style: the clean style unchanged, colour names that survive lighting,
+evidence that stays where the questions say and readable, one-factor styles, and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from colvlm_bench.cli import main
+from colvlm_bench.glyphvqa import COLORS, label_map, load_dataset, questions_for_scene
+from colvlm_bench.glyphvqa.camera import ASPECT_RATIOS, FACTORS, CameraStyle
+from colvlm_bench.glyphvqa.clutter import CLUTTER_MAX_BLOB, CLUTTER_MAX_STROKE, available_photos
+from colvlm_bench.glyphvqa.colors import (
+    COLOR_BANDS,
+    band_distances,
+    nearest_color_map,
+    nearest_color_name,
+    sample_color,
+)
+from colvlm_bench.glyphvqa.lettering import HERSHEY_FONTS, make_sign
+from colvlm_bench.glyphvqa.scene import SHAPE_SIZE_RANGE, ink_height, render_scene
+
+# sha256 of the image bytes of clean scenes, taken before the camera style existed.
+CLEAN_HASHES = {
+    0: 'b8d4243fda4d24e729752bbd18983469ab66a8d067ce190b973efa845e8e995d',
+    7: '8ad08200cb4535fbd1d809b38bb10706a52beb86b9f2af24dc2c28266e23ae1c',
+    123: '5ce5f00f3e46111d5a680487486dfd6c99292078019436255c60ba1f12017c91',
+}
+N_SCENES = 24
+
+
+@pytest.fixture(scope='module')
+def camera_scenes():
+    return [render_scene(np.random.default_rng(seed), style='camera')
+            for seed in range(N_SCENES)]
+
+
+def _sha(image: np.ndarray) -> str:
+    return hashlib.sha256(image.tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize('seed', sorted(CLEAN_HASHES))
+def test_clean_scenes_are_byte_for_byte_as_before(seed):
+    assert _sha(render_scene(np.random.default_rng(seed)).image) == CLEAN_HASHES[seed]
+    assert _sha(render_scene(np.random.default_rng(seed), style='clean').image) == \
+        CLEAN_HASHES[seed]
+
+
+@pytest.mark.parametrize('seed', [7, 8])
+def test_a_factor_changes_what_it_draws_and_nothing_else(seed):
+    """One-factor sets of a seed hold the same scenes as the set with every factor off."""
+    none = render_scene(np.random.default_rng(seed), style=CameraStyle.only([]))
+    for factor in FACTORS:
+        one = render_scene(np.random.default_rng(seed), style=CameraStyle.only([factor], 3))
+        assert [o.text for o in one.objects] == [o.text for o in none.objects]
+        assert [o.color for o in one.objects] == [o.color for o in none.objects]
+        assert (factor in ('warp', 'fonts')) != (one.objects == none.objects), factor
+        assert not np.array_equal(one.image, none.image), factor
+    blurred = render_scene(np.random.default_rng(7), style=CameraStyle.only(['blur'], 3))
+    assert not np.array_equal(blurred.image, none.image)
+    # With every factor off, shapes have the clean style's exact colours.
+    for obj in none.shapes:
+        x, y = (int(round(v)) for v in obj.centroid)
+        assert tuple(none.image[y, x]) == COLORS[obj.color]
+
+
+def test_camera_scenes_are_reproducible_from_their_seed():
+    first = render_scene(np.random.default_rng(3), style='camera')
+    again = render_scene(np.random.default_rng(3), style=CameraStyle())
+    other = render_scene(np.random.default_rng(4), style='camera')
+    assert np.array_equal(first.image, again.image) and first.objects == again.objects
+    assert first.objects != other.objects
+    clean = render_scene(np.random.default_rng(3))
+    assert clean.image.shape != first.image.shape or not np.array_equal(clean.image,
+                                                                         first.image)
+
+
+def test_clean_colours_lie_inside_their_bands_with_margins():
+    for name, bgr in COLORS.items():
+        distances = band_distances(np.array(bgr, np.uint8).reshape(1, 3))
+        assert float(distances[name][0]) == 0.0, name
+        assert min(float(d[0]) for other, d in distances.items() if other != name) > 0.3
+
+
+@pytest.mark.parametrize('name', list(COLORS))
+def test_a_drawn_colour_keeps_its_name_under_white_balance_and_shadow(name):
+    rng = np.random.default_rng(11)
+    style = CameraStyle()
+    amount, depth = style.white_balance[1], style.illumination[1]
+    draws = np.array([sample_color(rng, name, 1.0) for _ in range(200)], np.float32)
+    # Every corner of the white-balance cube, at full and at the darkest illumination.
+    for gains in itertools.product((1 - amount, 1 + amount), repeat=3):
+        for light in (1.0, 1.0 - depth):
+            lit = np.clip(draws * np.array(gains, np.float32) * light, 0, 255).astype(np.uint8)
+            nearest = nearest_color_map(lit[:, None, :])[:, 0]
+            assert (nearest == list(COLOR_BANDS).index(name)).all(), (name, gains, light)
+    assert nearest_color_name(draws[0].astype(np.uint8)) == name
+
+
+def test_rendered_shapes_keep_their_colour_name(camera_scenes):
+    names = list(COLOR_BANDS)
+    for scene in camera_scenes:
+        labels = label_map(scene)
+        nearest = nearest_color_map(scene.image)
+        for index, obj in enumerate(scene.objects):
+            if obj.kind != 'shape':
+                continue
+            # Inside the shape, away from anti-aliased and blurred edges.
+            inside = cv2.erode((labels == index).astype(np.uint8), np.ones((7, 7), np.uint8))
+            share = float((nearest[inside.astype(bool)] == names.index(obj.color)).mean())
+            assert share >= 0.9, (obj, scene.background, share)
+
+
+def test_camera_scenes_keep_the_task_and_the_evidence(camera_scenes):
+    for seed, scene in enumerate(camera_scenes):
+        assert 640 <= scene.width <= 1024 and 480 <= scene.height <= 768
+        assert 1 <= len(scene.signs) <= 3 and 1 <= len(scene.shapes) <= 3
+        labels = label_map(scene)
+        assert labels.shape == (scene.height, scene.width)
+        for index, obj in enumerate(scene.objects):
+            x0, y0, x1, y1 = obj.box
+            assert 0 <= x0 < x1 <= scene.width and 0 <= y0 < y1 <= scene.height
+            ys, xs = np.nonzero(labels == index)
+            # The warped object lies inside its warped box, which is no larger than it.
+            assert xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1
+            assert (x1 - x0) * (y1 - y0) <= 1.25 * (np.ptp(xs) + 1) * (np.ptp(ys) + 1) + 200
+        questions = questions_for_scene(scene, np.random.default_rng(seed), 'images/a.png')
+        for question in questions:
+            if question.kind == 'text':
+                sign = next(s for s in scene.signs if s.color in question.question)
+                assert question.answers == (sign.text.lower(),) and question.target == sign.box
+            elif question.kind == 'color':
+                shape = next(s for s in scene.shapes if s.shape in question.question)
+                assert question.answers == (shape.color,) and question.target == shape.box
+
+
+def test_sign_text_stays_legible_at_full_resolution(camera_scenes):
+    for scene in camera_scenes:
+        grey = cv2.cvtColor(scene.image, cv2.COLOR_BGR2GRAY)
+        for sign in scene.signs:
+            x0, y0, x1, y1 = sign.text_box
+            assert x1 - x0 >= 4 and 12 <= y1 - y0 <= 48
+            region = grey[y0:y1, x0:x1].astype(np.float32)
+            # Ink against fill: a wide spread of grey levels survives blur, noise and JPEG.
+            assert np.percentile(region, 95) - np.percentile(region, 5) >= 50, sign
+
+
+def test_signs_use_every_hershey_font_and_the_ink_height_range():
+    rng = np.random.default_rng(5)
+    style = CameraStyle()
+    heights = [ink_height(make_sign(rng, rng, style).alpha) for _ in range(60)]
+    assert min(heights) >= 14 and max(heights) <= 32
+    assert len(HERSHEY_FONTS) == 8 and set(style.fonts) == set(HERSHEY_FONTS)
+    assert style.jpeg_quality == (40, 95) and 0 < style.png < 1
+
+
+def test_sizes_come_at_several_aspect_ratios(camera_scenes):
+    ratios = {(scene.width / scene.height) for scene in camera_scenes}
+    named = {across / down for across, down in ASPECT_RATIOS}
+    matched = {min(named, key=lambda r, x=ratio: abs(r - x)) for ratio in ratios}
+    assert all(min(abs(r - n) for n in named) < 0.01 for r in ratios)
+    assert len(matched) >= 3
+
+
+def test_clutter_is_thinner_and_smaller_than_any_object():
+    assert 2 * CLUTTER_MAX_BLOB < SHAPE_SIZE_RANGE[0] and CLUTTER_MAX_STROKE < 14
+
+
+def test_photo_backgrounds_come_from_installed_packages():
+    photos = available_photos()
+    assert 'matplotlib/mpl-data/sample_data/grace_hopper.jpg' in photos  # a dependency
+    scene = render_scene(np.random.default_rng(2), style=CameraStyle.only(['clutter'], 3))
+    assert scene.background.startswith('photo:') and scene.background[6:] in photos
+
+
+def test_scikit_image_photos_are_used_when_installed():
+    if not any(name.startswith('skimage/') for name in available_photos()):
+        pytest.skip("scikit-image is not installed: photo backgrounds use matplotlib's "
+                    'sample photo only (install scikit-image for its dozen photos)')
+    backgrounds = {render_scene(np.random.default_rng(seed),
+                                style=CameraStyle.only(['clutter'], 3)).background
+                   for seed in range(12)}
+    assert any(b.startswith('photo:skimage/') for b in backgrounds)
+
+
+@pytest.mark.parametrize('factor', FACTORS)
+def test_one_factor_styles_narrow_only_that_factor(factor):
+    full = CameraStyle()
+    levels = [CameraStyle.only([factor], severity) for severity in (1, 2, 3)]
+    for style in levels:
+        assert style.factors == (factor,)
+        changed = {name for name, value in style.to_json().items()
+                   if value != full.to_json()[name]} - {'factors'}
+        assert changed, factor
+    scene = render_scene(np.random.default_rng(9), style=levels[2])
+    assert scene.image.dtype == np.uint8
+
+
+def test_severity_orders_the_ranges():
+    blur = [CameraStyle.only(['blur'], s).defocus for s in (1, 2, 3)]
+    assert blur[0][1] <= blur[1][0] and blur[1][1] <= blur[2][0]
+    jpeg = [CameraStyle.only(['jpeg'], s).jpeg_quality for s in (1, 2, 3)]
+    assert jpeg[0][0] >= jpeg[1][1] and jpeg[1][0] >= jpeg[2][1] and jpeg[2][0] == 40
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    ({'factors': ('zoom',)}, 'factors'),
+    ({'white_balance': (0.2, 0.1)}, 'white_balance'),
+    ({'jpeg_quality': (40, 120)}, 'jpeg_quality'),
+    ({'italic': 2.0}, 'italic'),
+    ({'backgrounds': ('sky',)}, 'backgrounds'),
+])
+def test_bad_styles_name_the_field(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CameraStyle(**kwargs)
+    with pytest.raises(ValueError, match='severity'):
+        CameraStyle.only(['blur'], 4)
+    with pytest.raises(ValueError, match='style'):
+        render_scene(np.random.default_rng(0), style='phone')
+
+
+def _folder_digest(folder) -> str:
+    digest = hashlib.sha256((folder / 'questions.jsonl').read_bytes())
+    for path in sorted((folder / 'images').iterdir()):
+        digest.update(cv2.imread(str(path)).tobytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize('flags', [
+    [], ['--style', 'camera'], ['--style', 'camera', '--factors', 'noise,jpeg', '--severity', '3'],
+])
+def test_cli_writes_a_loadable_set_in_each_style_the_same_for_the_same_seed(tmp_path, capsys,
+                                                                            flags):
+    runs = [tmp_path / 'a', tmp_path / 'b']
+    for out in runs:
+        assert main(['dataset', 'glyphvqa', str(out), '--n-images', '2', '--seed', '4',
+                     *flags]) == 0
+    summary = capsys.readouterr().out
+    assert ('camera' in summary) == bool(flags)
+    questions = load_dataset(runs[0])
+    assert {q.kind for q in questions} == {'text', 'color', 'presence'}
+    assert _folder_digest(runs[0]) == _folder_digest(runs[1])
+    style_file = runs[0] / 'style.json'
+    assert style_file.exists() == bool(flags)
+    if flags:
+        document = json.loads(style_file.read_text())
+        assert document['seed'] == 4 and document['photos'] == list(available_photos())
+        assert set(document['camera']['factors']) == (set(FACTORS) if len(flags) == 2
+                                                      else {'noise', 'jpeg'})
+
+
+@pytest.mark.parametrize('flags, culprit', [
+    (['--factors', 'blur'], '--factors'),
+    (['--style', 'camera', '--factors', 'blur,zoom'], '--factors'),
+    (['--style', 'camera', '--views', 'front,left'], '--views'),
+])
+def test_cli_rejects_bad_style_flags_in_one_line(tmp_path, capsys, flags, culprit):
+    out = tmp_path / 'x'
+    assert main(['dataset', 'glyphvqa', str(out), '--n-images', '1', *flags]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith('colvlm dataset:') and culprit in error and '\n' not in error
+    assert not (out / 'questions.jsonl').exists()
