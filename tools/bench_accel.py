@@ -24,14 +24,12 @@ import statistics
 import sys
 import tempfile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from colvlm_bench.evaluate import Evaluator, summarize  # noqa: E402
-from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset  # noqa: E402
-from colvlm_models.accelerate import Acceleration  # noqa: E402
-from colvlm_models.vlm import TransformersVlm, VlmBackend  # noqa: E402
-from colvlm_server.gate import GateConfig  # noqa: E402
-from colvlm_server.parameters import SERVER_PARAMETERS  # noqa: E402
+from colvlm_bench.evaluate import Evaluator, summarize
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
+from colvlm_models.accelerate import Acceleration
+from colvlm_models.vlm import TransformersVlm, VlmBackend
+from colvlm_server.gate import GateConfig
+from colvlm_server.parameters import SERVER_PARAMETERS
 
 # name -> (server parameters it stands for, backend settings)
 VARIANTS = {

@@ -25,14 +25,12 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from colvlm_bench.evaluate import Evaluator  # noqa: E402
-from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset  # noqa: E402
-from colvlm_models.vlm import TransformersVlm  # noqa: E402
-from colvlm_server.gate import GateConfig, measure  # noqa: E402
-from colvlm_server.parameters import SERVER_PARAMETERS  # noqa: E402
-from colvlm_server.vicrop import (  # noqa: E402
+from colvlm_bench.evaluate import Evaluator
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
+from colvlm_models.vlm import TransformersVlm
+from colvlm_server.gate import GateConfig, measure
+from colvlm_server.parameters import SERVER_PARAMETERS
+from colvlm_server.vicrop import (
     GENERIC_PROMPT,
     choose_layer,
     locate,

@@ -34,15 +34,13 @@ from pathlib import Path
 import sys
 import time
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from colvlm_bench.evaluate import Evaluator, _score, wire_size  # noqa: E402
-from colvlm_bench.glyphvqa.views import load_views_dataset, write_views_dataset  # noqa: E402
-from colvlm_msgs.typesupport import service_classes  # noqa: E402
-from colvlm_server.gate import GateConfig, make_policy  # noqa: E402
-from colvlm_server.parameters import SERVER_PARAMETERS  # noqa: E402
-from colvlm_server.pipeline import TwoStagePipeline  # noqa: E402
-from colvlm_server.views import (  # noqa: E402
+from colvlm_bench.evaluate import Evaluator, _score, wire_size
+from colvlm_bench.glyphvqa.views import load_views_dataset, write_views_dataset
+from colvlm_msgs.typesupport import service_classes
+from colvlm_server.gate import GateConfig, make_policy
+from colvlm_server.parameters import SERVER_PARAMETERS
+from colvlm_server.pipeline import TwoStagePipeline
+from colvlm_server.views import (
     ViewsConfig,
     ViewScore,
     most_confident,

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Derive the draft model for speculative decoding from a trained LLaVA (default: bundled).
 
-    python tools/make_draft_model.py --out models/colvlm-tiny-llava-draft \
+    python -m tools.make_draft_model --out models/colvlm-tiny-llava-draft \
         [--layers 0] [--distill-steps 300]
 
 The draft is the model itself with fewer decoder layers (`--layers`, 0-based, default the
 first): same tower, projector, embeddings, final norm and tokenizer, so it reads the model's
 input embeddings as they are. `--distill-steps N` then trains the draft's decoder layers and
 norm (everything else frozen) to match the model's next-token distribution (KL) on Glyph-VQA
-prompts drawn as tools/train_tiny_vlm.py draws them (1-, 2- and 5-image prompts, the answer
+prompts drawn as tools.train draws them (1-, 2- and 5-image prompts, the answer
 tokens teacher-forced from the reference answers), on CPU. The model card and training.json
 record how it was made.
 """
@@ -27,10 +27,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import colvlm_models.glyph_tower  # noqa: E402,F401  registers the tower
-from colvlm_models.vlm import resolve_model  # noqa: E402
+import colvlm_models.glyph_tower  # noqa: F401  registers the tower
+from colvlm_models.vlm import resolve_model
 
 PROCESSOR_FILES = ('chat_template.jinja', 'processor_config.json', 'tokenizer.json',
                    'tokenizer_config.json')
@@ -67,16 +65,17 @@ def distill(teacher, draft, source: str, steps: int, lr: float, seed: int,
     import numpy as np
     from transformers import AutoProcessor
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import train_tiny_vlm as recipe  # the bundled model's own data code
+    from tools.train import data  # the bundled model's own data code
+    from tools.train import prompts as recipe
+    from tools.train.trainer import cosine_lr
 
     processor = AutoProcessor.from_pretrained(source)
     grid = int(teacher.config.vision_config.image_size) // int(
         teacher.config.vision_config.patch_size)
     prompts = recipe.PromptEncoder(processor, grid * grid)
     # A scene stream that none of the bundled model's training stages draws from.
-    stream = max(recipe.STREAMS.values()) + 1
-    pool = recipe.ScenePool(seed, stream, 128, int(teacher.config.vision_config.image_size),
+    stream = max(data.STREAMS.values()) + 1
+    pool = data.ScenePool(seed, stream, 128, int(teacher.config.vision_config.image_size),
                             grid)
     formats = recipe.FORMATS['joint']
     weights = np.array([w for _, w in formats])
@@ -103,13 +102,13 @@ def distill(teacher, draft, source: str, steps: int, lr: float, seed: int,
         with torch.no_grad():
             target = teacher(**inputs).logits[:, :-1]
         logits = draft(**inputs).logits[:, :-1]
-        mask = labels[:, 1:] != recipe.IGNORE  # position t predicts token t + 1
+        mask = labels[:, 1:] != data.IGNORE  # position t predicts token t + 1
         loss = F.kl_div(F.log_softmax(logits[mask], -1), F.log_softmax(target[mask], -1),
                         log_target=True, reduction='batchmean')
         optimizer.zero_grad()
         loss.backward()
         for group in optimizer.param_groups:
-            group['lr'] = recipe.cosine_lr(step, steps, lr, 20)
+            group['lr'] = cosine_lr(step, steps, lr, 20)
         optimizer.step()
         if step % 20 == 0 or step == steps - 1:
             agree = (logits[mask].argmax(-1) == target[mask].argmax(-1)).float().mean().item()
