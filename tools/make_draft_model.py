@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 import colvlm_models.glyph_tower  # noqa: F401  registers the tower
 from colvlm_models.vlm import resolve_model
+from tools.train.export import portable_path
 
 PROCESSOR_FILES = ('chat_template.jinja', 'processor_config.json', 'tokenizer.json',
                    'tokenizer_config.json')
@@ -121,7 +122,7 @@ def distill(teacher, draft, source: str, steps: int, lr: float, seed: int,
     return log
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model', default='bundled')
     parser.add_argument('--out', required=True)
@@ -131,7 +132,7 @@ def main() -> int:
     parser.add_argument('--seed', type=int, default=4321)
     parser.add_argument('--batch', type=int, default=16, help='1-image prompts per step')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     torch.set_num_threads(args.threads)
     source = resolve_model(args.model)
@@ -148,7 +149,8 @@ def main() -> int:
         if (Path(source) / name).is_file():
             shutil.copy(Path(source) / name, out / name)
     (out / 'training.json').write_text(json.dumps({
-        'derived_from': args.model, 'layers_kept': layers,
+        'derived_from': args.model if args.model == 'bundled' else portable_path(args.model),
+        'layers_kept': layers,
         'distill_steps': args.distill_steps, 'lr': args.lr, 'seed': args.seed,
         'batch': args.batch,
         'log': log}, indent=2) + '\n')

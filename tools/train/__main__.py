@@ -15,8 +15,10 @@ import sys
 
 import torch
 
-from .data import STYLES
+from .data import STREAMS, STYLES
 from .prompts import FORMATS, KIND_WEIGHTS
+
+STAGES = tuple(STREAMS)  # stage names
 
 
 def _weights(key_type: type, allowed: set):
@@ -38,6 +40,15 @@ def _weights(key_type: type, allowed: set):
         return weights if key_type is str else tuple(weights.items())
     return parse
 
+
+
+def _stage_step(text: str) -> tuple[str, int]:
+    """An argparse type: 'joint:1000' -> ('joint', 1000)."""
+    name, _, step = text.partition(':')
+    if name not in STAGES or not step.isdigit() or int(step) < 1:
+        raise argparse.ArgumentTypeError(f'{text!r} is not STAGE:STEP with STAGE one of '
+                                         f'{STAGES} and STEP >= 1')
+    return name, int(step)
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +129,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         add(parser)
     parser.add_argument('--log-every', type=int, default=20)
     parser.add_argument('--save-every', type=int, default=100)
+    parser.add_argument('--stop-at', type=_stage_step, default=None, metavar='STAGE:STEP',
+                        help='save a checkpoint after that step of that stage and stop without '
+                             'exporting; a later run in the same --work carries on from it')
     parser.add_argument('--export-only', action='store_true',
                         help="export the work folder's latest checkpoint and stop")
     parser.add_argument('--smoke', action='store_true',

@@ -161,14 +161,17 @@ class Trainer:
                     and self.state['step'] > 0:
                 self.optimizer.load_state_dict(saved['optimizer'])
             self.state['stage'] = index
-            self._run_stage(index, name, steps, lr)
+            if not self._run_stage(index, name, steps, lr):
+                self.log({'stopped': name, 'step': self.state['step']})
+                return  # --stop-at: checkpoint kept, nothing exported
             finished[name] = steps
             self.state.update(stage=index + 1, step=0)
             self.save_checkpoint()
             saved = None
         self.export(Path(self.args.out))
 
-    def _run_stage(self, index: int, name: str, steps: int, lr: float) -> None:
+    def _run_stage(self, index: int, name: str, steps: int, lr: float) -> bool:
+        """Run the stage from the state's step; False when --stop-at stopped it first."""
         a = self.args
         stream = STREAMS[name]
         pool = ScenePool(a.seed, stream, a.pool, self.tower_config.image_size, self.grid,
@@ -199,11 +202,15 @@ class Trainer:
                 self.log({'stage': name, 'step': step + 1, 'of': steps,
                           'loss': round(loss.item(), 4), 'minutes': round(elapsed / 60, 2),
                           **{k: round(v, 4) for k, v in stats.items()}})
-            if (step + 1) % a.save_every == 0:
+            stop = a.stop_at == (name, step + 1)
+            if (step + 1) % a.save_every == 0 or stop:
                 self.state['seconds'] += time.monotonic() - started
                 started = time.monotonic()
                 self.save_checkpoint()
+            if stop:
+                return False
         self.state['seconds'] += time.monotonic() - started
+        return True
 
     def _tower_step(self, rng: np.random.Generator, pool: ScenePool):
         views: list[View] = []
