@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the token-layer path against the image paths, in one run on one machine.
 
-    python tools/bench_layers.py --out out/bench-layers [--images 40] [--seed 20261125]
+    python -m tools.bench_layers --out out/bench-layers [--images 40] [--seed 20261125]
 
 On a Glyph-VQA split the model never trained on, for each codec split (tower, projector):
 per layer count k = 1..all, the bytes a frame's first k layers take as serialized TokenLayer
@@ -48,7 +48,7 @@ from colvlm_msgs.typesupport import message_class
 from colvlm_server.gate import GateConfig
 from colvlm_server.parameters import SERVER_PARAMETERS
 
-SEED = 20261125  # not a seed tools/train_tiny_vlm.py or the README's eval splits use
+SEED = 20261125  # not a seed tools.train or the README's eval splits use
 
 
 def _ms(samples: list[float]) -> float:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Print the README's results table from a `colvlm eval` metrics.json.
 
-    python tools/eval_table.py out/eval-heldout/metrics.json
+    python -m tools.eval_table out/eval-heldout/metrics.json
 
 One row per fixed policy, the entropy policy at its default τ (the calibrated one) and the
 random policy at entropy's retransmission rate, then the issue's benchmark ratios.

@@ -59,6 +59,17 @@ def derive(source: str, layers: list[int]):
     return model.eval(), draft
 
 
+def trainable_layers(draft) -> list:
+    """Freeze the draft but for its decoder layers and final norm; those parameters."""
+    for parameter in draft.parameters():
+        parameter.requires_grad = False
+    trainable = [p for n, p in draft.named_parameters()
+                 if n.startswith(('model.language_model.layers.', 'model.language_model.norm.'))]
+    for parameter in trainable:
+        parameter.requires_grad = True
+    return trainable
+
+
 def distill(teacher, draft, source: str, steps: int, lr: float, seed: int,
             batch: int) -> list:
     """KL(teacher || draft) at every answer position of teacher-forced Glyph-VQA prompts;
@@ -77,16 +88,10 @@ def distill(teacher, draft, source: str, steps: int, lr: float, seed: int,
     # A scene stream that none of the bundled model's training stages draws from.
     stream = max(data.STREAMS.values()) + 1
     pool = data.ScenePool(seed, stream, 128, int(teacher.config.vision_config.image_size),
-                            grid)
+                          grid)
     formats = recipe.FORMATS['joint']
     weights = np.array([w for _, w in formats])
-    for parameter in draft.parameters():
-        parameter.requires_grad = False
-    trainable = [p for n, p in draft.named_parameters()
-                 if n.startswith(('model.language_model.layers.', 'model.language_model.norm.'))]
-    for parameter in trainable:
-        parameter.requires_grad = True
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(trainable_layers(draft), lr=lr, weight_decay=0.0)
     torch.manual_seed(seed)
     log, started = [], time.time()
     draft.train()
@@ -100,26 +105,33 @@ def distill(teacher, draft, source: str, steps: int, lr: float, seed: int,
         labels = inputs.pop('labels')
         inputs['pixel_values'] = recipe.pixel_batch(
             processor, [v for images, *_ in samples for v in images])
-        with torch.no_grad():
-            target = teacher(**inputs).logits[:, :-1]
-        logits = draft(**inputs).logits[:, :-1]
-        mask = labels[:, 1:] != data.IGNORE  # position t predicts token t + 1
-        loss = F.kl_div(F.log_softmax(logits[mask], -1), F.log_softmax(target[mask], -1),
-                        log_target=True, reduction='batchmean')
-        optimizer.zero_grad()
-        loss.backward()
-        for group in optimizer.param_groups:
-            group['lr'] = cosine_lr(step, steps, lr, 20)
-        optimizer.step()
+        loss, agree = kl_step(teacher, draft, inputs, labels != data.IGNORE, optimizer,
+                              cosine_lr(step, steps, lr, 20))
         if step % 20 == 0 or step == steps - 1:
-            agree = (logits[mask].argmax(-1) == target[mask].argmax(-1)).float().mean().item()
-            record = {'step': step, 'kl': round(loss.item(), 5),
-                      'argmax_agreement': round(agree, 4),
+            record = {'step': step, 'kl': round(loss, 5), 'argmax_agreement': round(agree, 4),
                       'elapsed_s': round(time.time() - started, 1)}
             log.append(record)
             print(json.dumps(record), flush=True)
     draft.eval()
     return log
+
+
+def kl_step(teacher, draft, inputs: dict, answer, optimizer, lr: float) -> tuple[float, float]:
+    """One AdamW step on KL(teacher || draft) where `answer` (B, T) marks supervised tokens;
+    (loss, the share of positions where both argmaxes agree)."""
+    with torch.no_grad():
+        target = teacher(**inputs).logits[:, :-1]
+    logits = draft(**inputs).logits[:, :-1]
+    mask = answer[:, 1:]  # position t predicts token t + 1
+    loss = F.kl_div(F.log_softmax(logits[mask], -1), F.log_softmax(target[mask], -1),
+                    log_target=True, reduction='batchmean')
+    optimizer.zero_grad()
+    loss.backward()
+    for group in optimizer.param_groups:
+        group['lr'] = lr
+    optimizer.step()
+    agree = (logits[mask].argmax(-1) == target[mask].argmax(-1)).float().mean().item()
+    return loss.item(), agree
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write the sample that `colvlm replay sample --questions sample` replays.
 
-    python tools/make_sample_bag.py [--out samples/glyphvqa-replay] [--n-images 8]
+    python -m tools.make_sample_bag [--out samples/glyphvqa-replay] [--n-images 8]
 
 Renders a Glyph-VQA data set (seed 2718281: no training, calibration, held-out, demo or test
 stream uses it) and writes into OUT:

@@ -15,9 +15,9 @@ global colour and presence answers (issue 5), in two parts:
 
 Nothing is saved; the printout is the result.
 
-    python tools/probe_question_binding.py --pairs 120
-    python tools/probe_question_binding.py --train-minutes 60 --steps 6475 --format question-first
-    python tools/probe_question_binding.py --train-minutes 60 --steps 6475 --format image-first
+    python -m tools.probe_question_binding --pairs 120
+    python -m tools.probe_question_binding --train-minutes 60 --steps 6475 --format question-first
+    python -m tools.probe_question_binding --train-minutes 60 --steps 6475 --format image-first
 """
 
 from __future__ import annotations
