@@ -57,6 +57,9 @@ def test_the_smoke_recipe_builds_a_loadable_model_and_resumes(tmp_path, capsys):
     finally:
         torch.set_num_threads(threads)
     assert rerun.count('done, skipped') == len(tiny_llava.STAGES)
+    log = [json.loads(line) for line in (work / 'gen2' / 'train' / 'train.log').open()]
+    assert [r['stopped'] for r in log if 'stopped' in r] == ['tower', 'joint']
+    assert sum('exported' in r for r in log) == 2  # gen2-joint found joint done; gen2-export
     text = (out / 'training.json').read_text()
     assert str(tmp_path) not in text  # placeholders, not this machine's folders
     recipe = json.loads(text)['recipe']

@@ -49,3 +49,15 @@ def test_a_clean_pool_draws_the_renderers_default_scenes():
     pool.advance_to(1)
     rng = np.random.default_rng(np.random.SeedSequence([1234, 7919, 0, 0]))
     assert np.array_equal(pool.slots[0].scene.image, render_scene(rng).image)
+
+
+def test_the_flags_name_a_stop_and_a_style_or_the_bad_value(capsys):
+    from tools.train.__main__ import parse_args
+
+    args = parse_args(['--stop-at', 'joint:1000', '--style', 'mix'])
+    assert args.stop_at == ('joint', 1000) and args.style == 'mix'
+    assert parse_args([]).stop_at is None and parse_args([]).style == 'clean'
+    for bad in (['--stop-at', 'lunch:3'], ['--stop-at', 'joint:0'], ['--style', 'sepia']):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+        assert bad[1] in capsys.readouterr().err

@@ -92,7 +92,7 @@ STAGES = [
 
 # Step counts and sizes of the smoke configuration (tests): one step of every stage that runs.
 SMOKE_TRAIN = dict(batch=2, tower_batch=4, pool=4, pool_fill=2, refresh=1, warmup=1,
-                   log_every=1, save_every=1000, stop_at=None)
+                   log_every=1, save_every=1000)
 SMOKE_TOOLS = {'tools.fit_token_codec': dict(images=3),
                'tools.fit_view_probe': dict(scenes=4, held_out=1, epochs=1),
                'tools.make_draft_model': dict(distill_steps=1, batch=2)}
@@ -108,7 +108,9 @@ def smoke(stages: list[Stage]) -> list[Stage]:
     for stage in stages:
         if stage.tool == TRAIN:
             steps = {k: min(1, stage.args.get(k, defaults[k])) for k in STEP_FLAGS}
-            stage = with_args(stage, **steps, **SMOKE_TRAIN)
+            stop = stage.args.get('stop_at')  # a stop after its stage's one step
+            stage = with_args(stage, **steps, **SMOKE_TRAIN,
+                              stop_at=stop and stop.split(':')[0] + ':1')
         elif stage.args.get('_', ('',))[0] == 'dataset':
             stage = with_args(stage, n_images=2)
         stage = with_args(stage, **SMOKE_TOOLS.get(stage.tool, {}))
