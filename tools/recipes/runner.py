@@ -103,10 +103,9 @@ class RecipeRunner:
 
     def _run(self, stage: Stage) -> None:
         (self.work / stage.name).mkdir(parents=True, exist_ok=True)
-        module = importlib.import_module(stage.tool if stage.tool.endswith('__main__')
-                                         else stage.tool)
-        main = getattr(module, 'main', None) or importlib.import_module(
-            stage.tool + '.__main__').main
+        main = getattr(importlib.import_module(stage.tool), 'main', None)
+        if main is None:  # a package, run by its __main__ as `python -m` would
+            main = importlib.import_module(stage.tool + '.__main__').main
         started = time.monotonic()
         status = main(stage.argv(self.places))
         seconds = time.monotonic() - started

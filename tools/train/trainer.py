@@ -36,8 +36,10 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-
 class Trainer:
+    """One training run in its work folder: the model, the cell heads, the optimizer of the
+    current stage and the state (stage, step, seconds, finished stages) a checkpoint keeps."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.device = torch.device(args.device)
@@ -140,6 +142,13 @@ class Trainer:
         self.log({'init_from': str(path)})
 
     def run(self) -> None:
+        """Every stage not finished yet, then the export (unless --stop-at stops first)."""
+        try:
+            self._run_stages()
+        finally:
+            self.log_file.close()  # a recipe runs several trainers in one process
+
+    def _run_stages(self) -> None:
         saved = self.load_checkpoint()
         if saved is None and self.args.init_from:
             self.init_from(Path(self.args.init_from))
