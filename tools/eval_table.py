@@ -35,7 +35,7 @@ def _pct(value) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='python -m tools.eval_table',
                                      description=__doc__.splitlines()[0])
-    parser.add_argument('metrics', help="a `colvlm eval` metrics.json")
+    parser.add_argument('metrics', help='a `colvlm eval` metrics.json')
     entries = json.loads(Path(parser.parse_args(argv).metrics).read_text())
     entries = entries if isinstance(entries, list) else [entries]
     rows = _pick(entries)
