@@ -159,7 +159,7 @@ def load_layer_edge(backend: VlmBackend, model: str, settings: LayerSettings,
     or `codec`); ValueError with one line when there is none or it does not fit."""
     path = Path(codec) if codec else Path(resolve_model(model)) / artifact_name(settings.split)
     if not path.is_file():
-        raise ValueError(f'no token codec at {path}; fit one with tools/fit_token_codec.py')
+        raise ValueError(f'no token codec at {path}; fit one with python -m tools.fit_token_codec')
     loaded = TokenCodec.load(path)
     if loaded.split != settings.split:
         raise ValueError(f'the codec {path} was fitted at split {loaded.split!r}, not '

@@ -64,7 +64,7 @@ def load_token_encoder(config: TokenLayersConfig) -> TokenLayerEncoder:
         Path(resolve_model(config.model)) / artifact_name(config.split)
     if not path.is_file():
         raise ValueError(f'layers.codec: no token codec at {path}; fit one with '
-                         f'tools/fit_token_codec.py --model {config.model}')
+                         f'python -m tools.fit_token_codec --model {config.model}')
     codec = TokenCodec.load(path)
     if codec.split != config.split:
         raise ValueError(f'layers.split is {config.split!r} but the codec {path} was fitted '

@@ -8,7 +8,7 @@ which colours and kinds a question names; the view score is the highest probabil
 cells and over the concepts the question can mean (a kind without a colour means any colour,
 and the other way round), which the fit calibrates to read as the probability that the view
 holds the concept (the server compares it with views.min_score). It abstains (None) when the
-question names no concept it knows. `tools/fit_view_probe.py` fits the probe on rendered
+question names no concept it knows. `python -m tools.fit_view_probe` fits the probe on rendered
 Glyph-VQA scenes; one tower pass of the bundled model plus the probe is ~7 ms on one CPU core.
 
 This module knows pixels, concepts and the probe; it knows nothing about topics or services.
@@ -109,7 +109,8 @@ class ViewProbe:
         """ValueError with one line naming the file for anything missing or inconsistent."""
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f'no view probe at {path}; fit one with tools/fit_view_probe.py')
+            raise ValueError(f'no view probe at {path}; fit one with '
+                             'python -m tools.fit_view_probe')
         try:
             with np.load(path, allow_pickle=False) as data:
                 missing = [key for key in _PROBE_KEYS if key not in data.files]

@@ -179,6 +179,14 @@ class DraftProposer:
             self.fed = length
 
 
+def answer_length(tokens: list[int], eos: set[int]) -> int:
+    """The answer's tokens: those before the first EOS (all of them when none ends it)."""
+    for index, token in enumerate(tokens):
+        if token in eos:
+            return index
+    return len(tokens)
+
+
 def greedy_decode(model, embeds, position_ids, *, max_new_tokens: int, eos: set[int],
                   context: list[int] | None = None, draft: DraftProposer | None = None,
                   draft_tokens: int = 3, output_attentions: bool = False) -> Decoded:
@@ -188,60 +196,94 @@ def greedy_decode(model, embeds, position_ids, *, max_new_tokens: int, eos: set[
     Every kept token is the argmax of the model's logits at its position given the tokens
     before it, as in plain greedy decoding; its logits are the verification forward's.
     Call under inference_mode."""
-    import torch
     from transformers import DynamicCache
 
-    device = embeds.device
+    prompt_length = int(embeds.shape[1])
     cache = DynamicCache(config=model.config)
     out = model(inputs_embeds=embeds, position_ids=position_ids, past_key_values=cache,
                 use_cache=True, output_attentions=output_attentions, logits_to_keep=1)
-    attentions = out.attentions if output_attentions else None
-    next_position = int(position_ids[0, -1]) + 1
     logits = [out.logits[0, -1].float()]
-    tokens = [int(logits[0].argmax())]
-    fed = int(embeds.shape[1])  # positions in the model's cache
-    forwards, drafted, accepted, processed = 1, 0, 0, 0
+    run = _Run(tokens=[int(logits[0].argmax())], logits=logits, fed=prompt_length,
+               next_position=int(position_ids[0, -1]) + 1, device=embeds.device)
     if draft is not None:
         draft.start(embeds, position_ids)
-    while len(tokens) < max_new_tokens and tokens[-1] not in eos:
-        room = max_new_tokens - len(tokens) - 1  # a verification also yields one more token
-        proposed = []
-        if room > 0 and draft is not None:
-            # The draft has seen the prompt and the tokens before the newest.
-            pending_from = draft.fed - int(embeds.shape[1])
-            proposed = draft.propose(tokens[pending_from:], next_position + pending_from,
-                                     min(draft_tokens, room))
-        elif room > 0 and context is not None:
-            proposed = lookup_candidates(context + tokens, min(draft_tokens, room))
-        feed = [tokens[-1], *proposed]
-        ids = torch.tensor([feed], device=device)
-        start = next_position + len(tokens) - 1
-        positions = torch.arange(start, start + len(feed), device=device)[None]
-        out = model(input_ids=ids, position_ids=positions, past_key_values=cache,
-                    use_cache=True)
-        forwards += 1
-        fed += len(feed)
-        processed += len(feed)
-        step_logits = out.logits[0].float()  # (len(feed), V)
-        choices = step_logits.argmax(dim=-1).tolist()
-        drafted += len(proposed)
-        matched = 0
-        while matched < len(proposed) and proposed[matched] == choices[matched]:
-            matched += 1
-        appended = 0
-        for k in range(matched + 1):
-            tokens.append(choices[k])
-            logits.append(step_logits[k])
-            appended += 1
-            if choices[k] in eos or len(tokens) >= max_new_tokens:
-                break
-        accepted += min(matched, appended)
+    while len(run.tokens) < max_new_tokens and run.tokens[-1] not in eos:
+        room = max_new_tokens - len(run.tokens) - 1  # a verification also yields one more
+        proposed = _proposals(run, prompt_length, min(draft_tokens, room), context, draft)
+        choices, step_logits = _verify(model, cache, run, [run.tokens[-1], *proposed])
+        _accept(run, proposed, choices, step_logits, eos, max_new_tokens)
         # The cache keeps the confirmed tokens; the newest token is fed next round.
-        keep = int(embeds.shape[1]) + len(tokens) - 1
-        if fed > keep:
-            cache.crop(keep - fed)  # a negative count: positions removed from the end
-            fed = keep
+        keep = prompt_length + len(run.tokens) - 1
+        if run.fed > keep:
+            cache.crop(keep - run.fed)  # a negative count: positions removed from the end
+            run.fed = keep
         if draft is not None:
             draft.rewind(keep)
-    return Decoded(tokens, logits, attentions, forwards, processed,
-                   draft.processed if draft is not None else 0, drafted, accepted)
+    return Decoded(run.tokens, run.logits, out.attentions if output_attentions else None,
+                   run.forwards, run.processed, draft.processed if draft is not None else 0,
+                   run.drafted, run.accepted)
+
+
+@dataclass
+class _Run:
+    """The decoding loop's state."""
+
+    tokens: list[int]  # generated ids so far
+    logits: list  # (V,) float32 per generated token
+    fed: int  # positions in the model's cache
+    next_position: int  # RoPE position of the first generated token
+    device: object  # the prompt's torch device, where new ids go
+    forwards: int = 1  # the prefill
+    processed: int = 0
+    drafted: int = 0
+    accepted: int = 0
+
+
+def _proposals(run: _Run, prompt_length: int, count: int, context: list[int] | None,
+               draft: DraftProposer | None) -> list[int]:
+    """Up to `count` speculative tokens to verify after the newest one."""
+    if count <= 0:
+        return []
+    if draft is not None:
+        # The draft has seen the prompt and the tokens before the newest.
+        pending_from = draft.fed - prompt_length
+        return draft.propose(run.tokens[pending_from:], run.next_position + pending_from,
+                             count)
+    if context is not None:
+        return lookup_candidates(context + run.tokens, count)
+    return []
+
+
+def _verify(model, cache, run: _Run, feed: list[int]) -> tuple[list[int], object]:
+    """One forward over the newest token and the proposals: the model's argmax at each
+    position and its (len(feed), V) float32 logits."""
+    import torch
+
+    device = run.device
+    start = run.next_position + len(run.tokens) - 1
+    positions = torch.arange(start, start + len(feed), device=device)[None]
+    out = model(input_ids=torch.tensor([feed], device=device), position_ids=positions,
+                past_key_values=cache, use_cache=True)
+    run.forwards += 1
+    run.fed += len(feed)
+    run.processed += len(feed)
+    step_logits = out.logits[0].float()
+    return step_logits.argmax(dim=-1).tolist(), step_logits
+
+
+def _accept(run: _Run, proposed: list[int], choices: list[int], step_logits, eos: set[int],
+            max_new_tokens: int) -> None:
+    """Keep the model's choices up to the first proposal it disagrees with (its own choice
+    there included), stopping at EOS or the token limit."""
+    run.drafted += len(proposed)
+    matched = 0
+    while matched < len(proposed) and proposed[matched] == choices[matched]:
+        matched += 1
+    appended = 0
+    for k in range(matched + 1):
+        run.tokens.append(choices[k])
+        run.logits.append(step_logits[k])
+        appended += 1
+        if choices[k] in eos or len(run.tokens) >= max_new_tokens:
+            break
+    run.accepted += min(matched, appended)

@@ -4,7 +4,7 @@ A standard `LlavaForConditionalGeneration` with the GlyphTower vision encoder, t
 two-layer MLP projector and a small Llama decoder; a word + character tokenizer saved as a
 transformers tokenizer with a LLaVA-1.5 style chat template. This module builds the parts
 from scratch (for training) and knows where the trained copy ships (`models/`); training
-itself lives in tools/train_tiny_vlm.py.
+itself lives in tools/train/ (`python -m tools.recipes.tiny_llava` remakes the shipped copy).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _PUNCTUATION = '?.,:;!\'"-'
 # "USER: question\n<image>\n... question ASSISTANT: answer</s>". In a causal decoder, image
 # tokens that come after the question are encoded in its light, so the tokens of the asked
 # object can stand out; with the images first, only the positions after them can look for it.
-# Measured with tools/probe_question_binding.py (decoder trained on 1-image colour and presence
+# Measured with tools.probe_question_binding (decoder trained on 1-image colour and presence
 # questions, tower frozen): this format left chance after ~1500 steps, the image-first one
 # after ~4000.
 CHAT_TEMPLATE = (

@@ -31,6 +31,7 @@ import numpy as np
 from colvlm_models.accelerate import (
     Acceleration,
     DraftProposer,
+    answer_length,
     greedy_decode,
     quantize_int8,
     select_image_positions,
@@ -397,12 +398,7 @@ class TransformersVlm(VlmBackend):
                 return_dict_in_generate=True, pad_token_id=self.tokenizer.pad_token_id)
         seconds = time.perf_counter() - started
         new_tokens = output.sequences[0, input_ids.shape[1]:]
-        eos = set(np.atleast_1d(self.model.generation_config.eos_token_id or []).tolist())
-        answer_steps = len(new_tokens)
-        for k, token in enumerate(new_tokens.tolist()):
-            if token in eos:
-                answer_steps = k
-                break
+        answer_steps = answer_length(new_tokens.tolist(), self._eos())
         # An empty answer is judged by the confidence of its EOS: the gate needs one step.
         logits = torch.stack([step[0] for step in output.logits[:max(answer_steps, 1)]])
         text = self.tokenizer.decode(new_tokens[:answer_steps], skip_special_tokens=True).strip()
@@ -508,11 +504,7 @@ class TransformersVlm(VlmBackend):
                 draft=DraftProposer(self._draft) if self._draft is not None else None,
                 draft_tokens=acc.draft_tokens, output_attentions=attention_layer is not None)
         seconds = time.perf_counter() - started
-        answer_steps = len(decoded.tokens)
-        for k, token in enumerate(decoded.tokens):
-            if token in self._eos():
-                answer_steps = k
-                break
+        answer_steps = answer_length(decoded.tokens, self._eos())
         logits = torch.stack(decoded.logits[:max(answer_steps, 1)])
         text = self.tokenizer.decode(decoded.tokens[:answer_steps],
                                      skip_special_tokens=True).strip()

@@ -2,8 +2,8 @@
 """Benchmark LiteVLM's accelerations against the plain pipeline, on the same questions in one
 run: visual-token selection, speculative decoding, low precision.
 
-    python tools/bench_accel.py --images 10 --out out/bench-accel      # about 3 min here
-    python tools/bench_accel.py --data out/data/heldout --limit 200 --out out/bench-accel
+    python -m tools.bench_accel --images 10 --out out/bench-accel      # about 3 min here
+    python -m tools.bench_accel --data out/data/heldout --limit 200 --out out/bench-accel
 
 Builds a Glyph-VQA set (seed --seed) unless --data names one, then runs every variant through
 `Evaluator` / `TwoStagePipeline` (the server's own pipeline, policy --policy) with a backend
@@ -24,14 +24,12 @@ import statistics
 import sys
 import tempfile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from colvlm_bench.evaluate import Evaluator, summarize  # noqa: E402
-from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset  # noqa: E402
-from colvlm_models.accelerate import Acceleration  # noqa: E402
-from colvlm_models.vlm import TransformersVlm, VlmBackend  # noqa: E402
-from colvlm_server.gate import GateConfig  # noqa: E402
-from colvlm_server.parameters import SERVER_PARAMETERS  # noqa: E402
+from colvlm_bench.evaluate import Evaluator, summarize
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
+from colvlm_models.accelerate import Acceleration
+from colvlm_models.vlm import TransformersVlm, VlmBackend
+from colvlm_server.gate import GateConfig
+from colvlm_server.parameters import SERVER_PARAMETERS
 
 # name -> (server parameters it stands for, backend settings)
 VARIANTS = {
@@ -72,8 +70,10 @@ def load(model: str, settings: dict) -> TransformersVlm:
                            acceleration=Acceleration(**settings))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """The flags and the variant names to run."""
+    parser = argparse.ArgumentParser(prog='python -m tools.bench_accel',
+                                     description=__doc__.splitlines()[0])
     parser.add_argument('--model', default='bundled')
     parser.add_argument('--data', help='Glyph-VQA folder (default: --images new ones)')
     parser.add_argument('--images', type=int, default=10)
@@ -83,37 +83,41 @@ def main() -> int:
     parser.add_argument('--rounds', type=int, default=2)
     parser.add_argument('--variants', default=','.join(VARIANTS))
     parser.add_argument('--out', default='out/bench-accel')
-    args = parser.parse_args()
-    os.environ.setdefault('HF_HUB_OFFLINE', '1')
+    args = parser.parse_args(argv)
     names = [n.strip() for n in args.variants.split(',') if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
     if unknown or 'plain' not in names:
         parser.error(f'--variants must include plain and be among {list(VARIANTS)}')
+    return args, names
 
-    with tempfile.TemporaryDirectory() as folder:
-        data = args.data or write_dataset(Path(folder) / 'data', args.images, args.seed)
-        questions = load_dataset(data)[:args.limit or None]
-        gate = GateConfig(threshold=float(SERVER_PARAMETERS.specs['gate.threshold'].default))
-        backends = {name: load(args.model, VARIANTS[name][1]) for name in names}
-        rows = {name: {'latencies': []} for name in names}
-        for round_index in range(args.rounds):
-            for name in names:
-                recording = Recording(backends[name])
-                evaluator = Evaluator(recording, data, questions, progress=False)
-                records = evaluator.run(args.policy, gate)
-                metrics = summarize(args.policy, records, gate)
-                rows[name]['latencies'].append(metrics['latency_ms_mean'])
-                if round_index == 0:
-                    generations = recording.generations
-                    rows[name].update(
-                        metrics=metrics, answers=[r.result.answer for r in records],
-                        output_tokens=sum(g.output_tokens for g in generations),
-                        seconds=sum(g.seconds for g in generations),
-                        drafted=sum(g.drafted_tokens for g in generations),
-                        accepted=sum(g.accepted_tokens for g in generations))
-                print(f'round {round_index + 1}/{args.rounds} {name}: '
-                      f'{metrics["latency_ms_mean"]:.1f} ms', file=sys.stderr, flush=True)
 
+def measure_variants(args, names: list[str], data, questions) -> dict[str, dict]:
+    """Per variant: latency per round, and the first round's metrics, answers and tokens."""
+    gate = GateConfig(threshold=float(SERVER_PARAMETERS.specs['gate.threshold'].default))
+    backends = {name: load(args.model, VARIANTS[name][1]) for name in names}
+    rows = {name: {'latencies': []} for name in names}
+    for round_index in range(args.rounds):
+        for name in names:
+            recording = Recording(backends[name])
+            evaluator = Evaluator(recording, data, questions, progress=False)
+            records = evaluator.run(args.policy, gate)
+            metrics = summarize(args.policy, records, gate)
+            rows[name]['latencies'].append(metrics['latency_ms_mean'])
+            if round_index == 0:
+                generations = recording.generations
+                rows[name].update(
+                    metrics=metrics, answers=[r.result.answer for r in records],
+                    output_tokens=sum(g.output_tokens for g in generations),
+                    seconds=sum(g.seconds for g in generations),
+                    drafted=sum(g.drafted_tokens for g in generations),
+                    accepted=sum(g.accepted_tokens for g in generations))
+            print(f'round {round_index + 1}/{args.rounds} {name}: '
+                  f'{metrics["latency_ms_mean"]:.1f} ms', file=sys.stderr, flush=True)
+    return rows
+
+
+def table_rows(rows: dict[str, dict], names: list[str]) -> list[dict]:
+    """Each variant against plain: accuracy, same answers, latency (median of rounds)."""
     plain = rows['plain']
     plain_latency = statistics.median(plain['latencies'])
     table = []
@@ -136,10 +140,12 @@ def main() -> int:
             'acceptance_rate': (row['accepted'] / row['drafted'] if row['drafted'] else None)
             if speculative else None,
             'retransmission_rate': m['retransmission_rate']})
+    return table
+
+
+def print_table(table: list[dict]) -> None:
     header = ('variant', 'accuracy %', 'Δ points', 'same answer %', 'LLM tokens', 'latency ms',
               '× plain', 'tokens/s', 'acceptance %')
-    print(f'\n{len(questions)} questions, policy {args.policy}, model {args.model}, '
-          f'{args.rounds} rounds (latency: median of round means)\n')
     print('| ' + ' | '.join(header) + ' |')
     print('|' + '---|' * len(header))
     for t in table:
@@ -151,6 +157,19 @@ def main() -> int:
               f'{t["accuracy_change_points"]:+.1f} | {100 * t["same_answer_rate"]:.1f} | '
               f'{t["llm_tokens_mean"]:.1f} | {t["latency_ms_mean"]:.1f} | '
               f'{t["latency_ratio"]:.2f} | {t["tokens_per_s"]:.0f} | {acceptance} |')
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, names = parse_args(argv)
+    os.environ.setdefault('HF_HUB_OFFLINE', '1')
+    with tempfile.TemporaryDirectory() as folder:
+        data = args.data or write_dataset(Path(folder) / 'data', args.images, args.seed)
+        questions = load_dataset(data)[:args.limit or None]
+        rows = measure_variants(args, names, data, questions)
+    table = table_rows(rows, names)
+    print(f'\n{len(questions)} questions, policy {args.policy}, model {args.model}, '
+          f'{args.rounds} rounds (latency: median of round means)\n')
+    print_table(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'results.json').write_text(json.dumps(

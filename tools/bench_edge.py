@@ -1,6 +1,6 @@
 """Benchmark the edge's per-frame work against the bare OpenCV calls it wraps.
 
-Reproduce: python tools/bench_edge.py [--repeats 50] [--seconds 10]
+Reproduce: python -m tools.bench_edge [--repeats 50] [--seconds 10]
 
 (a) GlobalEncoder.encode vs cv2.resize (+ border / slice) + cv2.imencode, per preprocess mode;
 (b) crop_roi vs slice + cv2.resize + border + cv2.imencode; (c) FrameBuffer memory held while a
@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument('--seconds', type=float, default=10.0,
                         help='simulated stream length for the buffer test')
     args = parser.parse_args()
-    print('reproduce: python tools/bench_edge.py '
+    print('reproduce: python -m tools.bench_edge '
           f'--repeats {args.repeats} --seconds {args.seconds:g}')
     print(f'opencv {cv2.__version__}, numpy {np.__version__}, '
           f'cv2 threads {cv2.getNumThreads()}')

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the token-layer path against the image paths, in one run on one machine.
 
-    python tools/bench_layers.py --out out/bench-layers [--images 40] [--seed 20261125]
+    python -m tools.bench_layers --out out/bench-layers [--images 40] [--seed 20261125]
 
 On a Glyph-VQA split the model never trained on, for each codec split (tower, projector):
 per layer count k = 1..all, the bytes a frame's first k layers take as serialized TokenLayer
@@ -30,27 +30,25 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from colvlm_bench.evaluate import (  # noqa: E402
+from colvlm_bench.evaluate import (
     Evaluator,
     FolderFrames,
     LayerSettings,
     summarize,
     wire_size,
 )
-from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset  # noqa: E402
-from colvlm_bench.glyphvqa.questions import EVAL_KINDS, is_correct  # noqa: E402
-from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig  # noqa: E402
-from colvlm_edge.token_encoder import TokenLayerEncoder  # noqa: E402
-from colvlm_edge.wire import token_layer_message  # noqa: E402
-from colvlm_models.vlm import TransformersVlm, VisualTokens, resolve_model  # noqa: E402
-from colvlm_msgs.token_codec import SPLITS, TokenCodec, cosine_similarity  # noqa: E402
-from colvlm_msgs.typesupport import message_class  # noqa: E402
-from colvlm_server.gate import GateConfig  # noqa: E402
-from colvlm_server.parameters import SERVER_PARAMETERS  # noqa: E402
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
+from colvlm_bench.glyphvqa.questions import EVAL_KINDS, is_correct
+from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig
+from colvlm_edge.token_encoder import TokenLayerEncoder
+from colvlm_edge.wire import token_layer_message
+from colvlm_models.vlm import TransformersVlm, VisualTokens, resolve_model
+from colvlm_msgs.token_codec import SPLITS, TokenCodec, cosine_similarity
+from colvlm_msgs.typesupport import message_class
+from colvlm_server.gate import GateConfig
+from colvlm_server.parameters import SERVER_PARAMETERS
 
-SEED = 20261125  # not a seed tools/train_tiny_vlm.py or the README's eval splits use
+SEED = 20261125  # not a seed tools.train or the README's eval splits use
 
 
 def _ms(samples: list[float]) -> float:

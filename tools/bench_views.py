@@ -21,7 +21,7 @@ requests, and the ScoreView requests and replies. Latency per query is the serve
 time (all passes, every view answered) plus, for 'learned', the slowest edge's score time
 (edges score in parallel) — on this one CPU; link time at 1 Mbps is printed separately.
 
-    python tools/bench_views.py --scenes 30 --out out/bench-views     # about 4 min here
+    python -m tools.bench_views --scenes 30 --out out/bench-views     # about 4 min here
 """
 
 from __future__ import annotations
@@ -34,15 +34,13 @@ from pathlib import Path
 import sys
 import time
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from colvlm_bench.evaluate import Evaluator, _score, wire_size  # noqa: E402
-from colvlm_bench.glyphvqa.views import load_views_dataset, write_views_dataset  # noqa: E402
-from colvlm_msgs.typesupport import service_classes  # noqa: E402
-from colvlm_server.gate import GateConfig, make_policy  # noqa: E402
-from colvlm_server.parameters import SERVER_PARAMETERS  # noqa: E402
-from colvlm_server.pipeline import TwoStagePipeline  # noqa: E402
-from colvlm_server.views import (  # noqa: E402
+from colvlm_bench.evaluate import Evaluator, _score, wire_size
+from colvlm_bench.glyphvqa.views import load_views_dataset, write_views_dataset
+from colvlm_msgs.typesupport import service_classes
+from colvlm_server.gate import GateConfig, make_policy
+from colvlm_server.parameters import SERVER_PARAMETERS
+from colvlm_server.pipeline import TwoStagePipeline
+from colvlm_server.views import (
     ViewsConfig,
     ViewScore,
     most_confident,
@@ -95,8 +93,9 @@ class Row:
                 'accuracy_by_kind': {k: r / t for k, (r, t) in sorted(self.by_kind.items())}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog='python -m tools.bench_views',
+                                     description=__doc__.split('\n\n')[0])
     parser.add_argument('--data', help='a multi-view Glyph-VQA folder; default: write one')
     parser.add_argument('--scenes', type=int, default=30)
     parser.add_argument('--seed', type=int, default=20261124)
@@ -112,7 +111,128 @@ def main(argv: list[str] | None = None) -> int:
                              'the server default)')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--out', default='out/bench-views')
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def learned_rows(pairs: str) -> dict[str, ViewsConfig]:
+    """'MIN:FALLBACK,...' -> one learned-selection configuration per row label."""
+    learned = {}
+    for pair in pairs.split(','):
+        minimum, fallback = pair.split(':')
+        learned[f'learned (min {float(minimum):g}, fallback {fallback})'] = ViewsConfig(
+            cameras=('a', 'b'), select='learned', min_score=float(minimum), fallback=fallback)
+    return learned
+
+
+class ViewsBench:
+    """The rows of one run: every question answered about the views each rule sends, with
+    answers and view scores cached per (question, view, text) so rows share the model work."""
+
+    def __init__(self, evaluator, scorer, names: list[str], labels) -> None:
+        gate = GateConfig(threshold=SERVER_PARAMETERS.specs['gate.threshold'].default)
+        self.evaluator, self.scorer, self.names = evaluator, scorer, names
+        self.pipeline = TwoStagePipeline(evaluator.backend, gate)
+        self.policy = make_policy('entropy', gate)
+        self.score_srv = service_classes('colvlm/srv/ScoreView')
+        self.rows = {label: Row(label) for label in labels}
+        self.answers: dict[tuple, object] = {}  # (question id, view, text) -> PipelineResult
+        self.scored: dict[tuple, tuple] = {}
+
+    def answer_about(self, item, view: str, text: str):
+        key = (item.question.id, view, text)
+        if key not in self.answers:
+            image = dict(item.views)[view]
+            asked = replace(item.question, image=image, question=text,
+                            target=item.question.target if view == item.view else None)
+            self.answers[key] = self.pipeline.answer(text, self.evaluator._frame(asked),
+                                                     self.evaluator.edge, self.policy)
+        return self.answers[key]
+
+    def score_of(self, item, view: str, text: str) -> tuple[ViewScore, float, int, int]:
+        """(score, ms, response bytes, request bytes) of the view's edge for the question."""
+        key = (item.question.id, view, text)
+        if key not in self.scored:
+            original = self.evaluator.frames.original(dict(item.views)[view])
+            result = self.scorer.score(original, text, key=(item.question.image, view))
+            request = self.score_srv.Request(question=text)
+            response = self.score_srv.Response(
+                success=True, abstained=result.score is None,
+                score=0.0 if result.score is None else result.score, concept=result.concept,
+                score_ms=result.seconds * 1e3)
+            self.scored[key] = (ViewScore(result.score, concept=result.concept),
+                                result.seconds * 1e3, wire_size(response), wire_size(request))
+        return self.scored[key]
+
+    def select(self, item, text: str, config: ViewsConfig):
+        """(views sent, question text for the model, score ms, up, down bytes, fallback)."""
+        score_ms, up, down = 0.0, 0, 0
+        scores = None
+        if config.select in ('learned', 'auto'):
+            scores = {}
+            for view in self.names:
+                score, ms, response_bytes, request_bytes = self.score_of(item, view, text)
+                scores[view] = score
+                score_ms = max(score_ms, ms)  # the edges score at once
+                up += response_bytes
+                down += request_bytes
+        selection = select_views(text, self.names, config, scores)
+        if config.strip_names:  # as the server does: the model never saw camera names
+            text = strip_view_names(text, self.names)
+        return (selection.views, text, score_ms, up, down,
+                selection.how.startswith('fallback'))
+
+    def run(self, label: str, item, text: str, config: ViewsConfig | None, fixed=None) -> None:
+        if fixed is not None:
+            chosen, score_ms, up, down, fallback = fixed, 0.0, 0, 0, False
+        else:
+            chosen, text, score_ms, up, down, fallback = self.select(item, text, config)
+        results = [self.answer_about(item, view, text) for view in chosen]
+        best = results[most_confident(results)]
+        up += sum(r.uplink_bytes for r in results)
+        down += sum(r.downlink_bytes for r in results)
+        model_ms = sum(sum(p.latency_ms for p in r.passes) + r.locate_ms for r in results)
+        self.rows[label].add(bool(_score(best.answer, item.question)), item.view in chosen,
+                             len(chosen), up, down, model_ms, score_ms, item.question.kind,
+                             fallback)
+
+    def ask(self, item, learned: dict[str, ViewsConfig]) -> None:
+        """One question through every row."""
+        names = self.names
+        text = item.question.question
+        named = f'{text} ({item.view} camera)'
+        self.run('all views', item, text, None, fixed=tuple(names))
+        self.run('first view', item, text, None, fixed=(names[0],))
+        for label, config in learned.items():
+            self.run(label, item, text, config)
+        self.run('lexical', item, named, ViewsConfig(cameras=tuple(names), select='lexical'))
+        self.run('lexical, names kept', item, named,
+                 ViewsConfig(cameras=tuple(names), select='lexical', strip_names=False))
+        self.run('oracle view', item, text, None, fixed=(item.view,))
+
+
+def print_table(rows: dict[str, Row]) -> list[dict]:
+    """The Markdown table of the rows against 'all views'; the rows' summaries."""
+    base = rows['all views'].summary()
+    table = []
+    print('| selection | accuracy % | Δ points | view hit % | views sent | uplink B/q | '
+          '× all | latency ms | × all | link ms @1 Mbps | fallback % |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|')
+    for row in rows.values():
+        s = row.summary()
+        table.append(s)
+        print(f'| {s["label"]} | {100 * s["accuracy"]:.1f} | '
+              f'{100 * (s["accuracy"] - base["accuracy"]):+.1f} | '
+              f'{100 * s["view_hit_rate"]:.1f} | {s["views_sent_mean"]:.2f} | '
+              f'{s["uplink_bytes_mean"]:.0f} | '
+              f'{s["uplink_bytes_mean"] / base["uplink_bytes_mean"]:.2f} | '
+              f'{s["latency_ms_mean"]:.1f} | '
+              f'{s["latency_ms_mean"] / base["latency_ms_mean"]:.2f} | '
+              f'{s["link_ms_mean_1mbps"]:.1f} | {100 * s["fallback_rate"]:.1f} |')
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     import torch
     torch.set_num_threads(args.threads)
@@ -131,113 +251,25 @@ def main(argv: list[str] | None = None) -> int:
     backend = TransformersVlm(args.model, progress=False)
     encoder = GlobalEncoderConfig(width=backend.image_size[0], height=backend.image_size[1])
     scorer = load_view_scorer(args.model, args.probe, 'cpu', encoder, backend=backend)
-    gate = GateConfig(threshold=SERVER_PARAMETERS.specs['gate.threshold'].default)
     evaluator = Evaluator(backend, data, [q.question for q in questions], encoder=encoder,
                           progress=False)
-    pipeline = TwoStagePipeline(evaluator.backend, gate)
-    policy = make_policy('entropy', gate)
-    score_srv = service_classes('colvlm/srv/ScoreView')
-    learned = {}
-    for pair in args.learned.split(','):
-        minimum, fallback = pair.split(':')
-        learned[f'learned (min {float(minimum):g}, fallback {fallback})'] = ViewsConfig(
-            cameras=('a', 'b'), select='learned', min_score=float(minimum), fallback=fallback)
-    rows = {label: Row(label) for label in
-            ('all views', 'first view', *learned, 'lexical', 'lexical, names kept',
-             'oracle view')}
+    learned = learned_rows(args.learned)
     names = [name for name, _ in questions[0].views]
-    answers: dict[tuple[str, str], object] = {}  # (question id, view) -> PipelineResult
-    scored: dict[tuple[str, str], object] = {}
-
-    def answer_about(item, view: str, text: str):
-        key = (item.question.id, view, text)
-        if key not in answers:
-            image = dict(item.views)[view]
-            asked = replace(item.question, image=image, question=text,
-                            target=item.question.target if view == item.view else None)
-            answers[key] = pipeline.answer(text, evaluator._frame(asked), evaluator.edge,
-                                           policy)
-        return answers[key]
-
-    def score_of(item, view: str, text: str) -> tuple[ViewScore, float, int, int]:
-        key = (item.question.id, view, text)
-        if key not in scored:
-            original = evaluator.frames.original(dict(item.views)[view])
-            result = scorer.score(original, text, key=(item.question.image, view))
-            request = score_srv.Request(question=text)
-            response = score_srv.Response(success=True, abstained=result.score is None,
-                                          score=0.0 if result.score is None else result.score,
-                                          concept=result.concept,
-                                          score_ms=result.seconds * 1e3)
-            scored[key] = (ViewScore(result.score, concept=result.concept),
-                           result.seconds * 1e3, wire_size(response), wire_size(request))
-        return scored[key]
-
-    def run(label: str, item, text: str, config: ViewsConfig | None, fixed=None) -> None:
-        score_ms, up, down = 0.0, 0, 0
-        fallback = False
-        if fixed is not None:
-            chosen = fixed
-        else:
-            scores = None
-            if config.select in ('learned', 'auto'):
-                scores = {}
-                for view in names:
-                    score, ms, response_bytes, request_bytes = score_of(item, view, text)
-                    scores[view] = score
-                    score_ms = max(score_ms, ms)  # the edges score at once
-                    up += response_bytes
-                    down += request_bytes
-            selection = select_views(text, names, config, scores)
-            chosen = selection.views
-            fallback = selection.how.startswith('fallback')
-            if config.strip_names:  # as the server does: the model never saw camera names
-                text = strip_view_names(text, names)
-        results = [answer_about(item, view, text) for view in chosen]
-        best = results[most_confident(results)]
-        up += sum(r.uplink_bytes for r in results)
-        down += sum(r.downlink_bytes for r in results)
-        model_ms = sum(sum(p.latency_ms for p in r.passes) + r.locate_ms for r in results)
-        rows[label].add(bool(_score(best.answer, item.question)), item.view in chosen,
-                        len(chosen), up, down, model_ms, score_ms, item.question.kind, fallback)
-
-    lexical = ViewsConfig(cameras=tuple(names), select='lexical')
-    kept = ViewsConfig(cameras=tuple(names), select='lexical', strip_names=False)
+    bench = ViewsBench(evaluator, scorer, names,
+                       ('all views', 'first view', *learned, 'lexical', 'lexical, names kept',
+                        'oracle view'))
     for index, item in enumerate(questions):
-        text = item.question.question
-        run('all views', item, text, None, fixed=tuple(names))
-        run('first view', item, text, None, fixed=(names[0],))
-        for label, config in learned.items():
-            run(label, item, text, config)
-        run('lexical', item, f'{text} ({item.view} camera)', lexical)
-        run('lexical, names kept', item, f'{text} ({item.view} camera)', kept)
-        run('oracle view', item, text, None, fixed=(item.view,))
+        bench.ask(item, learned)
         if (index + 1) % 20 == 0:
             print(f'{index + 1}/{len(questions)} questions, '
                   f'{time.perf_counter() - started:.0f} s', flush=True)
-
-    base = rows['all views'].summary()
-    table = []
     print(f'\n{len(questions)} questions, {len(names)} views ({", ".join(names)}), seed '
           f'{args.seed}, policy entropy; '
           f'{time.perf_counter() - started:.0f} s')
-    print('| selection | accuracy % | Δ points | view hit % | views sent | uplink B/q | '
-          '× all | latency ms | × all | link ms @1 Mbps | fallback % |')
-    print('|---|---|---|---|---|---|---|---|---|---|---|')
-    for row in rows.values():
-        s = row.summary()
-        table.append(s)
-        print(f'| {s["label"]} | {100 * s["accuracy"]:.1f} | '
-              f'{100 * (s["accuracy"] - base["accuracy"]):+.1f} | '
-              f'{100 * s["view_hit_rate"]:.1f} | {s["views_sent_mean"]:.2f} | '
-              f'{s["uplink_bytes_mean"]:.0f} | '
-              f'{s["uplink_bytes_mean"] / base["uplink_bytes_mean"]:.2f} | '
-              f'{s["latency_ms_mean"]:.1f} | '
-              f'{s["latency_ms_mean"] / base["latency_ms_mean"]:.2f} | '
-              f'{s["link_ms_mean_1mbps"]:.1f} | {100 * s["fallback_rate"]:.1f} |')
+    table = print_table(bench.rows)
     record = {'seed': args.seed, 'views': names, 'n': len(questions),
               'learned': args.learned, 'rows': table,
-              'command': 'python tools/bench_views.py ' + ' '.join(argv or sys.argv[1:])}
+              'command': 'python -m tools.bench_views ' + ' '.join(argv or sys.argv[1:])}
     (out / 'bench_views.json').write_text(json.dumps(record, indent=2))
     print(f'\nwritten {out / "bench_views.json"}')
     return 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Print the README's results table from a `colvlm eval` metrics.json.
 
-    python tools/eval_table.py out/eval-heldout/metrics.json
+    python -m tools.eval_table out/eval-heldout/metrics.json
 
 One row per fixed policy, the entropy policy at its default τ (the calibrated one) and the
 random policy at entropy's retransmission rate, then the issue's benchmark ratios.
@@ -9,6 +9,7 @@ random policy at entropy's retransmission rate, then the issue's benchmark ratio
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 import sys
@@ -31,8 +32,11 @@ def _pct(value) -> str:
     return 'n/a' if value is None else f'{100 * value:.1f}'
 
 
-def main(path: str) -> int:
-    entries = json.loads(Path(path).read_text())
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m tools.eval_table',
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument('metrics', help='a `colvlm eval` metrics.json')
+    entries = json.loads(Path(parser.parse_args(argv).metrics).read_text())
     entries = entries if isinstance(entries, list) else [entries]
     rows = _pick(entries)
     print('| policy | accuracy % | text | color | presence | uplink B/query | retransmit % '
@@ -70,4 +74,4 @@ def main(path: str) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main())

@@ -5,8 +5,8 @@ Calibration tokens come from Glyph-VQA scenes rendered as the edge renders its g
 threshold is calibrated on; evaluation uses 20261123, the demo 424242/424243, training its own
 streams), so the basis never sees an evaluation image. The model is only run, never changed.
 
-    python tools/fit_token_codec.py                     # bundled model, both splits
-    python tools/fit_token_codec.py --model PATH --split tower --images 300
+    python -m tools.fit_token_codec                     # bundled model, both splits
+    python -m tools.fit_token_codec --model PATH --split tower --images 300
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig
 from colvlm_msgs.token_codec import SPLITS, TokenCodec, artifact_name
 
 CALIBRATION_SEED = 777
-# The default plan (tools/bench_layers.py measures it): a few strong directions first, so
+# The default plan (tools.bench_layers measures it): a few strong directions first, so
 # layer 0 is ~1/10 of a 128 px JPEG global frame; later layers are wider and coarser.
 DEFAULT_COEFFICIENTS = '4,12,48,rest'
 DEFAULT_BITS = '8,6,5,4'

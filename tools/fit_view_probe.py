@@ -17,8 +17,8 @@ scenes are never trained on; they give the cell-level metrics per concept and th
 AUROC of the score (each question scored on its own scene and on the next held-out scene,
 positive when that view holds the asked concept), per question template.
 
-    python tools/fit_view_probe.py          # ~75 s on a 2-core CPU, 1 thread
-    python tools/fit_view_probe.py --model PATH --out out/probe.npz --scenes 600
+    python -m tools.fit_view_probe          # ~75 s on a 2-core CPU, 1 thread
+    python -m tools.fit_view_probe --model PATH --out out/probe.npz --scenes 600
 """
 
 from __future__ import annotations
@@ -128,8 +128,9 @@ def platt(max_logits: np.ndarray, holds: np.ndarray, torch) -> tuple[float, floa
     return float(log_a.detach().exp()), float(b.detach())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog='python -m tools.fit_view_probe',
+                                     description=__doc__.splitlines()[0])
     parser.add_argument('--model', default='bundled', help="'bundled' or a local model folder")
     parser.add_argument('--out', default='', help=f'default: {PROBE_FILE} next to the model')
     parser.add_argument('--scenes', type=int, default=1500,
@@ -147,45 +148,41 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f'--held-out must be in 1..{args.scenes - 1}, got {args.held_out}')
     if not 0.0 < args.min_cover <= 1.0:
         parser.error(f'--min-cover must be in (0, 1], got {args.min_cover}')
-    os.environ.setdefault('HF_HUB_OFFLINE', '1')
-    import torch
+    return args
 
-    from colvlm_models.vlm import TransformersVlm, resolve_model
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    started = time.perf_counter()
-    backend = TransformersVlm(args.model, attention=False, progress=False)
-    encoder_config = EdgeConfig.from_values(EDGE_PARAMETERS.resolve()).encoder
-    if encoder_config.size != tuple(backend.image_size):
+def scene(index: int) -> Scene:
+    return render_scene(np.random.default_rng(np.random.SeedSequence([SEED_STREAM, index])))
+
+
+def edge_encoder(backend) -> GlobalEncoder:
+    """The edge's global frames with its default parameters, at the model's input size."""
+    config = EdgeConfig.from_values(EDGE_PARAMETERS.resolve()).encoder
+    if config.size != tuple(backend.image_size):
         # The edge's defaults are the bundled model's input; another model's edge would set
         # global.width/height to its own, so fit on that.
-        encoder_config = replace(encoder_config, width=backend.image_size[0],
-                                 height=backend.image_size[1])
-    encoder = GlobalEncoder(encoder_config)
-    concepts = concept_names(COLORS, ('sign', *SHAPES))
-    train_count = args.scenes - args.held_out
-    print(f'{args.model}: {backend.grid[0]}x{backend.grid[1]} cells, global frames '
-          f'{encoder_config.width}x{encoder_config.height} {encoder_config.preprocess}; '
-          f'{train_count} training + {args.held_out} held-out scenes, seed stream '
-          f'{SEED_STREAM}', flush=True)
+        config = replace(config, width=backend.image_size[0], height=backend.image_size[1])
+    return GlobalEncoder(config)
 
+
+def tower_cells(backend, encoder: GlobalEncoder, concepts, args, started: float):
+    """Every scene through the tower: tokens (scenes * N, D), labels (scenes * N, C) and the
+    scenes' objects."""
     tokens, labels, objects = [], [], []
     for index in range(args.scenes):
-        scene = render_scene(np.random.default_rng(np.random.SeedSequence([SEED_STREAM,
-                                                                           index])))
-        pixels, _ = encoder.render(scene.image)  # (h, w, 3) uint8 BGR, what the edge sees
+        drawn = scene(index)
+        pixels, _ = encoder.render(drawn.image)  # (h, w, 3) uint8 BGR, what the edge sees
         tokens.append(backend.visual_tokens(pixels, SPLIT))  # (N, D) float32
-        labels.append(cell_labels(scene, encoder, backend.grid, concepts, args.min_cover))
-        objects.append(scene.objects)
+        labels.append(cell_labels(drawn, encoder, backend.grid, concepts, args.min_cover))
+        objects.append(drawn.objects)
         if (index + 1) % 250 == 0:
             print(f'  {index + 1}/{args.scenes} scenes through the tower, '
                   f'{time.perf_counter() - started:.0f} s', flush=True)
-    cells = tokens[0].shape[0]
-    x_all, y_all = np.concatenate(tokens), np.concatenate(labels)  # (scenes * N, D), (.., C)
-    x_train, y_train = x_all[:train_count * cells], y_all[:train_count * cells]
-    x_test, y_test = x_all[train_count * cells:], y_all[train_count * cells:]
+    return np.concatenate(tokens), np.concatenate(labels), objects
 
+
+def fit_linear(x_train: np.ndarray, y_train: np.ndarray, args, torch):
+    """One logistic regression per concept: (weights (D, C), bias (C,)) on raw tokens."""
     # Adam on standardised channels converges in few epochs whatever the tower's scales; the
     # standardisation is folded into the saved weights, so the probe reads raw tokens.
     mean = x_train.mean(axis=0)
@@ -194,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     yt = torch.from_numpy(y_train)
     positives = yt.sum(dim=0)
     pos_weight = ((len(yt) - positives) / positives.clamp(min=1.0)).clamp(max=POS_WEIGHT_CAP)
-    linear = torch.nn.Linear(xt.shape[1], len(concepts))
+    linear = torch.nn.Linear(xt.shape[1], yt.shape[1])
     optimizer = torch.optim.Adam(linear.parameters(), lr=args.lr, weight_decay=1e-4)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     generator = torch.Generator().manual_seed(args.seed)
@@ -210,27 +207,32 @@ def main(argv: list[str] | None = None) -> int:
             total += loss.item() * len(batch)
         if (epoch + 1) % 10 == 0 or epoch + 1 == args.epochs:
             print(f'  epoch {epoch + 1}/{args.epochs}: loss {total / len(xt):.4f}', flush=True)
-
     weight = linear.weight.detach().numpy().T / scale[:, None]  # (D, C)
-    bias = linear.bias.detach().numpy() - mean @ weight  # (C,)
+    return weight, linear.bias.detach().numpy() - mean @ weight
 
+
+def calibrated_probe(weight, bias, x_train, objects, concepts, rng, model_id, torch):
+    """The probe with one Platt scaling of the view score folded into weights and bias."""
     # The positive weighting ranks cells well but puts their probabilities far too high: the
     # max over 64 cells (and 7 colours for a colour question) of a view without the concept
     # is often above 0.5, the server's views.min_score. One Platt scaling of that max, on the
     # training scenes, makes the view score P(view holds the concept) (for the balanced mix of
     # views these question pairs give); folded into weights and bias, since sigmoid(a z + b)
     # is increasing for a > 0, the max over cells and concepts is kept.
-    rng = np.random.default_rng(args.seed)
-    train_logits = (x_train @ weight + bias).reshape(train_count, cells, -1)
-    pairs = list(view_pairs(objects[:train_count], rng))
+    train_logits = (x_train @ weight + bias).reshape(len(objects), -1, len(concepts))
+    pairs = list(view_pairs(objects, rng))
     max_logits = np.array([train_logits[view][:, matching_concepts(question, concepts)].max()
                            for _, question, view, _ in pairs])
     slope, offset = platt(max_logits, np.array([holds for *_, holds in pairs]), torch)
     print(f'  view calibration: sigmoid({slope:.3f} * max logit {offset:+.3f}) on '
           f'{len(pairs)} training question-view pairs', flush=True)
     probe = ViewProbe((weight * slope).astype(np.float32),
-                      (bias * slope + offset).astype(np.float32), concepts, backend.model_id)
+                      (bias * slope + offset).astype(np.float32), concepts, model_id)
+    return probe, {'slope': round(slope, 4), 'offset': round(offset, 4)}
 
+
+def cell_metrics(probe: ViewProbe, x_test, y_test, concepts) -> tuple[dict, dict]:
+    """Held-out cells: AUROC per concept, and its mean, min and micro average."""
     probabilities = probe.cell_probabilities(x_test)  # (cells, C)
     per_concept = {}
     for k, name in enumerate(concepts):
@@ -239,57 +241,90 @@ def main(argv: list[str] | None = None) -> int:
             'cells': int(truth.sum()),
             'auroc': round(auroc(probabilities[:, k].tolist(), truth.tolist()), 4)}
     aurocs = [m['auroc'] for m in per_concept.values() if not np.isnan(m['auroc'])]
+    return per_concept, {
+        'cell_auroc_mean': round(float(np.mean(aurocs)), 4),
+        'cell_auroc_min': round(float(np.min(aurocs)), 4),
+        'cell_auroc_micro': round(auroc(probabilities.ravel().tolist(),
+                                        (y_test.ravel() > 0).tolist()), 4)}
 
-    # View level, through the edge's own scoring path (render, tower, probe, max) on the
-    # held-out scenes, rendered again; two scorers so that each keeps its view's tokens.
-    held_out = [render_scene(np.random.default_rng(np.random.SeedSequence([SEED_STREAM,
-                                                                           index])))
-                for index in range(train_count, args.scenes)]
+
+def view_metrics(backend, probe, encoder, objects, first: int, rng) -> dict:
+    """View level, through the edge's own scoring path (render, tower, probe, max) on the
+    held-out scenes (from `first`), rendered again; two scorers so that each keeps its view's
+    tokens."""
+    held_out = [scene(index) for index in range(first, first + len(objects))]
     scorers = ViewScorer(backend, probe, encoder), ViewScorer(backend, probe, encoder)
     by_kind: dict[str, tuple[list, list]] = {kind: ([], []) for kind in EVAL_KINDS}
-    for kind, question, view, holds in view_pairs(objects[train_count:], rng):
+    for kind, question, view, holds in view_pairs(objects, rng):
         scorer = scorers[view % 2]
         by_kind[kind][0].append(scorer.score(held_out[view].image, question, key=view).score)
         by_kind[kind][1].append(holds)
-    view_metrics = {}
+    metrics = {}
     for kind, (scores, truth) in by_kind.items():
         scores, truth = np.array(scores), np.array(truth)
-        view_metrics[kind] = {
+        metrics[kind] = {
             'auroc': round(auroc(scores.tolist(), truth.tolist()), 4),
             'positives': int(truth.sum()), 'negatives': int((~truth).sum()),
             'tpr_at_0.5': round(float((scores[truth] >= 0.5).mean()), 3),
             'fpr_at_0.5': round(float((scores[~truth] >= 0.5).mean()), 3)}
+    return metrics
 
+
+def report(record: dict, out: Path, seconds: float) -> None:
+    for name, metrics in record['per_concept'].items():
+        print(f'  {name:16s} {metrics["cells"]:4d} held-out cells, AUROC {metrics["auroc"]:.4f}')
+    print(f'cell AUROC mean {record["cell_auroc_mean"]:.4f} min {record["cell_auroc_min"]:.4f} '
+          f'micro {record["cell_auroc_micro"]:.4f}')
+    for kind, m in record['view'].items():
+        print(f'view {kind:8s} AUROC {m["auroc"]:.4f}  at 0.5: TPR {m["tpr_at_0.5"]:.3f} '
+              f'FPR {m["fpr_at_0.5"]:.3f}  ({m["positives"]} views hold it, '
+              f'{m["negatives"]} do not)')
+    print(f'wrote {out} ({out.stat().st_size} B) in {seconds:.0f} s')
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault('HF_HUB_OFFLINE', '1')
+    import torch
+
+    from colvlm_models.vlm import TransformersVlm, resolve_model
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+    backend = TransformersVlm(args.model, attention=False, progress=False)
+    encoder = edge_encoder(backend)
+    concepts = concept_names(COLORS, ('sign', *SHAPES))
+    train_count = args.scenes - args.held_out
+    config = encoder.config
+    print(f'{args.model}: {backend.grid[0]}x{backend.grid[1]} cells, global frames '
+          f'{config.width}x{config.height} {config.preprocess}; '
+          f'{train_count} training + {args.held_out} held-out scenes, seed stream '
+          f'{SEED_STREAM}', flush=True)
+    x_all, y_all, objects = tower_cells(backend, encoder, concepts, args, started)
+    split = train_count * (len(x_all) // args.scenes)  # cells of the training scenes
+    weight, bias = fit_linear(x_all[:split], y_all[:split], args, torch)
+    rng = np.random.default_rng(args.seed)
+    probe, calibration = calibrated_probe(weight, bias, x_all[:split], objects[:train_count],
+                                          concepts, rng, backend.model_id, torch)
+    per_concept, cells = cell_metrics(probe, x_all[split:], y_all[split:], concepts)
+    views = view_metrics(backend, probe, encoder, objects[train_count:], train_count, rng)
     seconds = time.perf_counter() - started
     record = {
         'settings': {'model': str(args.model), 'scenes': args.scenes,
                      'held_out': args.held_out, 'epochs': args.epochs,
                      'min_cover': args.min_cover, 'lr': args.lr, 'seed': args.seed,
                      'seed_stream': SEED_STREAM, 'pos_weight_cap': POS_WEIGHT_CAP,
-                     'global': f'{encoder_config.width}x{encoder_config.height} '
-                               f'{encoder_config.preprocess}', 'split': SPLIT},
-        'cell_auroc_mean': round(float(np.mean(aurocs)), 4),
-        'cell_auroc_min': round(float(np.min(aurocs)), 4),
-        'cell_auroc_micro': round(auroc(probabilities.ravel().tolist(),
-                                        (y_test.ravel() > 0).tolist()), 4),
-        'view_auroc': {kind: m['auroc'] for kind, m in view_metrics.items()},
-        'view': view_metrics,
-        'calibration': {'slope': round(slope, 4), 'offset': round(offset, 4)},
-        'per_concept': per_concept,
+                     'global': f'{config.width}x{config.height} {config.preprocess}',
+                     'split': SPLIT},
+        **cells, 'view_auroc': {kind: m['auroc'] for kind, m in views.items()},
+        'view': views, 'calibration': calibration, 'per_concept': per_concept,
         'seconds': round(seconds)}
     probe = ViewProbe(probe.weights, probe.bias, concepts, backend.model_id,
                       json.dumps(record, separators=(',', ':')))
     out = Path(args.out) if args.out else Path(resolve_model(args.model)) / PROBE_FILE
     probe.save(out)
-    for name, metrics in per_concept.items():
-        print(f'  {name:16s} {metrics["cells"]:4d} held-out cells, AUROC {metrics["auroc"]:.4f}')
-    print(f'cell AUROC mean {record["cell_auroc_mean"]:.4f} min {record["cell_auroc_min"]:.4f} '
-          f'micro {record["cell_auroc_micro"]:.4f}')
-    for kind, m in view_metrics.items():
-        print(f'view {kind:8s} AUROC {m["auroc"]:.4f}  at 0.5: TPR {m["tpr_at_0.5"]:.3f} '
-              f'FPR {m["fpr_at_0.5"]:.3f}  ({m["positives"]} views hold it, '
-              f'{m["negatives"]} do not)')
-    print(f'wrote {out} ({out.stat().st_size} B) in {seconds:.0f} s')
+    report(record, out, seconds)
     return 0
 
 

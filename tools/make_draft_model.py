@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Derive the draft model for speculative decoding from a trained LLaVA (default: bundled).
 
-    python tools/make_draft_model.py --out models/colvlm-tiny-llava-draft \
+    python -m tools.make_draft_model --out models/colvlm-tiny-llava-draft \
         [--layers 0] [--distill-steps 300]
 
 The draft is the model itself with fewer decoder layers (`--layers`, 0-based, default the
 first): same tower, projector, embeddings, final norm and tokenizer, so it reads the model's
 input embeddings as they are. `--distill-steps N` then trains the draft's decoder layers and
 norm (everything else frozen) to match the model's next-token distribution (KL) on Glyph-VQA
-prompts drawn as tools/train_tiny_vlm.py draws them (1-, 2- and 5-image prompts, the answer
+prompts drawn as tools.train draws them (1-, 2- and 5-image prompts, the answer
 tokens teacher-forced from the reference answers), on CPU. The model card and training.json
 record how it was made.
 """
@@ -27,10 +27,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import colvlm_models.glyph_tower  # noqa: E402,F401  registers the tower
-from colvlm_models.vlm import resolve_model  # noqa: E402
+import colvlm_models.glyph_tower  # noqa: F401  registers the tower
+from colvlm_models.vlm import resolve_model
+from tools.train.export import portable_path
 
 PROCESSOR_FILES = ('chat_template.jinja', 'processor_config.json', 'tokenizer.json',
                    'tokenizer_config.json')
@@ -60,6 +59,17 @@ def derive(source: str, layers: list[int]):
     return model.eval(), draft
 
 
+def trainable_layers(draft) -> list:
+    """Freeze the draft but for its decoder layers and final norm; those parameters."""
+    for parameter in draft.parameters():
+        parameter.requires_grad = False
+    trainable = [p for n, p in draft.named_parameters()
+                 if n.startswith(('model.language_model.layers.', 'model.language_model.norm.'))]
+    for parameter in trainable:
+        parameter.requires_grad = True
+    return trainable
+
+
 def distill(teacher, draft, source: str, steps: int, lr: float, seed: int,
             batch: int) -> list:
     """KL(teacher || draft) at every answer position of teacher-forced Glyph-VQA prompts;
@@ -67,26 +77,21 @@ def distill(teacher, draft, source: str, steps: int, lr: float, seed: int,
     import numpy as np
     from transformers import AutoProcessor
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import train_tiny_vlm as recipe  # the bundled model's own data code
+    from tools.train import data  # the bundled model's own data code
+    from tools.train import prompts as recipe
+    from tools.train.trainer import cosine_lr
 
     processor = AutoProcessor.from_pretrained(source)
     grid = int(teacher.config.vision_config.image_size) // int(
         teacher.config.vision_config.patch_size)
     prompts = recipe.PromptEncoder(processor, grid * grid)
     # A scene stream that none of the bundled model's training stages draws from.
-    stream = max(recipe.STREAMS.values()) + 1
-    pool = recipe.ScenePool(seed, stream, 128, int(teacher.config.vision_config.image_size),
-                            grid)
+    stream = max(data.STREAMS.values()) + 1
+    pool = data.ScenePool(seed, stream, 128, int(teacher.config.vision_config.image_size),
+                          grid)
     formats = recipe.FORMATS['joint']
     weights = np.array([w for _, w in formats])
-    for parameter in draft.parameters():
-        parameter.requires_grad = False
-    trainable = [p for n, p in draft.named_parameters()
-                 if n.startswith(('model.language_model.layers.', 'model.language_model.norm.'))]
-    for parameter in trainable:
-        parameter.requires_grad = True
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(trainable_layers(draft), lr=lr, weight_decay=0.0)
     torch.manual_seed(seed)
     log, started = [], time.time()
     draft.train()
@@ -100,21 +105,10 @@ def distill(teacher, draft, source: str, steps: int, lr: float, seed: int,
         labels = inputs.pop('labels')
         inputs['pixel_values'] = recipe.pixel_batch(
             processor, [v for images, *_ in samples for v in images])
-        with torch.no_grad():
-            target = teacher(**inputs).logits[:, :-1]
-        logits = draft(**inputs).logits[:, :-1]
-        mask = labels[:, 1:] != recipe.IGNORE  # position t predicts token t + 1
-        loss = F.kl_div(F.log_softmax(logits[mask], -1), F.log_softmax(target[mask], -1),
-                        log_target=True, reduction='batchmean')
-        optimizer.zero_grad()
-        loss.backward()
-        for group in optimizer.param_groups:
-            group['lr'] = recipe.cosine_lr(step, steps, lr, 20)
-        optimizer.step()
+        loss, agree = kl_step(teacher, draft, inputs, labels != data.IGNORE, optimizer,
+                              cosine_lr(step, steps, lr, 20))
         if step % 20 == 0 or step == steps - 1:
-            agree = (logits[mask].argmax(-1) == target[mask].argmax(-1)).float().mean().item()
-            record = {'step': step, 'kl': round(loss.item(), 5),
-                      'argmax_agreement': round(agree, 4),
+            record = {'step': step, 'kl': round(loss, 5), 'argmax_agreement': round(agree, 4),
                       'elapsed_s': round(time.time() - started, 1)}
             log.append(record)
             print(json.dumps(record), flush=True)
@@ -122,7 +116,25 @@ def distill(teacher, draft, source: str, steps: int, lr: float, seed: int,
     return log
 
 
-def main() -> int:
+def kl_step(teacher, draft, inputs: dict, answer, optimizer, lr: float) -> tuple[float, float]:
+    """One AdamW step on KL(teacher || draft) where `answer` (B, T) marks supervised tokens;
+    (loss, the share of positions where both argmaxes agree)."""
+    with torch.no_grad():
+        target = teacher(**inputs).logits[:, :-1]
+    logits = draft(**inputs).logits[:, :-1]
+    mask = answer[:, 1:]  # position t predicts token t + 1
+    loss = F.kl_div(F.log_softmax(logits[mask], -1), F.log_softmax(target[mask], -1),
+                    log_target=True, reduction='batchmean')
+    optimizer.zero_grad()
+    loss.backward()
+    for group in optimizer.param_groups:
+        group['lr'] = lr
+    optimizer.step()
+    agree = (logits[mask].argmax(-1) == target[mask].argmax(-1)).float().mean().item()
+    return loss.item(), agree
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model', default='bundled')
     parser.add_argument('--out', required=True)
@@ -132,7 +144,7 @@ def main() -> int:
     parser.add_argument('--seed', type=int, default=4321)
     parser.add_argument('--batch', type=int, default=16, help='1-image prompts per step')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     torch.set_num_threads(args.threads)
     source = resolve_model(args.model)
@@ -149,7 +161,8 @@ def main() -> int:
         if (Path(source) / name).is_file():
             shutil.copy(Path(source) / name, out / name)
     (out / 'training.json').write_text(json.dumps({
-        'derived_from': args.model, 'layers_kept': layers,
+        'derived_from': args.model if args.model == 'bundled' else portable_path(args.model),
+        'layers_kept': layers,
         'distill_steps': args.distill_steps, 'lr': args.lr, 'seed': args.seed,
         'batch': args.batch,
         'log': log}, indent=2) + '\n')

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write the sample that `colvlm replay sample --questions sample` replays.
 
-    python tools/make_sample_bag.py [--out samples/glyphvqa-replay] [--n-images 8]
+    python -m tools.make_sample_bag [--out samples/glyphvqa-replay] [--n-images 8]
 
 Renders a Glyph-VQA data set (seed 2718281: no training, calibration, held-out, demo or test
 stream uses it) and writes into OUT:
@@ -28,20 +28,18 @@ import tempfile
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset  # noqa: E402
-from colvlm_msgs import stamps  # noqa: E402
-from colvlm_msgs.bag import (  # noqa: E402
+from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
+from colvlm_msgs import stamps
+from colvlm_msgs.bag import (
     WRITER_VERSION,
     colvlm_typestore,
     rosbags_qos,
     storage_plugin,
 )
-from colvlm_msgs.image_codec import encode_image  # noqa: E402
-from colvlm_msgs.qos import profile  # noqa: E402
+from colvlm_msgs.image_codec import encode_image
+from colvlm_msgs.qos import profile
 
+ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_SEED = 2718281
 IMAGE_TOPIC = '/camera/image_raw/compressed'
 QUERY_TOPIC = '/camera/colvlm/query'

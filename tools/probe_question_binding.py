@@ -15,9 +15,9 @@ global colour and presence answers (issue 5), in two parts:
 
 Nothing is saved; the printout is the result.
 
-    python tools/probe_question_binding.py --pairs 120
-    python tools/probe_question_binding.py --train-minutes 60 --steps 6475 --format question-first
-    python tools/probe_question_binding.py --train-minutes 60 --steps 6475 --format image-first
+    python -m tools.probe_question_binding --pairs 120
+    python -m tools.probe_question_binding --train-minutes 60 --steps 6475 --format question-first
+    python -m tools.probe_question_binding --train-minutes 60 --steps 6475 --format image-first
 """
 
 from __future__ import annotations
@@ -25,19 +25,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from pathlib import Path
 import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from colvlm_bench.glyphvqa.questions import questions_for_scene  # noqa: E402
-from colvlm_bench.glyphvqa.scene import render_scene  # noqa: E402
-from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig  # noqa: E402
-from colvlm_msgs.image_codec import decode_image  # noqa: E402
+from colvlm_bench.glyphvqa.questions import questions_for_scene
+from colvlm_bench.glyphvqa.scene import render_scene
+from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig
+from colvlm_msgs.image_codec import decode_image
 
 KINDS = ('presence', 'color')
 FORMATS = {'image-first': 'USER: {image}\n{q} ASSISTANT:',

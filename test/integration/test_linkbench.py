@@ -1,5 +1,5 @@
 """The lossy-link configuration: its files start a real edge over real DDS, and
-tools/linkbench's short loss scenario (the tuned configuration over a 1 Mbps link losing 10%
+tools.linkbench's short loss scenario (the tuned configuration over a 1 Mbps link losing 10%
 of packets each way, edge and server in two network namespaces) answers every query exactly
 once, with a status, leaving no namespace behind. Latency is the benchmark's business, not
 these tests'. The scenario skips with the reason where namespaces cannot be made (not root,
@@ -59,8 +59,8 @@ def test_lossy_configuration_files_run_an_edge_over_dds(dds_env, monkeypatch):
 @pytest.mark.root
 def test_quick_loss_scenario_answers_every_query_once(tmp_path):
     out = tmp_path / 'linkbench'
-    process = subprocess.Popen([sys.executable, 'tools/linkbench', '--quick', '--out', str(out)],
-                               cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, '-m', 'tools.linkbench', '--quick', '--out',
+                                str(out)], cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     try:
         stdout, stderr = process.communicate(timeout=TIMEOUT_S)

@@ -201,9 +201,10 @@ def test_sample_bag_is_small_read_by_rosbags_and_remade_by_its_tool(tmp_path):
     size = sum(p.stat().st_size for p in (SAMPLE / 'bag').iterdir())
     assert size <= 10 * 2**20
     info = sample_info()
-    done = subprocess.run([sys.executable, str(ROOT / 'tools' / 'make_sample_bag.py'), '--out',
+    done = subprocess.run([sys.executable, '-m', 'tools.make_sample_bag', '--out',
                            str(tmp_path), '--n-images', str(info['n_images']), '--seed',
-                           str(info['seed'])], capture_output=True, text=True, timeout=300)
+                           str(info['seed'])], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
 
     def messages(bag: Path) -> list[tuple]:

@@ -96,12 +96,12 @@ def test_eval_cli_rejects_unknown_policy(tmp_path, capsys):
 
 
 def test_draft_script_distils_a_one_layer_draft_that_loads(tmp_path):
-    """tools/make_draft_model.py on the bundled model, two distillation steps: it draws its
+    """tools.make_draft_model on the bundled model, two distillation steps: it draws its
     prompts through the training script's own sample code, so a change there shows here."""
     out = tmp_path / 'draft'
-    command = [sys.executable, str(ROOT / 'tools' / 'make_draft_model.py'), '--out', str(out),
+    command = [sys.executable, '-m', 'tools.make_draft_model', '--out', str(out),
                '--layers', '0', '--distill-steps', '2', '--batch', '4']
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT,
                           env={**os.environ, 'HF_HUB_OFFLINE': '1'})
     assert done.returncode == 0, done.stderr[-2000:]
     made = json.loads((out / 'training.json').read_text())
@@ -114,10 +114,11 @@ def test_draft_script_distils_a_one_layer_draft_that_loads(tmp_path):
 def test_training_script_smoke_run_exports_a_loadable_model(tmp_path):
     env = {**os.environ, 'HF_HUB_OFFLINE': '1'}
     out = tmp_path / 'model'
-    command = [sys.executable, str(ROOT / 'tools' / 'train_tiny_vlm.py'), '--smoke',
+    command = [sys.executable, '-m', 'tools.train', '--smoke',
                '--work', str(tmp_path / 'work'), '--out', str(out), '--device', 'cpu',
                '--att-weight', '0.5']
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300,
+                          cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     log = [json.loads(line) for line in (tmp_path / 'work' / 'train.log').read_text()
            .splitlines()]
@@ -129,7 +130,8 @@ def test_training_script_smoke_run_exports_a_loadable_model(tmp_path):
     backend = TransformersVlm(str(out), progress=False, max_new_tokens=2)
     assert backend.grid == (8, 8)
     # A second run finds every stage done and only exports again: training resumes.
-    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300,
+                           cwd=ROOT)
     assert again.returncode == 0 and '"stage"' not in again.stdout
 
 

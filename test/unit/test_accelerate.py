@@ -11,6 +11,7 @@ from colvlm_bench.evaluate import FolderFrames, InProcessEdge
 from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
 from colvlm_models.accelerate import (
     Acceleration,
+    answer_length,
     greedy_decode,
     lookup_candidates,
     select_image_positions,
@@ -216,3 +217,9 @@ def test_int8_answers_stay_valid_and_the_gate_gets_finite_metrics(plain, scenes,
         assert np.isfinite(got.attention).all()
         agree += got.text == want.text
     assert agree > 0  # a quantized model that answers nothing as before is broken
+
+
+def test_the_answer_ends_before_the_first_eos_or_runs_to_the_limit():
+    assert answer_length([5, 7, 2, 9, 2], {2}) == 2
+    assert answer_length([2], {2, 3}) == 0
+    assert answer_length([5, 7], {2}) == 2

@@ -1,42 +1,63 @@
-"""The attention loss's target in tools/train_tiny_vlm.py: where the evidence box lies on the
-global view's token grid."""
-
-import importlib.util
-from pathlib import Path
+"""The attention loss's target in tools.train: where the evidence box lies on the global
+view's token grid; and the scene pool's style, which picks the renderer's look per scene."""
 
 import numpy as np
 import pytest
 
-TOOL = Path(__file__).resolve().parents[2] / 'tools' / 'train_tiny_vlm.py'
+from tools.train.data import ScenePool
+from tools.train.targets import target_cells
 
 
-@pytest.fixture(scope='module')
-def train():
-    spec = importlib.util.spec_from_file_location('train_tiny_vlm', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_a_box_on_one_cell_puts_all_its_weight_there(train):
+def test_a_box_on_one_cell_puts_all_its_weight_there():
     # A 128 px square original is the view itself: cells are 16 px, row-major.
-    cells = train.target_cells((48, 32, 64, 48), 128, 128, 128, 8)
+    cells = target_cells((48, 32, 64, 48), 128, 128, 128, 8)
     assert cells.shape == (64,) and cells.dtype == np.float32
     assert np.argmax(cells) == 2 * 8 + 3 and cells[2 * 8 + 3] == pytest.approx(1.0)
 
 
-def test_the_share_follows_the_area_and_the_padding(train):
+def test_the_share_follows_the_area_and_the_padding():
     # 1024 x 768 fits 128 x 96 with 16 px of padding above: the top row shows no image.
-    whole = train.target_cells((0, 0, 1024, 768), 1024, 768, 128, 8).reshape(8, 8)
+    whole = target_cells((0, 0, 1024, 768), 1024, 768, 128, 8).reshape(8, 8)
     assert whole.sum() == pytest.approx(1.0)
     assert whole[0].sum() == 0 and whole[-1].sum() == 0
     assert np.allclose(whole[1:7], whole[1:7].mean())
     # A box over two cells, a third in the left one.
-    two = train.target_cells((8, 0, 32, 16), 128, 128, 128, 8)
+    two = target_cells((8, 0, 32, 16), 128, 128, 128, 8)
     assert two[0] == pytest.approx(1 / 3) and two[1] == pytest.approx(2 / 3)
     assert two[2:].sum() == 0
 
 
-def test_no_box_or_a_box_off_the_image_gives_no_target(train):
-    assert train.target_cells(None, 640, 480, 128, 8) is None
-    assert train.target_cells((700, 10, 800, 50), 640, 480, 128, 8) is None
+def test_no_box_or_a_box_off_the_image_gives_no_target():
+    assert target_cells(None, 640, 480, 128, 8) is None
+    assert target_cells((700, 10, 800, 50), 640, 480, 128, 8) is None
+
+
+def test_the_pool_styles_scenes_clean_camera_or_every_other_one():
+    assert [ScenePool(1, 0, 4, 128, 8).scene_style(n) for n in range(4)] == ['clean'] * 4
+    assert [ScenePool(1, 0, 4, 128, 8, 'camera').scene_style(n) for n in range(2)] == [
+        'camera'] * 2
+    mixed = [ScenePool(1, 0, 4, 128, 8, 'mix').scene_style(n) for n in range(10)]
+    assert mixed.count('camera') == 5 and mixed[:2] == ['clean', 'camera']
+    with pytest.raises(ValueError, match='sepia'):
+        ScenePool(1, 0, 4, 128, 8, 'sepia')
+
+
+def test_a_clean_pool_draws_the_renderers_default_scenes():
+    from colvlm_bench.glyphvqa.scene import render_scene
+
+    pool = ScenePool(1234, 0, 2, 128, 8)
+    pool.advance_to(1)
+    rng = np.random.default_rng(np.random.SeedSequence([1234, 7919, 0, 0]))
+    assert np.array_equal(pool.slots[0].scene.image, render_scene(rng).image)
+
+
+def test_the_flags_name_a_stop_and_a_style_or_the_bad_value(capsys):
+    from tools.train.__main__ import parse_args
+
+    args = parse_args(['--stop-at', 'joint:1000', '--style', 'mix'])
+    assert args.stop_at == ('joint', 1000) and args.style == 'mix'
+    assert parse_args([]).stop_at is None and parse_args([]).style == 'clean'
+    for bad in (['--stop-at', 'lunch:3'], ['--stop-at', 'joint:0'], ['--style', 'sepia']):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+        assert bad[1] in capsys.readouterr().err

@@ -17,7 +17,7 @@ from colvlm_edge.view_score import (
 )
 from colvlm_models.tiny_vlm import bundled_model_path
 
-# Not the fit's stream (tools/fit_view_probe.py, 20261201) nor any data set's.
+# Not the fit's stream (tools.fit_view_probe, 20261201) nor any data set's.
 UNSEEN_SEED = 20261202
 
 

@@ -3,8 +3,8 @@ namespaces; the tuned lossy-link configuration against a naive one, in the same 
 
 Reproduce (root; needs ip, tc and nft: apt-get install iproute2 nftables):
 
-    sudo python tools/linkbench --out out/linkbench          # about 6 min on 2 cores
-    sudo python tools/linkbench --quick --out out/lb-quick   # tuned only, 10% loss, 4 queries
+    sudo python -m tools.linkbench --out out/linkbench        # about 6 min on 2 cores
+    sudo python -m tools.linkbench --quick --out out/lb-quick # tuned only, 10% loss, 4 queries
 
 The edge's namespace sends through `tc tbf` at --rate-kbit (default 1000); both ends drop
 --losses % of packets at ingress (nft numgen random). Per configuration, on its own link: an
@@ -26,18 +26,16 @@ from pathlib import Path
 import signal
 import sys
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench import configurations, prepare_scene, run  # noqa: E402
-from deployment import Deployment  # noqa: E402
-from network import (  # noqa: E402
+from .bench import configurations, prepare_scene, run
+from .deployment import Deployment
+from .network import (
     LinkNetwork,
     NetworkUnavailable,
     missing_requirements,
     sweep_stale,
 )
-from processes import ProcessFailed  # noqa: E402
-from report import comparisons, table  # noqa: E402
+from .processes import ProcessFailed
+from .report import comparisons, table
 
 EXIT_UNAVAILABLE = 77
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import time
 
 import cv2
-from deployment import Deployment
-from report import summarize_setting
 
 from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
+
+from .deployment import Deployment
+from .report import summarize_setting
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

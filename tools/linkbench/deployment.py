@@ -1,5 +1,5 @@
 """One configuration deployed on its own link: the edge in the link's edge namespace, the
-server and the asker (driver.py) in its server namespace.
+server and the asker (tools.linkbench.driver) in its server namespace.
 
 The edge reads one Glyph-VQA scene in a loop and publishes a frame only when the server asks
 (publish.mode on_request), so a query's uplink is its own frame and crops, nothing else.
@@ -12,11 +12,11 @@ from pathlib import Path
 import sys
 import time
 
-from network import EDGE_ADDRESS, SERVER_ADDRESS, LinkNetwork
-from processes import DriverProcess, LoggedProcess, ProcessFailed
+from .network import EDGE_ADDRESS, SERVER_ADDRESS, LinkNetwork
+from .processes import DriverProcess, LoggedProcess, ProcessFailed
 
 REPO = Path(__file__).resolve().parents[2]
-DRIVER = Path(__file__).resolve().with_name('driver.py')
+DRIVER = 'tools.linkbench.driver'  # run as a module from the repository root
 NAMESPACE = 'cam0'
 DOMAIN_ID = '77'               # each link is private: any id will do
 START_TIMEOUT_S = 240.0        # importing torch on a loaded 2-core machine is slow
@@ -76,7 +76,7 @@ class Deployment:
         server.wait_for(r'\bready: model', START_TIMEOUT_S)
         self._driver = DriverProcess(
             self.network.exec_prefix(self.network.server) + [
-                sys.executable, str(DRIVER), '--namespace', NAMESPACE],
+                sys.executable, '-m', DRIVER, '--namespace', NAMESPACE],
             _environment(self.config, EDGE_ADDRESS), self.folder / 'driver.log', REPO)
         self._processes.append(self._driver)
         self._driver.reply(START_TIMEOUT_S)  # {'ready': true}

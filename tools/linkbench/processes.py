@@ -69,7 +69,7 @@ class LoggedProcess:
 
 
 class DriverProcess(LoggedProcess):
-    """tools/linkbench/driver.py: one JSON command a line in, one JSON reply a line out."""
+    """tools.linkbench.driver: one JSON command a line in, one JSON reply a line out."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path, cwd: Path):
         super().__init__('driver', argv, env, log_path, cwd, pipe_stdio=True)

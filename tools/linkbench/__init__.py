@@ -1,0 +1,1 @@
+"""linkbench: colvlm over a shaped, lossy link (`sudo python -m tools.linkbench`)."""

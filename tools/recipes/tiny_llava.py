@@ -1,0 +1,175 @@
+"""The recipe of models/colvlm-tiny-llava: every run that made the shipped model, in order,
+from random weights to the draft model (the model card tells what each stage taught it).
+
+    python -m tools.recipes.tiny_llava --out models/colvlm-tiny-llava --work out/recipe
+    python -m tools.recipes.tiny_llava --out out/model-camera --style camera   # retrain
+    python -m tools.recipes.tiny_llava --dry-run                               # the stages
+
+Four generations of `tools.train` (each starting from the previous one's export; the second
+ran as four commands in one work folder, stopped and restarted with new flags), then the
+token codec, the gate threshold τ (`colvlm eval --calibrate` on the calibration split), the
+view probe and the draft model. About 5.5 h on a 2-core CPU. A rebuild is close to the shipped
+weights, not bit-equal: the first two generations ran with an image-first chat template and
+the first one's tower schedule was cut short (the card says how). Stages that finished are
+skipped on a rerun, so a stopped rebuild carries on. `--style camera|mix` retrains every stage
+on camera-like scenes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import sys
+
+from tools.recipes.runner import RecipeRunner, Stage, versions, with_args
+
+TRAIN = 'tools.train'
+SEED = 1234  # every training generation; the tools' own seeds are written out below
+
+# The second generation's flags (common to its four commands) and the fourth's.
+GEN2 = dict(init_from='{work}/gen1/model', work='{work}/gen2/train', out='{work}/gen2/model',
+            seed=SEED, read_steps=600, page_share=1.0, align_steps=200)
+GEN2_EARLY_MIX = dict(kinds='text=0.35,color=0.25,presence=0.25,grounding=0.1,count=0.05',
+                      joint_formats='1=0.45,2=0.45,5=0.1')
+GEN4 = dict(seed=SEED, read_steps=0, tower_steps=0, align_steps=0, bind_steps=0,
+            joint_tower_scale=0, att_weight=0.5,
+            kinds='text=0.6,color=0.13,presence=0.13,grounding=0.14',
+            joint_formats='1=0.3,2=0.65,5=0.05')
+
+STAGES = [
+    Stage('gen1', TRAIN, dict(work='{work}/gen1/train', out='{work}/gen1/model', seed=SEED,
+                              tower_steps=600, tower_lr=1e-3, align_steps=300,
+                              joint_steps=4200),
+          outputs=('{work}/gen1/model/config.json',), note='first copy, from scratch'),
+    Stage('gen2-read', TRAIN, dict(**GEN2, tower_steps=200, tower_lr=5e-4, joint_steps=2400,
+                                   **GEN2_EARLY_MIX, stop_at='tower:20'),
+          outputs=('{work}/gen2/train/checkpoint.pt',), note='second copy: read 0-600'),
+    Stage('gen2-tower', TRAIN, dict(**GEN2, tower_steps=400, tower_lr=1e-3, joint_steps=2400,
+                                    **GEN2_EARLY_MIX, stop_at='joint:1000'),
+          outputs=('{work}/gen2/train/checkpoint.pt',), note='tower, align, joint 0-1000'),
+    Stage('gen2-joint', TRAIN, dict(**GEN2, tower_steps=400, tower_lr=1e-3, joint_steps=3000,
+                                    kinds='text=0.6,color=0.15,presence=0.15,grounding=0.1',
+                                    joint_formats='1=0.2,2=0.7,5=0.1', stop_at='joint:2200'),
+          outputs=('{work}/gen2/train/checkpoint.pt',), note='joint 1000-2200'),
+    Stage('gen2-export', TRAIN, dict(**GEN2, tower_steps=400, tower_lr=1e-3, joint_steps=5000,
+                                     kinds='text=0.75,color=0.1,presence=0.1,grounding=0.05',
+                                     joint_formats='1=0.15,2=0.8,5=0.05'),
+          outputs=('{work}/gen2/model/config.json',), note='joint 2200-5000, export'),
+    Stage('gen3', TRAIN, dict(init_from='{work}/gen2/model', work='{work}/gen3/train',
+                              out='{work}/gen3/model', seed=SEED, read_steps=0, tower_steps=0,
+                              align_steps=0, bind_steps=2500, joint_steps=3500,
+                              joint_tower_scale=0, att_weight=0.5,
+                              kinds='text=0.55,color=0.15,presence=0.15,grounding=0.15',
+                              joint_formats='1=0.35,2=0.6,5=0.05'),
+          outputs=('{work}/gen3/model/config.json',), note='third copy: bind, joint'),
+    Stage('gen4-a', TRAIN, dict(init_from='{work}/gen3/model', work='{work}/gen4-a/train',
+                                out='{work}/gen4-a/model', joint_steps=3000, joint_lr=3e-4,
+                                **GEN4),
+          outputs=('{work}/gen4-a/model/config.json',), note='fourth copy, first joint'),
+    Stage('gen4-b', TRAIN, dict(init_from='{work}/gen4-a/model', work='{work}/gen4-b/train',
+                                out='{out}', joint_steps=2500, joint_lr=2e-4, **GEN4),
+          outputs=('{out}/config.json',), note='fourth copy, second joint: the weights'),
+    Stage('token-codec', 'tools.fit_token_codec',
+          dict(model='{out}', split='both', images=120, seed=777),
+          outputs=('{out}/token_codec_tower.npz', '{out}/token_codec_projector.npz')),
+    Stage('calibration-split', 'colvlm_bench.cli',
+          dict(_=('dataset', 'glyphvqa', '{work}/calibration-split/data'), n_images=60,
+               seed=777),
+          outputs=('{work}/calibration-split/data/questions.jsonl',)),
+    Stage('calibrate', 'colvlm_bench.cli',
+          dict(_=('eval', '{work}/calibration-split/data'), calibrate=True, target_rate=0.4,
+               model='{out}', out='{work}/calibrate/eval'),
+          outputs=('{work}/calibrate/eval/calibration.json',), note='the gate threshold τ'),
+    Stage('view-probe', 'tools.fit_view_probe',
+          dict(model='{out}', scenes=1500, held_out=300, epochs=60, seed=4242, threads=1),
+          outputs=('{out}/view_probe.npz',)),
+    Stage('draft', 'tools.make_draft_model',
+          dict(model='{out}', out='{out}-draft', layers=0, distill_steps=1200, batch=16,
+               seed=4321, threads=1),
+          outputs=('{out}-draft/config.json',), note='the speculative-decoding draft'),
+]
+
+# Step counts and sizes of the smoke configuration (tests): one step of every stage that runs.
+SMOKE_TRAIN = dict(batch=2, tower_batch=4, pool=4, pool_fill=2, refresh=1, warmup=1,
+                   log_every=1, save_every=1000)
+SMOKE_TOOLS = {'tools.fit_token_codec': dict(images=3),
+               'tools.fit_view_probe': dict(scenes=4, held_out=1, epochs=1),
+               'tools.make_draft_model': dict(distill_steps=1, batch=2)}
+STEP_FLAGS = ('read_steps', 'tower_steps', 'align_steps', 'bind_steps', 'joint_steps')
+
+
+def smoke(stages: list[Stage]) -> list[Stage]:
+    """The same chain with one step per training stage, a few scenes for every fit."""
+    from tools.train.__main__ import parse_args as train_defaults
+
+    defaults = vars(train_defaults([]))
+    small = []
+    for stage in stages:
+        if stage.tool == TRAIN:
+            steps = {k: min(1, stage.args.get(k, defaults[k])) for k in STEP_FLAGS}
+            stop = stage.args.get('stop_at')  # a stop after its stage's one step
+            stage = with_args(stage, **steps, **SMOKE_TRAIN,
+                              stop_at=stop and stop.split(':')[0] + ':1')
+        elif stage.args.get('_', ('',))[0] == 'dataset':
+            stage = with_args(stage, n_images=2)
+        stage = with_args(stage, **SMOKE_TOOLS.get(stage.tool, {}))
+        small.append(stage)
+    return small
+
+
+def styled(stages: list[Stage], style: str) -> list[Stage]:
+    """Every training stage drawing scenes of `style`; 'clean' is the tools' default, so the
+    shipped commands stay as they ran."""
+    if style == 'clean':
+        return stages
+    return [with_args(s, style=style) if s.tool == TRAIN else s for s in stages]
+
+
+def record(out: Path, stages: list[dict], work: Path, options: dict) -> dict:
+    """The recipe's part of the model's training.json: every stage's command (placeholders
+    kept), seconds and versions, and the calibrated threshold."""
+    path = out / 'training.json'
+    training = json.loads(path.read_text())
+    calibration = json.loads((work / 'calibrate' / 'eval' / 'calibration.json').read_text())
+    training['recipe'] = {'command': 'python -m tools.recipes.tiny_llava', **options,
+                          'versions': versions(), 'stages': stages,
+                          'calibrated': {'gate.threshold': calibration['threshold']}}
+    path.write_text(json.dumps(training, indent=2) + '\n')
+    return training['recipe']
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog='python -m tools.recipes.tiny_llava',
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument('--out', default='out/colvlm-tiny-llava',
+                        help='the model folder to make (its draft goes to OUT-draft)')
+    parser.add_argument('--work', default=None,
+                        help="the stages' scratch folder, where a rerun resumes "
+                             '(default: OUT-work)')
+    parser.add_argument('--style', choices=('clean', 'camera', 'mix'), default='clean',
+                        help="the training scenes' look (tools.train --style)")
+    parser.add_argument('--smoke', action='store_true',
+                        help='one step per training stage and a few scenes per fit (tests)')
+    parser.add_argument('--dry-run', action='store_true', help='print the stages and stop')
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    stages = styled(smoke(STAGES) if args.smoke else STAGES, args.style)
+    if args.dry_run:
+        for stage in stages:
+            print(f'{stage.name}: {stage.command()}')
+        return 0
+    out = Path(args.out)
+    work = Path(args.work) if args.work else out.with_name(out.name + '-work')
+    records = RecipeRunner(stages, out, work).run()
+    made = record(out, records, work, {'style': args.style, 'smoke': args.smoke})
+    print(f'{out}: made by {len(records)} stages; gate.threshold '
+          f"{made['calibrated']['gate.threshold']:g} nats")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
