@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import re
 
-_SPECIAL = re.compile(r'(\w)_(?=\W|$)|([|*])')
+# A name ending in '_', a '|' and a '*' that is not part of a **bold** pair.
+_SPECIAL = re.compile(r'(\w)_(?=\W|$)|(\||(?<!\*)\*(?!\*))')
 _LIST = re.compile(r'\s*([-*]|\d+\.)\s')
 
 
 def _escape(text: str) -> str:
-    return _SPECIAL.sub(lambda m: f'{m.group(1)}\\_' if m.group(1) else f'\\{m.group(2)}', text)
+    unpaired = text.count('**') % 2
+    if unpaired:  # no bold here: escape every star
+        text = text.replace('**', '\0')
+    text = _SPECIAL.sub(lambda m: f'{m.group(1)}\\_' if m.group(1) else f'\\{m.group(2)}', text)
+    return text.replace('\0', '\\*\\*') if unpaired else text
 
 
 def escape_line(line: str) -> str:
