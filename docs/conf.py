@@ -1,7 +1,8 @@
 """Sphinx settings for the colvlm docs; rosdoc2 wraps this file (see rosdoc2.yaml).
 
-Also builds with plain Sphinx: `sphinx-build docs out/docs` (without the API pages, which
-rosdoc2 makes with sphinx-apidoc).
+Build with `rosdoc2 build --package-path .` from the repository root: rosdoc2 runs
+sphinx-apidoc for the API pages (`modules`) and adds autodoc, intersphinx (no remote
+inventories here, so no network) and myst_parser to the extensions below.
 """
 
 import os
