@@ -50,6 +50,21 @@ suppress_warnings = ['ref.python']
 exclude_patterns += ['standards.rst', '__readme_include.rst', 'standard_docs']
 rosdoc2_settings = {'enable_breathe': False, 'enable_exhale': False}
 
+# The API pages: rosdoc2 runs sphinx-apidoc over the repository root (rosdoc2.yaml) before
+# Sphinx reads this file, so any folder with an __init__.py (tools/, test/) gets pages too.
+# Keep the five packages only, listed in this order.
+PACKAGES = ['colvlm_msgs', 'colvlm_models', 'colvlm_edge', 'colvlm_server', 'colvlm_bench']
+_confdir = os.path.dirname(os.path.abspath(__file__))
+if os.path.isfile(os.path.join(_confdir, 'modules.rst')):
+    with open(os.path.join(_confdir, 'modules.rst'), 'w') as _modules:
+        _modules.write('Python API\n==========\n\n.. toctree::\n   :maxdepth: 4\n\n'
+                       + ''.join(f'   {name}\n' for name in PACKAGES))
+    exclude_patterns += [
+        name for name in os.listdir(_confdir)
+        if name.endswith('.rst') and name.count('.') >= 1 and name != 'modules.rst'
+        and name.split('.')[0] not in PACKAGES + ['index', 'changelog', 'standards']
+        and not name.startswith('__')]
+
 # Pages whose text lives elsewhere in the repository, read at build time (rosdoc2 builds
 # from a copy of this folder, so a relative include would not reach them).
 INCLUDED = {
