@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in rows:
         name = m['policy']
         if 'threshold' in m:
-            name += f' (τ={m["threshold"]:.3f})'
+            name += f' (τ={m["threshold"]:g})'
         if 'random_rate' in m:
             name += f' (rate {m["random_rate"]:.2f})'
         kinds = m['accuracy_by_kind']
