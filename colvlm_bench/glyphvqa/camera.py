@@ -42,8 +42,7 @@ import numpy as np
 from colvlm_bench.glyphvqa import optics
 from colvlm_bench.glyphvqa.clutter import draw_clutter, render_camera_background
 from colvlm_bench.glyphvqa.colors import band_mask, sample_color
-from colvlm_bench.glyphvqa.lettering import HERSHEY_FONTS, make_sign
-from colvlm_bench.glyphvqa.scene import (
+from colvlm_bench.glyphvqa.drawing import (
     COLORS,
     MAX_SIZE,
     MIN_SIZE,
@@ -58,6 +57,7 @@ from colvlm_bench.glyphvqa.scene import (
     ink_height,
     layout,
 )
+from colvlm_bench.glyphvqa.lettering import HERSHEY_FONTS, make_sign
 
 FACTORS = ('color', 'clutter', 'fonts', 'warp', 'blur', 'noise', 'jpeg')
 SEVERITIES = (1, 2, 3)

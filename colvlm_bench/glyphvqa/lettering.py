@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-from colvlm_bench.glyphvqa.scene import (
+from colvlm_bench.glyphvqa.drawing import (
     FONTS,
     TEXT_ALPHABET,
     TEXT_HEIGHT_RANGE,
