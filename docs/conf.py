@@ -68,6 +68,7 @@ if os.path.isfile(os.path.join(_confdir, 'modules.rst')):
 # Pages whose text lives elsewhere in the repository, read at build time (rosdoc2 builds
 # from a copy of this folder, so a relative include would not reach them).
 INCLUDED = {
+    'architecture': os.path.join(ROOT, 'DESIGN.md'),
     'model-card': os.path.join(ROOT, 'models', 'colvlm-tiny-llava', 'README.md'),
     'changelog': os.path.join(ROOT, 'CHANGELOG.rst'),
 }
