@@ -454,7 +454,8 @@ class DdsNode(port.Node):
         return self._timers[-1]
 
     def declare_parameters(self, table: ParameterTable, overrides: dict | None = None) -> dict:
-        return table.load(self.parameters_file, self.name, overrides)
+        qualified = f'{self.namespace.rstrip("/")}/{self.name}'
+        return table.load(self.parameters_file, qualified, overrides)
 
     # Lifetime
     def spin(self) -> None:
