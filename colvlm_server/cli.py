@@ -29,9 +29,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _start(node, overrides: dict):
     """The configured server, ready and logged as such; what stops it."""
-    from colvlm_server.parameters import SERVER_PARAMETERS, ServerConfig
+    from colvlm_server.parameters import SERVER_PARAMETERS, ServerConfig, with_model_settings
 
-    config = ServerConfig.from_values(node.declare_parameters(SERVER_PARAMETERS, overrides))
+    values = node.declare_parameters(SERVER_PARAMETERS, overrides)
+    config = ServerConfig.from_values(with_model_settings(values, node.explicit_parameters))
     server = _build(node, config)
     pipeline = server.pipeline
     node.logger.info(

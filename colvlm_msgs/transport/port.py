@@ -68,6 +68,9 @@ class Node(abc.ABC):
     name: str
     namespace: str                          # '/' or '/a/b'
     logger: logging.Logger
+    # Parameters a file or an override set (entry.run_node fills it): the others hold table
+    # defaults, which a chosen model's own settings may replace.
+    explicit_parameters: frozenset = frozenset()
 
     @abc.abstractmethod
     def message_type(self, name: str) -> type:
