@@ -71,3 +71,36 @@ def test_a_dds_node_takes_its_name_namespace_and_params_files_from_ros_args(tmp_
         assert values['global.quality'] == 70 and values['source.uri'] == 'topic:/img'
     finally:
         node.shutdown()
+
+
+def test_run_node_layers_config_ros_args_and_param_and_knows_what_the_user_set(tmp_path):
+    """The shared entry point on the dds backend: --config < --params-file < ROS -p <
+    --param, and `explicit_parameters` names what a file or override set (a model's own
+    settings may replace only the rest)."""
+    import argparse
+
+    from colvlm_msgs.transport.entry import add_node_arguments, run_node
+
+    config, extra = tmp_path / 'edge.yaml', tmp_path / 'extra.yaml'
+    config.write_text('/**:\n  ros__parameters:\n    global: {quality: 50}\n')
+    extra.write_text('/cam0/front:\n  ros__parameters:\n    source: {uri: folder}\n')
+    parser = argparse.ArgumentParser()
+    add_node_arguments(parser, 'config/edge.yaml', 'namespace')
+    args = parser.parse_args(['--config', str(config), '--transport', 'dds',
+                              '--param', 'views.cameras=[a]'])
+    args.ros_arguments = parse_ros_arguments([
+        '--ros-args', '-r', '__ns:=/cam0', '-r', '__node:=front', '--params-file', str(extra),
+        '-p', 'global.quality:=42'])
+    seen = {}
+
+    def build(node, overrides):
+        seen['where'] = (node.namespace, node.name)
+        seen['values'] = node.declare_parameters(TABLE, overrides)
+        seen['explicit'] = node.explicit_parameters
+        raise ValueError('stop here: only the start-up is under test')
+
+    assert run_node('edge', args, 'config/edge.yaml', {}, build) == 2
+    assert seen['where'] == ('/cam0', 'front')
+    assert seen['values'] == {'global.quality': 42, 'source.uri': 'folder',
+                              'views.cameras': ('a',)}
+    assert seen['explicit'] == {'global.quality', 'source.uri', 'views.cameras'}
