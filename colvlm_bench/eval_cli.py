@@ -135,7 +135,7 @@ def evaluate(args: argparse.Namespace, evaluator, policies: list[str], prog: str
     metrics.json (or calibration.json) is written last and atomically, after a stale one is
     removed: a folder holding it holds a complete run.
     """
-    from colvlm_bench.evaluate import LayerSettings, summarize
+    from colvlm_bench.evaluate import LayerSettings
     from colvlm_server.gate import GateConfig
 
     if 'layers' in policies:
@@ -161,37 +161,53 @@ def evaluate(args: argparse.Namespace, evaluator, policies: list[str], prog: str
     if calibrate:
         return _calibrate(args, evaluator, base, scores, out, prog)
 
+    entries, all_records = _run_policies(args, evaluator, policies, base, global_records,
+                                         scores)
+    plots = write_report(out, entries, all_records)
+    print(f'wrote {out / "metrics.json"}, {out / "records.jsonl"}, '
+          + ', '.join(str(p) for p in plots))
+    return 0
+
+
+def _settings(args: argparse.Namespace, policy: str, base, scores: np.ndarray,
+              entropy_rate: float | None) -> list:
+    """The gate settings `policy` runs with: a τ sweep, a rate sweep, or `base` alone."""
+    if policy in ('entropy', 'layers') and args.sweep and scores.size:
+        grid = sorted({round(float(t), 4) for t in np.quantile(scores, SWEEP_QUANTILES)}
+                      | {base.threshold})
+        return [replace(base, threshold=t) for t in grid]
+    if policy == 'random':
+        rate = args.rate if args.rate is not None else entropy_rate
+        rates = list(RANDOM_RATES) if args.sweep else []
+        if rate is not None or not rates:
+            rates = sorted(set(rates) | {round(rate if rate is not None else 0.5, 4)})
+        return [replace(base, random_rate=r) for r in rates]
+    return [base]
+
+
+def _run_policies(args: argparse.Namespace, evaluator, policies: list[str], base,
+                  global_records: list, scores: np.ndarray) -> tuple[list, list]:
+    """Each policy at each of its settings, a line printed per setting: (metrics entries,
+    (metrics, record) pairs). The random policy defaults to entropy's retransmission rate."""
+    from colvlm_bench.evaluate import summarize
+
     entries, all_records = [], []
     entropy_rate = None
     for policy in policies:
-        settings = [base]
-        if policy in ('entropy', 'layers') and args.sweep and scores.size:
-            grid = sorted({round(float(t), 4) for t in np.quantile(scores, SWEEP_QUANTILES)}
-                          | {threshold})
-            settings = [replace(base, threshold=t) for t in grid]
-        elif policy == 'random':
-            rate = args.rate if args.rate is not None else entropy_rate
-            rates = list(RANDOM_RATES) if args.sweep else []
-            if rate is not None or not rates:
-                rates = sorted(set(rates) | {round(rate if rate is not None else 0.5, 4)})
-            settings = [replace(base, random_rate=r) for r in rates]
-        for gate in settings:
+        for gate in _settings(args, policy, base, scores, entropy_rate):
             label = policy + (f' τ={gate.threshold:g}' if policy in ('entropy', 'layers')
                               else '') \
                 + (f' rate={gate.random_rate:g}' if policy == 'random' else '')
             records = global_records if policy == 'global' else evaluator.run(policy, gate,
                                                                              label)
             metrics = summarize(policy, records, gate, evaluator.vicrop_method)
-            if policy == 'entropy' and gate.threshold == threshold:
+            if policy == 'entropy' and gate.threshold == base.threshold:
                 entropy_rate = metrics['retransmission_rate']
                 metrics['default'] = True
             entries.append(metrics)
             all_records += [(metrics, r) for r in records]
             print(_line(metrics), flush=True)
-    plots = write_report(out, entries, all_records)
-    print(f'wrote {out / "metrics.json"}, {out / "records.jsonl"}, '
-          + ', '.join(str(p) for p in plots))
-    return 0
+    return entries, all_records
 
 
 def _line(m: dict) -> str:
