@@ -219,8 +219,11 @@ class RosNode(port.Node):
         # The file is read by the table (checked, naming the file), not handed to rcl as
         # --params-file: declared values rank below every ROS argument, and rcl's YAML
         # parser refuses what the table accepts (an empty list has no type for it).
+        # --param overrides (colvlm's own flags) win over the ROS arguments too: declared with
+        # ignore_override, so rclpy holds what the node uses (`ros2 param get` shows it).
+        overrides = overrides or {}
         starting = table.load(self.parameters_file,
-                              f'{self.namespace.rstrip("/")}/{self.name}')
+                              f'{self.namespace.rstrip("/")}/{self.name}', overrides)
         values = {}
         for name, spec in table.specs.items():
             # Read once at start-up, so read-only: `ros2 param set` is refused by rclpy
@@ -242,7 +245,8 @@ class RosNode(port.Node):
                 # refuses dynamic typing with a type given); unset, it reads as None.
                 default = _EMPTY_ARRAY_TYPES[spec.type]
                 descriptor.dynamic_typing = False
-            value = self._node.declare_parameter(name, default, descriptor).value
+            value = self._node.declare_parameter(name, default, descriptor,
+                                                 ignore_override=name in overrides).value
             values[name] = [] if value is None and spec.type in _EMPTY_ARRAY_TYPES else value
         # The launch file's parameters arrive through rclpy; the table checks them the same way.
         return table.resolve(values, f'node {self.resolve_name(self.name)}', overrides)

@@ -63,6 +63,7 @@ def test_ros_arguments_win_over_the_config_file_and_param_wins_over_both(tmp_pat
     assert got['values']['model'] == 'from-params-file'
     assert got['values']['queue.max_size'] == 12
     assert got['values']['gate.threshold'] == 0.25
+    assert got['held']['gate.threshold'] == 0.25  # --param reaches rclpy too
     assert got['values']['views.cameras'] == ('front', 'left')
 
 
