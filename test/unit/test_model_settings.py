@@ -79,3 +79,12 @@ def test_a_pipeline_built_for_a_model_uses_its_settings_unless_told(tmp_path):
     generic = TwoStagePipeline(_Backend(None))
     assert generic.vicrop_method == GENERIC['vicrop.method']
     assert generic.gate.threshold == GENERIC['gate.threshold']
+
+
+def test_the_recipe_writes_the_settings_the_shipped_model_has(tmp_path):
+    from tools.recipes.tiny_llava import write_settings
+
+    (tmp_path / 'config.json').write_text((ROOT / 'models' / 'colvlm-tiny-llava' /
+                                           'config.json').read_text())
+    write_settings(tmp_path, 0.0055)
+    assert model_settings(tmp_path) == model_settings('bundled')
