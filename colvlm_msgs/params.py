@@ -141,10 +141,11 @@ class ParameterTable:
         return '\n'.join(rows)
 
     def load(self, path: Path | list | None, node_name: str,
-             overrides: dict[str, object] | None = None) -> dict[str, object]:
-        """Defaults <- each file in order (a later one wins) <- overrides."""
+             overrides: dict[str, object] | None = None,
+             base: dict[str, object] | None = None) -> dict[str, object]:
+        """Defaults <- `base` <- each file in order (a later one wins) <- overrides."""
         paths = [p for p in (path if isinstance(path, (list, tuple)) else [path]) if p]
-        values: dict[str, object] = {}
+        values: dict[str, object] = dict(self.resolve(base or {}, 'base')) if base else {}
         for each in paths:
             file_values = read_yaml(each, node_name)
             self.resolve(file_values, str(each))    # a bad key or value names its own file

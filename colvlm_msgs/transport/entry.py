@@ -52,8 +52,8 @@ def run_node(verb: str, args: argparse.Namespace, default_config: str, overrides
         print(f'colvlm {verb}: {error}', file=sys.stderr)
         return 2
     try:
-        node.explicit_parameters = _explicit(node, [config_path, *ros_arguments.params_files],
-                                             values)
+        node.user_parameters = _user_values(
+            node, [config_path, *ros_arguments.params_files], values)
         stop = build(node, values)
     except START_ERRORS as error:
         node.logger.error(str(error))
@@ -70,15 +70,15 @@ def run_node(verb: str, args: argparse.Namespace, default_config: str, overrides
     return 0
 
 
-def _explicit(node: Node, files: list[str], overrides: dict) -> frozenset:
-    """The parameter names `files` (as they apply to `node`) and `overrides` set."""
+def _user_values(node: Node, files: list[str], overrides: dict) -> dict:
+    """What `files` (as they apply to `node`, a later one winning) and `overrides` set."""
     from colvlm_msgs.params import read_yaml
 
     qualified = f'{node.namespace.rstrip("/")}/{node.name}'
-    names = set(overrides)
+    values = {}
     for path in files:
-        names.update(read_yaml(path, qualified))
-    return frozenset(names)
+        values.update(read_yaml(path, qualified))
+    return {**values, **overrides}
 
 
 def main(prog: str, add_arguments: Callable, run: Callable, argv: list[str] | None) -> int:

@@ -215,7 +215,8 @@ class RosNode(port.Node):
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> port.Timer:
         return RosTimer(self._node.create_timer(period_s, callback, callback_group=self._group))
 
-    def declare_parameters(self, table: ParameterTable, overrides: dict | None = None) -> dict:
+    def declare_parameters(self, table: ParameterTable, overrides: dict | None = None,
+                           base: dict | None = None) -> dict:
         # The file is read by the table (checked, naming the file), not handed to rcl as
         # --params-file: declared values rank below every ROS argument, and rcl's YAML
         # parser refuses what the table accepts (an empty list has no type for it).
@@ -223,7 +224,7 @@ class RosNode(port.Node):
         # ignore_override, so rclpy holds what the node uses (`ros2 param get` shows it).
         overrides = overrides or {}
         starting = table.load(self.parameters_file,
-                              f'{self.namespace.rstrip("/")}/{self.name}', overrides)
+                              f'{self.namespace.rstrip("/")}/{self.name}', overrides, base)
         values = {}
         for name, spec in table.specs.items():
             # Read once at start-up, so read-only: `ros2 param set` is refused by rclpy

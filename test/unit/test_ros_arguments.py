@@ -75,8 +75,8 @@ def test_a_dds_node_takes_its_name_namespace_and_params_files_from_ros_args(tmp_
 
 def test_run_node_layers_config_ros_args_and_param_and_knows_what_the_user_set(tmp_path):
     """The shared entry point on the dds backend: --config < --params-file < ROS -p <
-    --param, and `explicit_parameters` names what a file or override set (a model's own
-    settings may replace only the rest)."""
+    --param, and `user_parameters` holds what a file or override set (where a node learns
+    the chosen model before declaring, and a model's own settings go below it all)."""
     import argparse
 
     from colvlm_msgs.transport.entry import add_node_arguments, run_node
@@ -95,12 +95,13 @@ def test_run_node_layers_config_ros_args_and_param_and_knows_what_the_user_set(t
 
     def build(node, overrides):
         seen['where'] = (node.namespace, node.name)
-        seen['values'] = node.declare_parameters(TABLE, overrides)
-        seen['explicit'] = node.explicit_parameters
+        seen['values'] = node.declare_parameters(
+            TABLE, overrides, base={'global.quality': 10, 'source.uri': 'from-model'})
+        seen['user'] = node.user_parameters
         raise ValueError('stop here: only the start-up is under test')
 
     assert run_node('edge', args, 'config/edge.yaml', {}, build) == 2
     assert seen['where'] == ('/cam0', 'front')
     assert seen['values'] == {'global.quality': 42, 'source.uri': 'folder',
                               'views.cameras': ('a',)}
-    assert seen['explicit'] == {'global.quality', 'source.uri', 'views.cameras'}
+    assert seen['user'] == {'global.quality': 42, 'source.uri': 'folder', 'views.cameras': ['a']}

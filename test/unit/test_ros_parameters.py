@@ -67,6 +67,24 @@ def test_ros_arguments_win_over_the_config_file_and_param_wins_over_both(tmp_pat
     assert got['values']['views.cameras'] == ('front', 'left')
 
 
+def test_a_model_base_ranks_below_the_config_file_and_rclpy_holds_it(tmp_path):
+    config = tmp_path / 'server.yaml'
+    config.write_text(CONFIG)
+    rclpy.init(args=['server_node'])
+    try:
+        node = create_node('server', 'ros_params_test', backend='ros',
+                           parameters_file=str(config))
+        try:
+            values = node.declare_parameters(
+                TABLE, base={'gate.threshold': 0.125, 'model': 'from-model'})
+            assert values['gate.threshold'] == 0.0055 and values['model'] == 'from-model'
+            assert node._node.get_parameter('model').value == 'from-model'
+        finally:
+            node.shutdown()
+    finally:
+        rclpy.try_shutdown()
+
+
 def test_a_bad_config_value_names_the_file_and_key(tmp_path):
     config = tmp_path / 'bad.yaml'
     config.write_text('/**:\n  ros__parameters:\n    queue:\n      max_size: 0\n')
