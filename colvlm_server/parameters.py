@@ -174,13 +174,18 @@ class ServerConfig:
         if views.several and v['camera.default']:
             raise ValueError(f"server parameters: camera.default {v['camera.default']!r} and "
                              'views.cameras both name cameras; set one of them')
-        return cls(v['model'], v['device'], v['dtype'], v['max_new_tokens'], v['policy'], gate,
-                   None if v['vicrop.layer'] < 0 else v['vicrop.layer'], v['camera.default'],
-                   v['frame.max_age_s'], v['frame.fresh_timeout_s'], v['crop.timeout_s'],
-                   v['crop.codec'], v['crop.quality'], v['queue.max_size'],
-                   v['question.max_chars'], v['status.period_s'], v['layers.codec'],
-                   v['layers.step'], v['layers.timeout_s'], v['layers.crop'], acceleration,
-                   views, v['vicrop.method'])
+        return cls(
+            model=v['model'], device=v['device'], dtype=v['dtype'],
+            max_new_tokens=v['max_new_tokens'], policy=v['policy'], gate=gate,
+            vicrop_layer=None if v['vicrop.layer'] < 0 else v['vicrop.layer'],
+            default_camera=v['camera.default'], frame_max_age_s=v['frame.max_age_s'],
+            fresh_frame_timeout_s=v['frame.fresh_timeout_s'], crop_timeout_s=v['crop.timeout_s'],
+            crop_codec=v['crop.codec'], crop_quality=v['crop.quality'],
+            queue_max_size=v['queue.max_size'], question_max_chars=v['question.max_chars'],
+            status_period_s=v['status.period_s'], layers_codec=v['layers.codec'],
+            layers_step=v['layers.step'], layers_timeout_s=v['layers.timeout_s'],
+            layers_crop=v['layers.crop'], acceleration=acceleration, views=views,
+            vicrop_method=v['vicrop.method'])
 
 
 def with_model_settings(values: dict, explicit: frozenset | set = frozenset()) -> dict:
