@@ -40,14 +40,14 @@ def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -
     from colvlm_bench.evaluate import EVAL_POLICIES
     from colvlm_edge.parameters import EDGE_PARAMETERS
     from colvlm_msgs.token_codec import SPLITS
-    from colvlm_server.parameters import SERVER_PARAMETERS
     from colvlm_server.vicrop import VICROP_METHODS
     parser.add_argument('--policy', default=default_policy,
                         help=f"one of {EVAL_POLICIES}, a comma list; 'all' = every one but "
                              f"'layers' (default: {default_policy})")
     parser.add_argument('--model', default='bundled', help='model path or id (default: bundled)')
     parser.add_argument('--threshold', type=float, default=None, metavar='T',
-                        help='entropy threshold τ, nats (default: config/server.yaml)')
+                        help="entropy threshold τ, nats (default: the model's colvlm.yaml, "
+                             'as on the server)')
     parser.add_argument('--rate', type=float, default=None, metavar='R',
                         help="the random policy's rate (default: entropy's retransmission rate)")
     parser.add_argument('--sweep', action='store_true',
@@ -55,11 +55,10 @@ def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -
     parser.add_argument('--limit', type=int, default=0, metavar='N',
                         help='use the first N questions only (0 = all)')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--vicrop-method', choices=VICROP_METHODS,
-                        default=SERVER_PARAMETERS.specs['vicrop.method'].default,
+    parser.add_argument('--vicrop-method', choices=VICROP_METHODS, default=None,
                         help="the server's vicrop.method: the RoI map, relative, "
-                             'gradient-weighted or plain attention (default: %(default)s, as '
-                             'config/server.yaml)')
+                             "gradient-weighted or plain attention (default: the model's "
+                             'colvlm.yaml, as on the server)')
     layers = parser.add_argument_group("policy 'layers' (visual-token layers instead of pixels)")
     layers.add_argument('--layers-split', default='tower', choices=SPLITS,
                         help="the edge's layers.split (default: %(default)s)")
@@ -91,10 +90,10 @@ def parse_policies(text: str) -> list[str]:
     return names
 
 
-def _default_threshold() -> float:
-    """The server's default τ (config/server.yaml, equal to the parameter table's default)."""
-    from colvlm_server.parameters import SERVER_PARAMETERS
-    return float(SERVER_PARAMETERS.specs['gate.threshold'].default)
+def _default_threshold(model: str) -> float:
+    """The τ the server would use for `model`: its colvlm.yaml, else the generic default."""
+    from colvlm_models.settings import model_settings
+    return float(model_settings(model)['gate.threshold'])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,7 +135,7 @@ def evaluate(args: argparse.Namespace, evaluator, policies: list[str], prog: str
     metrics.json (or calibration.json) is written last and atomically, after a stale one is
     removed: a folder holding it holds a complete run.
     """
-    from colvlm_bench.evaluate import LayerSettings, summarize
+    from colvlm_bench.evaluate import LayerSettings
     from colvlm_server.gate import GateConfig
 
     if 'layers' in policies:
@@ -151,7 +150,8 @@ def evaluate(args: argparse.Namespace, evaluator, policies: list[str], prog: str
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / ('calibration.json' if calibrate else 'metrics.json')).unlink(missing_ok=True)
-    threshold = args.threshold if args.threshold is not None else _default_threshold()
+    threshold = (args.threshold if args.threshold is not None
+                 else _default_threshold(args.model))
     base = GateConfig(threshold=threshold)
 
     # The global pass first: its scores place the sweep's thresholds.
@@ -161,37 +161,53 @@ def evaluate(args: argparse.Namespace, evaluator, policies: list[str], prog: str
     if calibrate:
         return _calibrate(args, evaluator, base, scores, out, prog)
 
+    entries, all_records = _run_policies(args, evaluator, policies, base, global_records,
+                                         scores)
+    plots = write_report(out, entries, all_records)
+    print(f'wrote {out / "metrics.json"}, {out / "records.jsonl"}, '
+          + ', '.join(str(p) for p in plots))
+    return 0
+
+
+def _settings(args: argparse.Namespace, policy: str, base, scores: np.ndarray,
+              entropy_rate: float | None) -> list:
+    """The gate settings `policy` runs with: a τ sweep, a rate sweep, or `base` alone."""
+    if policy in ('entropy', 'layers') and args.sweep and scores.size:
+        grid = sorted({round(float(t), 4) for t in np.quantile(scores, SWEEP_QUANTILES)}
+                      | {base.threshold})
+        return [replace(base, threshold=t) for t in grid]
+    if policy == 'random':
+        rate = args.rate if args.rate is not None else entropy_rate
+        rates = list(RANDOM_RATES) if args.sweep else []
+        if rate is not None or not rates:
+            rates = sorted(set(rates) | {round(rate if rate is not None else 0.5, 4)})
+        return [replace(base, random_rate=r) for r in rates]
+    return [base]
+
+
+def _run_policies(args: argparse.Namespace, evaluator, policies: list[str], base,
+                  global_records: list, scores: np.ndarray) -> tuple[list, list]:
+    """Each policy at each of its settings, a line printed per setting: (metrics entries,
+    (metrics, record) pairs). The random policy defaults to entropy's retransmission rate."""
+    from colvlm_bench.evaluate import summarize
+
     entries, all_records = [], []
     entropy_rate = None
     for policy in policies:
-        settings = [base]
-        if policy in ('entropy', 'layers') and args.sweep and scores.size:
-            grid = sorted({round(float(t), 4) for t in np.quantile(scores, SWEEP_QUANTILES)}
-                          | {threshold})
-            settings = [replace(base, threshold=t) for t in grid]
-        elif policy == 'random':
-            rate = args.rate if args.rate is not None else entropy_rate
-            rates = list(RANDOM_RATES) if args.sweep else []
-            if rate is not None or not rates:
-                rates = sorted(set(rates) | {round(rate if rate is not None else 0.5, 4)})
-            settings = [replace(base, random_rate=r) for r in rates]
-        for gate in settings:
+        for gate in _settings(args, policy, base, scores, entropy_rate):
             label = policy + (f' τ={gate.threshold:g}' if policy in ('entropy', 'layers')
                               else '') \
                 + (f' rate={gate.random_rate:g}' if policy == 'random' else '')
             records = global_records if policy == 'global' else evaluator.run(policy, gate,
                                                                              label)
             metrics = summarize(policy, records, gate, evaluator.vicrop_method)
-            if policy == 'entropy' and gate.threshold == threshold:
+            if policy == 'entropy' and gate.threshold == base.threshold:
                 entropy_rate = metrics['retransmission_rate']
                 metrics['default'] = True
             entries.append(metrics)
             all_records += [(metrics, r) for r in records]
             print(_line(metrics), flush=True)
-    plots = write_report(out, entries, all_records)
-    print(f'wrote {out / "metrics.json"}, {out / "records.jsonl"}, '
-          + ', '.join(str(p) for p in plots))
-    return 0
+    return entries, all_records
 
 
 def _line(m: dict) -> str:

@@ -34,6 +34,7 @@ from colvlm_edge.token_encoder import (
     TokenLayersConfig,
 )
 from colvlm_edge.wire import fill_crop_response, global_frame_messages, token_layer_message
+from colvlm_models.settings import GENERIC, model_settings
 from colvlm_models.vlm import Generation, VisualTokens, VlmBackend, resolve_model
 from colvlm_msgs.geometry import Box
 from colvlm_msgs.image_codec import decode_image
@@ -173,6 +174,7 @@ class MemoBackend(VlmBackend):
     def __init__(self, backend: VlmBackend) -> None:
         self.inner = backend
         self.model_id, self.num_layers = backend.model_id, backend.num_layers
+        self.model_path = getattr(backend, 'model_path', None)  # its settings (colvlm.yaml)
         self.image_size, self.grid = backend.image_size, backend.grid
         self._memo: dict[tuple, object] = {}
 
@@ -250,7 +252,7 @@ def _mean(values) -> float:
 
 
 def summarize(policy: str, records: list[Record], gate: GateConfig,
-              vicrop_method: str = 'rel_att') -> dict:
+              vicrop_method: str = GENERIC['vicrop.method']) -> dict:
     """The metrics.json object of one policy setting.
 
     Accuracies and AUROCs count scored questions only (`n_scored` of `n`); bytes, tokens,
@@ -324,13 +326,15 @@ class Evaluator:
     """Runs policies over a data set through one pipeline; frames are encoded once each.
 
     `frames` is a FrameProvider, or a data set folder (its image files); `vicrop_method` is
-    the pipeline's vicrop.method.
+    the pipeline's vicrop.method. What is not given comes from the backend's model, as on the
+    server node: its colvlm.yaml (colvlm_models.settings), else the generic settings.
     """
 
     def __init__(self, backend: VlmBackend, frames: FrameProvider | str | Path,
                  questions: list[Question], encoder: GlobalEncoderConfig | None = None,
-                 progress: bool = True, vicrop_method: str = 'rel_att') -> None:
-        self.vicrop_method = check_method(vicrop_method)
+                 progress: bool = True, vicrop_method: str | None = None) -> None:
+        self.settings = model_settings(getattr(backend, 'model_path', None))
+        self.vicrop_method = check_method(vicrop_method or self.settings['vicrop.method'])
         self.backend = MemoBackend(backend)
         self.frames = FolderFrames(frames) if isinstance(frames, (str, Path)) else frames
         self.questions = questions
@@ -367,7 +371,9 @@ class Evaluator:
         return self._frames[name]
 
     def run(self, policy_name: str, gate: GateConfig, label: str = '') -> list[Record]:
-        pipeline = TwoStagePipeline(self.backend, gate, vicrop_method=self.vicrop_method)
+        layer = self.settings['vicrop.layer']
+        pipeline = TwoStagePipeline(self.backend, gate, vicrop_method=self.vicrop_method,
+                                    attention_layer=layer if layer >= 0 else None)
         policy = make_policy(policy_name, gate)
         records = []
         iterator = self.questions

@@ -150,11 +150,15 @@ class EdgeConfig:
                                    probe=v['view.probe'], device=v['view.device'])
         except ValueError as error:
             raise ValueError(f'edge parameters: {_parameter_name(str(error))}') from None
-        return cls(v['source.uri'], v['source.fps'], v['source.loop'], v['source.bag_topic'],
-                   v['frame_id'], v['publish.mode'], v['publish.rate_hz'], encoder,
-                   v['buffer.max_frames'], v['buffer.max_bytes'],
-                   int(v['buffer.stamp_tolerance_ms'] * 1e6), limits, v['crop.max_requests'],
-                   v['crop.window_s'], v['status.period_s'], layers, view)
+        return cls(
+            source=v['source.uri'], source_fps=v['source.fps'], source_loop=v['source.loop'],
+            bag_topic=v['source.bag_topic'], frame_id=v['frame_id'],
+            publish_mode=v['publish.mode'], publish_rate_hz=v['publish.rate_hz'],
+            encoder=encoder, buffer_max_frames=v['buffer.max_frames'],
+            buffer_max_bytes=v['buffer.max_bytes'],
+            stamp_tolerance_ns=int(v['buffer.stamp_tolerance_ms'] * 1e6), crop_limits=limits,
+            crop_max_requests=v['crop.max_requests'], crop_window_s=v['crop.window_s'],
+            status_period_s=v['status.period_s'], layers=layers, view=view)
 
 
 # The config classes name their own fields; say which parameter that is.

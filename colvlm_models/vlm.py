@@ -140,6 +140,7 @@ class TransformersVlm(VlmBackend):
 
         path = resolve_model(model)
         self.model_id = model if model not in ('', 'bundled') else Path(path).name
+        self.model_path = path  # its colvlm.yaml holds the model's settings (settings.py)
         self._torch = torch
         self.device = torch.device(device)
         if progress:

@@ -4,7 +4,8 @@ A table lists every parameter once (name, type, default, description, range or c
 generate_parameter_library does. Values come from the table's defaults, then the YAML file
 (`/**:` or `<node name>:` -> `ros__parameters:`, keys nested by concern or dotted), then
 command-line overrides. A bad value stops start-up with one line naming the file, the key
-and the value.
+and the value. `parse_ros_arguments` reads the `--ros-args` subset `ros2 run` and launch pass
+(`-p`, `--params-file`, `-r __ns:=`, `-r __node:=`) for the backends rclpy does not serve.
 """
 
 from __future__ import annotations
@@ -80,7 +81,11 @@ def flatten(tree: dict, prefix: str = '') -> dict[str, object]:
 
 
 def read_yaml(path: Path, node_name: str) -> dict[str, object]:
-    """The flat parameters a ROS 2 parameter file gives to `node_name` (`/**` first)."""
+    """The flat parameters a ROS 2 parameter file gives to `node_name` (`/**` first).
+
+    `node_name` may be fully qualified ('/camera/server', the key launch_ros writes for a
+    node given a name and namespace); sections for its bare name apply too, as in rcl.
+    """
     path = Path(path)
     try:
         document = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
@@ -91,7 +96,9 @@ def read_yaml(path: Path, node_name: str) -> dict[str, object]:
     if not isinstance(document, dict):
         raise ParameterError(f'{path}: expected a mapping of node names')
     values: dict[str, object] = {}
-    for key in ('/**', '**', node_name, '/' + node_name):
+    short = node_name.rsplit('/', 1)[-1]
+    keys = dict.fromkeys(('/**', '**', short, '/' + short, node_name))
+    for key in keys:
         section = document.get(key)
         if section is None:
             continue
@@ -133,10 +140,17 @@ class ParameterTable:
                         f'| {spec.description} |')
         return '\n'.join(rows)
 
-    def load(self, path: Path | None, node_name: str,
-             overrides: dict[str, object] | None = None) -> dict[str, object]:
-        file_values = read_yaml(path, node_name) if path else {}
-        return self.resolve(file_values, str(path or ''), overrides)
+    def load(self, path: Path | list | None, node_name: str,
+             overrides: dict[str, object] | None = None,
+             base: dict[str, object] | None = None) -> dict[str, object]:
+        """Defaults <- `base` <- each file in order (a later one wins) <- overrides."""
+        paths = [p for p in (path if isinstance(path, (list, tuple)) else [path]) if p]
+        values: dict[str, object] = dict(self.resolve(base or {}, 'base')) if base else {}
+        for each in paths:
+            file_values = read_yaml(each, node_name)
+            self.resolve(file_values, str(each))    # a bad key or value names its own file
+            values.update(file_values)
+        return self.resolve(values, str(paths[-1]) if paths else '', overrides)
 
 
 def _range(spec: ParameterSpec) -> str:
@@ -158,3 +172,48 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
             raise ValueError(f'--param expects NAME=VALUE, got {pair!r}')
         overrides[name.strip()] = yaml.safe_load(value)
     return overrides
+
+
+@dataclass(frozen=True)
+class RosArguments:
+    """What a `--ros-args` section asks of a node: its parameter files (in order), `-p`
+    values, and the `__ns` / `__node` remappings ('' where not given)."""
+
+    params_files: tuple = ()
+    overrides: tuple = ()           # (name, value) pairs, a later one wins
+    namespace: str = ''
+    node_name: str = ''
+
+
+def parse_ros_arguments(argv: list[str]) -> RosArguments:
+    """The subset of `--ros-args ... [--]` sections colvlm honours without rclpy.
+
+    rcl's other arguments (--log-level, topic remappings, enclaves) are left alone rather than
+    refused, so a launch file's command line works unchanged on both backends.
+    """
+    files, overrides, namespace, node_name = [], [], '', ''
+    inside, index = False, 0
+    while index < len(argv):
+        argument = argv[index]
+        value = argv[index + 1] if index + 1 < len(argv) else None
+        if argument == '--ros-args':
+            inside = True
+        elif inside and argument == '--':
+            inside = False
+        elif inside and argument in ('-p', '--param', '--params-file', '-r', '--remap'):
+            if value is None:
+                raise ParameterError(f'--ros-args: {argument} expects a value')
+            index += 1
+            if argument == '--params-file':
+                files.append(value)
+            elif argument in ('-p', '--param'):
+                name, separator, text = value.partition(':=')
+                if not separator or not name:
+                    raise ParameterError(f'--ros-args: -p expects NAME:=VALUE, got {value!r}')
+                overrides.append((name, yaml.safe_load(text) if text else ''))
+            elif value.startswith('__ns:='):
+                namespace = value[len('__ns:='):]
+            elif value.startswith('__node:='):
+                node_name = value[len('__node:='):]
+        index += 1
+    return RosArguments(tuple(files), tuple(overrides), namespace, node_name)

@@ -29,9 +29,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _start(node, overrides: dict):
     """The configured server, ready and logged as such; what stops it."""
+    from colvlm_models.settings import model_settings
     from colvlm_server.parameters import SERVER_PARAMETERS, ServerConfig
 
-    config = ServerConfig.from_values(node.declare_parameters(SERVER_PARAMETERS, overrides))
+    # The chosen model's colvlm.yaml ranks between the table's defaults and the user's files.
+    model = node.user_parameters.get('model', SERVER_PARAMETERS.specs['model'].default)
+    config = ServerConfig.from_values(node.declare_parameters(
+        SERVER_PARAMETERS, overrides, base=model_settings(str(model))))
     server = _build(node, config)
     pipeline = server.pipeline
     node.logger.info(

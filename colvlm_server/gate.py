@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from colvlm_models.settings import GENERIC
+
 if TYPE_CHECKING:
     from colvlm_msgs.geometry import Box
 
@@ -129,7 +131,9 @@ def _number(name: str, value: Any) -> float:
 class GateConfig:
     """The gate's parameters (YAML keys `gate.<field>`), validated on construction."""
 
-    threshold: float = 0.5  # nats; refine when the aggregate is strictly greater
+    # nats; refine when the aggregate is strictly greater. The node's default too; a model's
+    # own is in its colvlm.yaml (colvlm_models.settings).
+    threshold: float = GENERIC['gate.threshold']
     aggregate: str = 'max'  # one unsure token is enough to doubt a short answer
     metric: str = 'min_entropy'  # the entropy compared with the threshold
     renyi_alpha: float = 2.0  # order of the reported (or gated) Renyi entropy

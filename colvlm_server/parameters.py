@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from colvlm_models.accelerate import QUANTIZE, SPECULATIVE, Acceleration
+from colvlm_models.settings import GENERIC, model_settings
 from colvlm_models.vlm import DTYPES
 from colvlm_msgs.image_codec import CODECS, check_quality
 from colvlm_msgs.params import ParameterSpec, ParameterTable
@@ -40,8 +41,9 @@ SERVER_PARAMETERS = ParameterTable([
                   min=1, max=64),
     ParameterSpec('policy', 'str', 'entropy', 'when to ask the edge for detail, unless a '
                   'query names its own', choices=SERVER_POLICIES),
-    ParameterSpec('gate.threshold', 'float', 0.0055,
-                  'refine when the aggregated entropy is above this, nats', min=0.0, max=100.0),
+    ParameterSpec('gate.threshold', 'float', GENERIC['gate.threshold'],
+                  "refine when the aggregated entropy is above this, nats (default: the "
+                  "model's colvlm.yaml)", min=0.0, max=100.0),
     ParameterSpec('gate.aggregate', 'str', 'max', 'how token entropies become one number',
                   choices=AGGREGATES),
     ParameterSpec('gate.metric', 'str', 'min_entropy', 'the entropy compared with the '
@@ -51,15 +53,17 @@ SERVER_PARAMETERS = ParameterTable([
     ParameterSpec('gate.random_rate', 'float', 0.5, "refinement probability of policy "
                   "'random'", min=0.0, max=1.0),
     ParameterSpec('gate.seed', 'int', 0, "seed of policy 'random'", min=0, max=2**32 - 1),
-    ParameterSpec('vicrop.layer', 'int', -1,
-                  '0-based decoder layer whose attention locates the RoI; -1 = auto', min=-1,
+    ParameterSpec('vicrop.layer', 'int', GENERIC['vicrop.layer'],
+                  "0-based decoder layer whose attention locates the RoI; -1 = auto (default: "
+                  "the model's colvlm.yaml)", min=-1,
                   max=1000),
-    ParameterSpec('vicrop.method', 'str', 'att',
+    ParameterSpec('vicrop.method', 'str', GENERIC['vicrop.method'],
                   "the RoI map: 'rel_att' (attention relative to a generic prompt's), "
                   "'grad_att' (attention weighted by the answer's gradient; one more forward "
                   "and backward pass per crop) or 'att' (the question's attention alone, for "
                   'models trained to look at the asked object, as the bundled one is; '
-                  "'rel_att' is ViCrop's for pretrained MLLMs)", choices=VICROP_METHODS),
+                  "'rel_att' is ViCrop's for pretrained MLLMs; default: the model's "
+                  'colvlm.yaml)', choices=VICROP_METHODS),
     ParameterSpec('camera.default', 'str', '',
                   "camera namespace answered about, relative to the server's or absolute; "
                   "'' = the server's own namespace"),
@@ -139,7 +143,7 @@ class ServerConfig:
     layers_crop: bool = False
     acceleration: Acceleration = Acceleration()
     views: ViewsConfig = ViewsConfig()
-    vicrop_method: str = 'att'  # one of VICROP_METHODS
+    vicrop_method: str = GENERIC['vicrop.method']  # one of VICROP_METHODS
 
     @classmethod
     def from_values(cls, v: dict) -> ServerConfig:
@@ -170,10 +174,27 @@ class ServerConfig:
         if views.several and v['camera.default']:
             raise ValueError(f"server parameters: camera.default {v['camera.default']!r} and "
                              'views.cameras both name cameras; set one of them')
-        return cls(v['model'], v['device'], v['dtype'], v['max_new_tokens'], v['policy'], gate,
-                   None if v['vicrop.layer'] < 0 else v['vicrop.layer'], v['camera.default'],
-                   v['frame.max_age_s'], v['frame.fresh_timeout_s'], v['crop.timeout_s'],
-                   v['crop.codec'], v['crop.quality'], v['queue.max_size'],
-                   v['question.max_chars'], v['status.period_s'], v['layers.codec'],
-                   v['layers.step'], v['layers.timeout_s'], v['layers.crop'], acceleration,
-                   views, v['vicrop.method'])
+        return cls(
+            model=v['model'], device=v['device'], dtype=v['dtype'],
+            max_new_tokens=v['max_new_tokens'], policy=v['policy'], gate=gate,
+            vicrop_layer=None if v['vicrop.layer'] < 0 else v['vicrop.layer'],
+            default_camera=v['camera.default'], frame_max_age_s=v['frame.max_age_s'],
+            fresh_frame_timeout_s=v['frame.fresh_timeout_s'], crop_timeout_s=v['crop.timeout_s'],
+            crop_codec=v['crop.codec'], crop_quality=v['crop.quality'],
+            queue_max_size=v['queue.max_size'], question_max_chars=v['question.max_chars'],
+            status_period_s=v['status.period_s'], layers_codec=v['layers.codec'],
+            layers_step=v['layers.step'], layers_timeout_s=v['layers.timeout_s'],
+            layers_crop=v['layers.crop'], acceleration=acceleration, views=views,
+            vicrop_method=v['vicrop.method'])
+
+
+def with_model_settings(values: dict, explicit: frozenset | set = frozenset()) -> dict:
+    """`values` with the chosen model's colvlm.yaml (gate.threshold, vicrop.method/layer) for
+    each of those a parameter file or override did not set (`explicit`): the model's settings
+    rank above the table's defaults and below everything the user wrote."""
+    settings = model_settings(values['model'])
+    merged = dict(values)
+    for name, value in settings.items():
+        if name not in explicit:
+            merged[name] = SERVER_PARAMETERS.specs[name].check(value, f"model {values['model']}")
+    return merged

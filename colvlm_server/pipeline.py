@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from colvlm_models.settings import model_settings
 from colvlm_models.vlm import Generation, VisualTokens, VlmBackend
 from colvlm_msgs.geometry import Box, GlobalGeometry
 from colvlm_server.gate import (
@@ -158,13 +159,21 @@ class TwoStagePipeline:
     """`vicrop_method` (vicrop.method) makes the RoI map: 'rel_att' from the first pass's
     attention and the generic prompt's, 'grad_att' from one more forward and backward pass of
     the question through the backend's `gradient_attention`, 'att' from the first pass's
-    attention alone (no generic-prompt pass)."""
+    attention alone (no generic-prompt pass).
+
+    What is not given (gate, attention_layer, vicrop_method) comes from the backend's model:
+    its colvlm.yaml (colvlm_models.settings), else the generic settings the node defaults to.
+    """
 
     def __init__(self, backend: VlmBackend, gate: GateConfig | None = None, *,
                  attention_layer: int | None = None, generic_cache: int = 16,
-                 vicrop_method: str = 'rel_att') -> None:
+                 vicrop_method: str | None = None) -> None:
+        settings = model_settings(getattr(backend, 'model_path', None))
         self.backend = backend
-        self.gate = gate or GateConfig()
+        self.gate = gate or GateConfig(threshold=settings['gate.threshold'])
+        if attention_layer is None and settings['vicrop.layer'] >= 0:
+            attention_layer = settings['vicrop.layer']
+        vicrop_method = vicrop_method or settings['vicrop.method']
         layer = choose_layer(backend.num_layers) if attention_layer is None else attention_layer
         if not 0 <= layer < backend.num_layers:
             raise ValueError(f'vicrop.layer must be in 0..{backend.num_layers - 1}, got {layer}')

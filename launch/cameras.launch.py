@@ -34,20 +34,14 @@ def _nodes(context):
         overrides = {'publish.mode': 'on_request', 'view.enabled': True, 'frame_id': camera}
         if sources:
             overrides['source.uri'] = sources[index]
-        # The `dds` backend reads no --ros-args: the same settings go on its command line.
-        cli = ['--namespace', namespace, '--config', value('edge_config')]
-        for name, setting in overrides.items():
-            cli += ['--param', f'{name}={str(setting).lower() if setting is True else setting}']
+        # Both backends read the --ros-args launch_ros makes of `parameters` and `namespace`.
         nodes.append(Node(package='colvlm', executable='edge_node', name='edge',
                           namespace=namespace, output='screen', additional_env=env,
-                          parameters=[value('edge_config'), overrides], arguments=cli))
+                          parameters=[value('edge_config'), overrides]))
     absolute = [f'/{root}/{camera}' if root else f'/{camera}' for camera in cameras]
-    cli = ['--namespace', root or '/', '--config', value('server_config'),
-           '--param', f'views.cameras=[{",".join(absolute)}]']
     nodes.append(Node(package='colvlm', executable='server_node', name='server',
                       namespace=root or '/', output='screen', additional_env=env,
-                      parameters=[value('server_config'), {'views.cameras': absolute}],
-                      arguments=cli))
+                      parameters=[value('server_config'), {'views.cameras': absolute}]))
     return nodes
 
 

@@ -5,23 +5,29 @@ camera. `source` overrides the file's `source.uri` when given.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition, UnlessCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 
+def _node(context) -> list:
+    """One Node; `source` joins its parameters only when given (launch has no 'unset')."""
+    def value(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    # One path in on both backends: launch_ros passes `parameters` as --ros-args
+    # --params-file, and namespace/name as -r __ns:= / __node:=, which rclpy and the dds
+    # backend both read.
+    parameters = [value('config')]
+    if value('source'):
+        parameters.append({'source.uri': value('source')})
+    return [Node(package='colvlm', executable='edge_node', name='edge',
+                 namespace=value('namespace'), output='screen', parameters=parameters,
+                 additional_env={'COLVLM_TRANSPORT': value('transport')})]
+
+
 def generate_launch_description() -> LaunchDescription:
-    namespace = LaunchConfiguration('namespace')
-    config = LaunchConfiguration('config')
-    source = LaunchConfiguration('source')
-    transport = LaunchConfiguration('transport')
-    has_source = PythonExpression(["'", source, "' != ''"])
-    common = dict(package='colvlm', executable='edge_node', name='edge', namespace=namespace,
-                  output='screen', additional_env={'COLVLM_TRANSPORT': transport})
-    # The `dds` backend reads no --ros-args: the same settings go on its own command line.
-    cli = ['--namespace', namespace, '--config', config]
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='camera',
                               description='camera namespace of the colvlm topics'),
@@ -32,8 +38,5 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('source', default_value='',
                               description="frames (source.uri); '' = the file's"),
         DeclareLaunchArgument('transport', default_value='ros', description='ros | dds'),
-        Node(parameters=[config, {'source.uri': source}], condition=IfCondition(has_source),
-             arguments=[*cli, '--source', source], **common),
-        Node(parameters=[config], condition=UnlessCondition(has_source), arguments=cli,
-             **common),
+        OpaqueFunction(function=_node),
     ])

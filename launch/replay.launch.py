@@ -16,10 +16,11 @@ from launch.actions import (
     DeclareLaunchArgument,
     EmitEvent,
     ExecuteProcess,
+    OpaqueFunction,
     RegisterEventHandler,
     TimerAction,
 )
-from launch.conditions import IfCondition, UnlessCondition
+from launch.conditions import IfCondition
 from launch.event_handlers import OnProcessExit, OnProcessIO
 from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
@@ -43,13 +44,27 @@ def _start_once(actions: list):
     return on_output
 
 
+def _server(context, play: ExecuteProcess, use_sim_time: ParameterValue) -> list:
+    """One server Node (`model` among its parameters only when given) and, on its ready
+    line, the player."""
+    arg = LaunchConfiguration
+    overrides = {'use_sim_time': use_sim_time}
+    if arg('model').perform(context):
+        overrides['model'] = arg('model').perform(context)
+    server = Node(package='colvlm', executable='server_node', name='server',
+                  namespace=arg('namespace'), output='screen',
+                  parameters=[arg('server_config'), overrides],
+                  additional_env={'COLVLM_TRANSPORT': arg('transport'), 'HF_HUB_OFFLINE': '1'})
+    return [server, RegisterEventHandler(OnProcessIO(target_action=server,
+                                                     on_stderr=_start_once([play]),
+                                                     on_stdout=_start_once([play])))]
+
+
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare('colvlm')
     arg = LaunchConfiguration
     namespace = arg('namespace')
-    model = arg('model')
     use_sim_time = ParameterValue(arg('use_sim_time'), value_type=bool)
-    has_model = PythonExpression(["'", model, "' != ''"])
     query_target = PythonExpression(["'/' + '", namespace, "'.strip('/') + '/colvlm/query'"])
     transport = {'COLVLM_TRANSPORT': arg('transport')}
 
@@ -59,14 +74,6 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[arg('edge_config'), {
             'source.uri': ParameterValue(['topic:', arg('image_topic')], value_type=str),
             'use_sim_time': use_sim_time}])
-    server_common = dict(package='colvlm', executable='server_node', name='server',
-                         namespace=namespace, output='screen',
-                         additional_env={**transport, 'HF_HUB_OFFLINE': '1'})
-    server_with_model = Node(
-        parameters=[arg('server_config'), {'model': model, 'use_sim_time': use_sim_time}],
-        condition=IfCondition(has_model), **server_common)
-    server_bundled = Node(parameters=[arg('server_config'), {'use_sim_time': use_sim_time}],
-                          condition=UnlessCondition(has_model), **server_common)
     play = ExecuteProcess(
         cmd=['ros2', 'bag', 'play', arg('bag'), '--rate', arg('rate'), '--clock', '50',
              '--disable-keyboard-controls',
@@ -77,11 +84,6 @@ def generate_launch_description() -> LaunchDescription:
             period=arg('linger'),
             actions=[EmitEvent(event=Shutdown(reason='the bag has been played'))])]),
         condition=IfCondition(PythonExpression([arg('linger'), ' >= 0'])))
-    # Exactly one server runs; whichever it is starts the player.
-    start_play = [RegisterEventHandler(OnProcessIO(target_action=server,
-                                                   on_stderr=_start_once([play]),
-                                                   on_stdout=_start_once([play])))
-                  for server in (server_with_model, server_bundled)]
     return LaunchDescription([
         DeclareLaunchArgument(
             'bag', description='rosbag2 folder to play',
@@ -110,5 +112,5 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('linger', default_value='10.0',
                               description='seconds to keep running after the bag has played '
                                           'for the last answers; negative = until Ctrl-C'),
-        edge, server_with_model, server_bundled, *start_play, finished,
+        edge, OpaqueFunction(function=_server, args=[play, use_sim_time]), finished,
     ])

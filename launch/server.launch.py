@@ -5,24 +5,30 @@ namespace. `model` overrides the file's model when given (a local folder or a hu
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition, UnlessCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 
+def _node(context) -> list:
+    """One Node; `model` joins its parameters only when given (launch has no 'unset')."""
+    def value(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    # One path in on both backends: launch_ros passes `parameters` as --ros-args
+    # --params-file, and namespace/name as -r __ns:= / __node:=, which rclpy and the dds
+    # backend both read.
+    parameters = [value('config')]
+    if value('model'):
+        parameters.append({'model': value('model')})
+    return [Node(package='colvlm', executable='server_node', name='server',
+                 namespace=value('namespace'), output='screen', parameters=parameters,
+                 additional_env={'COLVLM_TRANSPORT': value('transport'),
+                                 'HF_HUB_OFFLINE': '1'})]
+
+
 def generate_launch_description() -> LaunchDescription:
-    namespace = LaunchConfiguration('namespace')
-    config = LaunchConfiguration('config')
-    model = LaunchConfiguration('model')
-    transport = LaunchConfiguration('transport')
-    has_model = PythonExpression(["'", model, "' != ''"])
-    common = dict(package='colvlm', executable='server_node', name='server',
-                  namespace=namespace, output='screen',
-                  additional_env={'COLVLM_TRANSPORT': transport, 'HF_HUB_OFFLINE': '1'})
-    # The `dds` backend reads no --ros-args: the same settings go on its own command line.
-    cli = ['--namespace', namespace, '--config', config]
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='camera',
                               description='camera namespace of the colvlm topics'),
@@ -33,8 +39,5 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('model', default_value='',
                               description="model path or id; '' = the file's (bundled)"),
         DeclareLaunchArgument('transport', default_value='ros', description='ros | dds'),
-        Node(parameters=[config, {'model': model}], condition=IfCondition(has_model),
-             arguments=[*cli, '--model', model], **common),
-        Node(parameters=[config], condition=UnlessCondition(has_model), arguments=cli,
-             **common),
+        OpaqueFunction(function=_node),
     ])

@@ -42,11 +42,11 @@ from colvlm_bench.glyphvqa.questions import EVAL_KINDS, is_correct
 from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig
 from colvlm_edge.token_encoder import TokenLayerEncoder
 from colvlm_edge.wire import token_layer_message
+from colvlm_models.settings import model_settings
 from colvlm_models.vlm import TransformersVlm, VisualTokens, resolve_model
 from colvlm_msgs.token_codec import SPLITS, TokenCodec, cosine_similarity
 from colvlm_msgs.typesupport import message_class
 from colvlm_server.gate import GateConfig
-from colvlm_server.parameters import SERVER_PARAMETERS
 
 SEED = 20261125  # not a seed tools.train or the README's eval splits use
 
@@ -86,7 +86,8 @@ def layer_rows(backend, frames: dict[str, np.ndarray], questions, split: str,
 
 def image_row(backend, evaluator, questions) -> dict:
     """The global image as the image path sends it: bytes, and its answers' accuracy."""
-    records = evaluator.run('global', GateConfig())
+    records = evaluator.run('global', GateConfig(
+        threshold=model_settings('bundled')['gate.threshold']))
     return {'split': 'image', 'layers': 'global JPEG', 'cosine': None, 'agreement': None,
             'bytes_per_frame': round(float(np.mean([r.result.global_bytes
                                                     for r in records])), 1),
@@ -227,7 +228,7 @@ def main() -> int:
         first.setdefault(question.image, question)
     compute = edge_compute(backend, [originals[n] for n in first], list(first.values()),
                            args.repeat)
-    threshold = float(SERVER_PARAMETERS.specs['gate.threshold'].default)
+    threshold = float(model_settings('bundled')['gate.threshold'])  # the model's own tau
     evaluator.enable_layers('bundled', LayerSettings())
     policies = policy_rows(evaluator, threshold)
 

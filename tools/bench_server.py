@@ -29,7 +29,7 @@ from colvlm_bench.evaluate import Evaluator
 from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
 from colvlm_models.vlm import TransformersVlm
 from colvlm_server.gate import GateConfig, measure
-from colvlm_server.parameters import SERVER_PARAMETERS
+from colvlm_server.parameters import SERVER_PARAMETERS, with_model_settings
 from colvlm_server.vicrop import (
     GENERIC_PROMPT,
     choose_layer,
@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         data = write_dataset(Path(folder) / 'data', args.images, args.seed)
         questions = [q for q in load_dataset(data) if q.kind == 'text']
-        server = {name: spec.default for name, spec in SERVER_PARAMETERS.specs.items()}
+        server = with_model_settings({name: spec.default for name, spec
+                                      in SERVER_PARAMETERS.specs.items()} | {'model': args.model})
         evaluator = Evaluator(backend, data, questions, progress=False,
                               vicrop_method=server['vicrop.method'])
         frames = [evaluator._frame(q) for q in questions]

@@ -33,14 +33,25 @@ def choose_backend(requested: str | None = None) -> str:
 
 
 def create_node(name: str, namespace: str = '', *, backend: str | None = None,
-                parameters_file: str | None = None, domain_id: int | None = None) -> Node:
-    """A started node; call `spin()` to serve and `shutdown()` to stop."""
+                parameters_file: str | None = None, domain_id: int | None = None,
+                ros_arguments=None) -> Node:
+    """A started node; call `spin()` to serve and `shutdown()` to stop.
+
+    `parameters_file` is applied on both backends, below any the `--ros-args` name. rclpy
+    reads the process's `--ros-args` itself; the `dds` backend takes the `__ns`, `__node` and
+    `--params-file` of `ros_arguments` (a params.RosArguments) here, as rcl would.
+    """
     chosen = choose_backend(backend)
     if chosen == 'ros':
         from colvlm_msgs.transport.ros import RosNode
         return RosNode(name, namespace, parameters_file=parameters_file)
     from colvlm_msgs.transport.dds import DdsNode
-    return DdsNode(name, namespace, domain_id=domain_id, parameters_file=parameters_file)
+    files = [parameters_file] if parameters_file else []
+    if ros_arguments is not None:
+        files += list(ros_arguments.params_files)
+        name = ros_arguments.node_name or name
+        namespace = ros_arguments.namespace or namespace
+    return DdsNode(name, namespace, domain_id=domain_id, parameters_file=files or None)
 
 
 def without_ros_arguments(argv: list[str]) -> list[str]:

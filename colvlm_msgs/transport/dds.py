@@ -453,8 +453,10 @@ class DdsNode(port.Node):
         self._timers.append(DdsTimer(period_s, callback, self.logger, self._stop))
         return self._timers[-1]
 
-    def declare_parameters(self, table: ParameterTable, overrides: dict | None = None) -> dict:
-        return table.load(self.parameters_file, self.name, overrides)
+    def declare_parameters(self, table: ParameterTable, overrides: dict | None = None,
+                           base: dict | None = None) -> dict:
+        qualified = f'{self.namespace.rstrip("/")}/{self.name}'
+        return table.load(self.parameters_file, qualified, overrides, base)
 
     # Lifetime
     def spin(self) -> None:

@@ -4,7 +4,9 @@ and exit status 2 for a bad start, SIGINT/SIGTERM ending the spin, a clean stop.
 `run_node` knows nothing of what a node does: the caller's `build(node, overrides)` declares
 the parameters and builds the node's logic (loading models first), returning a `stop()` to
 call once spinning ends; it raises ValueError, FileNotFoundError or RuntimeError for a bad
-start. `main` is what `ros2 run` calls: ROS arguments are left to rclpy.
+start. `main` is what `ros2 run` calls: its `--ros-args` (`-p name:=value`, `--params-file`,
+`-r __ns:=`, `-r __node:=`) mean the same on both backends: rclpy reads them on `ros`, this
+module on `dds`. Precedence: table defaults < --config < --params-file < -p (ROS) < --param.
 """
 
 from __future__ import annotations
@@ -36,19 +38,22 @@ def run_node(verb: str, args: argparse.Namespace, default_config: str, overrides
              build: Callable[[Node, dict], Callable[[], None]]) -> int:
     """Create node `verb` (parameters from args.config or `default_config`, then -p, then
     `overrides`), `build` it and spin until SIGINT/SIGTERM; the exit status."""
-    from colvlm_msgs.params import parse_overrides
+    from colvlm_msgs.params import RosArguments, parse_overrides
     from colvlm_msgs.resources import find
     from colvlm_msgs.transport import create_node
 
+    ros_arguments = getattr(args, 'ros_arguments', None) or RosArguments()
     try:
-        values = {**parse_overrides(args.param), **overrides}
+        values = {**dict(ros_arguments.overrides), **parse_overrides(args.param), **overrides}
         config_path = args.config or str(find(default_config))
         node = create_node(verb, args.namespace, backend=args.transport,
-                           parameters_file=config_path)
+                           parameters_file=config_path, ros_arguments=ros_arguments)
     except (ValueError, FileNotFoundError) as error:
         print(f'colvlm {verb}: {error}', file=sys.stderr)
         return 2
     try:
+        node.user_parameters = _user_values(
+            node, [config_path, *ros_arguments.params_files], values)
         stop = build(node, values)
     except START_ERRORS as error:
         node.logger.error(str(error))
@@ -65,13 +70,29 @@ def run_node(verb: str, args: argparse.Namespace, default_config: str, overrides
     return 0
 
 
+def _user_values(node: Node, files: list[str], overrides: dict) -> dict:
+    """What `files` (as they apply to `node`, a later one winning) and `overrides` set."""
+    from colvlm_msgs.params import read_yaml
+
+    qualified = f'{node.namespace.rstrip("/")}/{node.name}'
+    values = {}
+    for path in files:
+        values.update(read_yaml(path, qualified))
+    return {**values, **overrides}
+
+
 def main(prog: str, add_arguments: Callable, run: Callable, argv: list[str] | None) -> int:
-    """Parse argv (sys.argv without its --ros-args part: rclpy reads that itself, and its
-    `-p` is not colvlm's --param) and run."""
+    """Parse argv (its --ros-args part apart: ROS's `-p` is not colvlm's --param) and run."""
+    from colvlm_msgs.params import ParameterError, parse_ros_arguments
     from colvlm_msgs.transport import without_ros_arguments
 
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog=prog)
     add_arguments(parser)
-    args, _unknown = parser.parse_known_args(
-        without_ros_arguments(sys.argv[1:] if argv is None else argv))
+    args, _unknown = parser.parse_known_args(without_ros_arguments(argv))
+    try:
+        args.ros_arguments = parse_ros_arguments(argv)
+    except ParameterError as error:
+        print(f'{prog}: {error}', file=sys.stderr)
+        return 2
     return run(args)

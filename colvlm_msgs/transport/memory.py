@@ -265,8 +265,10 @@ class MemoryNode(port.Node):
         self._timers.append(MemoryTimer(self, period_s, callback))
         return self._timers[-1]
 
-    def declare_parameters(self, table: ParameterTable, overrides: dict | None = None) -> dict:
-        return table.load(self.parameters_file, self.name, overrides)
+    def declare_parameters(self, table: ParameterTable, overrides: dict | None = None,
+                           base: dict | None = None) -> dict:
+        qualified = f'{self.namespace.rstrip("/")}/{self.name}'
+        return table.load(self.parameters_file, qualified, overrides, base)
 
     def spin(self) -> None:
         try:

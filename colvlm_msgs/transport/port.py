@@ -68,6 +68,9 @@ class Node(abc.ABC):
     name: str
     namespace: str                          # '/' or '/a/b'
     logger: logging.Logger
+    # What the parameter files and overrides set, by name (entry.run_node fills it before
+    # `build`): a node reads the model chosen before declaring the model's own settings.
+    user_parameters: dict = {}
 
     @abc.abstractmethod
     def message_type(self, name: str) -> type:
@@ -97,9 +100,12 @@ class Node(abc.ABC):
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer: ...
 
     @abc.abstractmethod
-    def declare_parameters(self, table: ParameterTable,
-                           overrides: dict | None = None) -> dict[str, object]:
-        """Declare every parameter of `table`; return their checked values by name."""
+    def declare_parameters(self, table: ParameterTable, overrides: dict | None = None,
+                           base: dict | None = None) -> dict[str, object]:
+        """Declare every parameter of `table`; return their checked values by name.
+
+        Precedence: table defaults < `base` (a chosen model's own settings) < parameter
+        files < `overrides`."""
 
     @abc.abstractmethod
     def serialized_size(self, message) -> int:

@@ -4,7 +4,9 @@ Callbacks run on a MultiThreadedExecutor spinning in a background thread from th
 the node exists, all in one reentrant callback group, so a service handler may block on a
 client call as the port allows. Messages are the classes rosidl generated for `colvlm` and
 the standard packages; parameters are declared with their descriptions and ranges and
-checked by the same table the `dds` backend uses.
+checked by the same table the `dds` backend uses. The node's `parameters_file` (`--config`)
+gives the declared values, so what rclpy holds from `--ros-args` (`-p`, `--params-file`, a
+launch file's `parameters=`) wins over it, as on the `dds` backend.
 """
 
 from __future__ import annotations
@@ -213,7 +215,16 @@ class RosNode(port.Node):
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> port.Timer:
         return RosTimer(self._node.create_timer(period_s, callback, callback_group=self._group))
 
-    def declare_parameters(self, table: ParameterTable, overrides: dict | None = None) -> dict:
+    def declare_parameters(self, table: ParameterTable, overrides: dict | None = None,
+                           base: dict | None = None) -> dict:
+        # The file is read by the table (checked, naming the file), not handed to rcl as
+        # --params-file: declared values rank below every ROS argument, and rcl's YAML
+        # parser refuses what the table accepts (an empty list has no type for it).
+        # --param overrides (colvlm's own flags) win over the ROS arguments too: declared with
+        # ignore_override, so rclpy holds what the node uses (`ros2 param get` shows it).
+        overrides = overrides or {}
+        starting = table.load(self.parameters_file,
+                              f'{self.namespace.rstrip("/")}/{self.name}', overrides, base)
         values = {}
         for name, spec in table.specs.items():
             # Read once at start-up, so read-only: `ros2 param set` is refused by rclpy
@@ -228,13 +239,15 @@ class RosNode(port.Node):
             if spec.type == 'float' and spec.min is not None and spec.max is not None:
                 descriptor.floating_point_range = [FloatingPointRange(
                     from_value=float(spec.min), to_value=float(spec.max), step=0.0)]
-            default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+            default = starting[name]
+            default = list(default) if isinstance(default, tuple) else default
             if default == [] and spec.type in _EMPTY_ARRAY_TYPES:
                 # An empty list has no type of its own: declare the type, statically (rclpy
                 # refuses dynamic typing with a type given); unset, it reads as None.
                 default = _EMPTY_ARRAY_TYPES[spec.type]
                 descriptor.dynamic_typing = False
-            value = self._node.declare_parameter(name, default, descriptor).value
+            value = self._node.declare_parameter(name, default, descriptor,
+                                                 ignore_override=name in overrides).value
             values[name] = [] if value is None and spec.type in _EMPTY_ARRAY_TYPES else value
         # The launch file's parameters arrive through rclpy; the table checks them the same way.
         return table.resolve(values, f'node {self.resolve_name(self.name)}', overrides)

@@ -66,6 +66,9 @@ def test_the_smoke_recipe_builds_a_loadable_model_and_resumes(tmp_path, capsys):
     assert [s['name'] for s in recipe['stages']] == [s.name for s in tiny_llava.STAGES]
     assert recipe['stages'][0]['command'].startswith('python -m tools.train --work {work}/')
     assert recipe['calibrated']['gate.threshold'] >= 0 and 'torch' in recipe['versions']
+    from colvlm_models.settings import model_settings
+    assert model_settings(out) == {'gate.threshold': recipe['calibrated']['gate.threshold'],
+                                   'vicrop.method': 'att', 'vicrop.layer': 1}
     for name in ('token_codec_tower.npz', 'token_codec_projector.npz', 'view_probe.npz'):
         assert (out / name).is_file()
     model = TransformersVlm(str(out), progress=False, max_new_tokens=2)

@@ -187,8 +187,9 @@ def test_threshold_is_strict():
 
 def test_entropy_policy_uses_the_aggregate():
     values = [0.1, 0.8]  # max exceeds 0.5, first and mean do not
-    refines = {how: make_policy('entropy', GateConfig(aggregate=how)).decide(
-        _metrics(values, GateConfig(aggregate=how))).refine for how in ('max', 'mean', 'first')}
+    gates = {how: GateConfig(threshold=0.5, aggregate=how) for how in ('max', 'mean', 'first')}
+    refines = {how: make_policy('entropy', gate).decide(_metrics(values, gate)).refine
+               for how, gate in gates.items()}
     assert refines == {'max': True, 'mean': False, 'first': False}
 
 

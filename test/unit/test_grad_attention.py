@@ -15,7 +15,7 @@ from colvlm_models.accelerate import Acceleration
 from colvlm_models.vlm import TransformersVlm, VisualTokens
 from colvlm_msgs.params import ParameterError
 from colvlm_server.gate import GateConfig, make_policy
-from colvlm_server.parameters import SERVER_PARAMETERS, ServerConfig
+from colvlm_server.parameters import SERVER_PARAMETERS, ServerConfig, with_model_settings
 from colvlm_server.pipeline import TwoStagePipeline
 from colvlm_server.vicrop import VICROP_METHODS
 
@@ -190,7 +190,9 @@ def test_server_parameter_reaches_the_configuration_and_refuses_int8():
     def config(**values) -> ServerConfig:
         return ServerConfig.from_values(SERVER_PARAMETERS.resolve(overrides=values))
 
-    assert config().vicrop_method == 'att'  # the bundled model's; rel_att is the paper's
+    assert config().vicrop_method == 'rel_att'  # the paper's, for a model without colvlm.yaml
+    bundled = with_model_settings(SERVER_PARAMETERS.resolve())
+    assert ServerConfig.from_values(bundled).vicrop_method == 'att'  # the bundled model's
     assert config(**{'vicrop.method': 'grad_att'}).vicrop_method == 'grad_att'
     with pytest.raises(ValueError, match=r"vicrop.method 'grad_att' .* quantize 'int8'"):
         config(**{'vicrop.method': 'grad_att', 'quantize': 'int8'})

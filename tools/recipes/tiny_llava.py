@@ -136,7 +136,19 @@ def record(out: Path, stages: list[dict], work: Path, options: dict) -> dict:
                           'versions': versions(), 'stages': stages,
                           'calibrated': {'gate.threshold': calibration['threshold']}}
     path.write_text(json.dumps(training, indent=2) + '\n')
+    write_settings(out, calibration['threshold'])
     return training['recipe']
+
+
+def write_settings(out: Path, threshold: float) -> Path:
+    """The model's colvlm.yaml: the calibrated τ, ViCrop 'att' (the tower is trained to look
+    at the asked object) at the depth-scaled layer, as the shipped model has them."""
+    from colvlm_models.settings import write_model_settings
+    from colvlm_server.vicrop import choose_layer
+
+    config = json.loads((out / 'config.json').read_text())
+    layers = config.get('text_config', config)['num_hidden_layers']
+    return write_model_settings(out, threshold, 'att', choose_layer(layers))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
