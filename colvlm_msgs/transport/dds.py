@@ -320,7 +320,7 @@ def _remaining(deadline: float) -> float:
     return deadline - time.monotonic()
 
 
-class DdsNode(port.Node):
+class DdsNode(port.WireTypesNode):
     backend = 'dds'
 
     def __init__(self, name: str, namespace: str = '', domain_id: int | None = None,
@@ -338,16 +338,6 @@ class DdsNode(port.Node):
         self._readers: list[_ReaderThread] = []
         self._timers: list[DdsTimer] = []
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f'{name}-service')
-
-    # Types and names
-    def message_type(self, name: str) -> type:
-        return self._types.message(name).cls
-
-    def service_type(self, name: str):
-        return self._types.service(name)
-
-    def resolve_name(self, name: str) -> str:
-        return names.resolve(name, self.namespace, self.name)
 
     def serialized_size(self, message) -> int:
         return len(message.serialize(use_version_2=False))

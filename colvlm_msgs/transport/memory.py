@@ -201,7 +201,7 @@ class MemoryTimer(port.Timer):
         self._cancelled.set()
 
 
-class MemoryNode(port.Node):
+class MemoryNode(port.WireTypesNode):
     """A node on `bus`. Its logger propagates to Python's root logger (pytest's caplog sees
     it) instead of printing ROS-style lines of its own."""
 
@@ -223,15 +223,6 @@ class MemoryNode(port.Node):
     @property
     def closed(self) -> bool:
         return self._stopped.is_set()
-
-    def message_type(self, name: str) -> type:
-        return self._types.message(name).cls
-
-    def service_type(self, name: str):
-        return self._types.service(name)
-
-    def resolve_name(self, name: str) -> str:
-        return names.resolve(name, self.namespace, self.name)
 
     def serialized_size(self, message) -> int:
         return len(_encode(message))

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import logging
 import time
 
+from colvlm_msgs import names
 from colvlm_msgs.params import ParameterTable
 from colvlm_msgs.qos import QosProfile
 
@@ -126,3 +127,19 @@ class Node(abc.ABC):
     def now_ns(self) -> int:
         """Wall-clock time in ns, the clock stamps are taken from."""
         return time.time_ns()
+
+
+class WireTypesNode(Node):
+    """A node whose message classes are colvlm's own (colvlm_msgs.typesupport), not a
+    middleware's: the dds and memory backends. A subclass sets `_types` to a typesupport."""
+
+    _types = None
+
+    def message_type(self, name: str) -> type:
+        return self._types.message(name).cls
+
+    def service_type(self, name: str):
+        return self._types.service(name)
+
+    def resolve_name(self, name: str) -> str:
+        return names.resolve(name, self.namespace, self.name)
