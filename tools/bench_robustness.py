@@ -19,7 +19,7 @@ Reproduce the table reported for issue 18 (about 20 min on two CPU cores):
 
     python -m tools.bench_robustness --out out/robustness --n-images 20 --seed 20261205
 
-`--quick` uses 2 images per cell, for a smoke test. Every set is deterministic given the
+`--quick` uses 1 image per cell, for a smoke test. Every set is deterministic given the
 seed and the installed sample photos (style.json in each set lists them).
 """
 
@@ -35,7 +35,7 @@ import numpy as np
 
 POLICIES = ('global', 'entropy', 'oracle')
 KINDS = ('text', 'color', 'presence')
-QUICK_IMAGES = 2
+QUICK_IMAGES = 1
 CLEAN, FULL = 'clean', 'camera'  # the reference rows' factor names
 
 
