@@ -287,7 +287,7 @@ def summarize(policy: str, records: list[Record], gate: GateConfig,
         'gflops_mean': _mean(r.flops / 1e9 for r in results),
         'latency_ms_mean': _mean(sum(p.latency_ms for p in r.passes) + r.locate_ms
                                  for r in results),
-        'status_counts': {s: sum(r.status == s for r in results)
+        'status_counts': {s.name.lower(): sum(r.status == s for r in results)
                           for s in sorted({r.status for r in results})},
         'min_entropy_auroc': entropy_auroc(scored),
         'min_entropy_auroc_text': entropy_auroc(text_scored),

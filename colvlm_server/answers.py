@@ -1,9 +1,8 @@
 """PipelineResult -> colvlm/msg/Answer: every field an answer carries, filled in one place.
 
 Pure: it takes an Answer instance (of any backend's class) and plain values, and knows
-nothing of queues, cameras or transports. The pipeline's status and decision words are the
-Answer constants' names in lower case ('crop_unavailable' is STATUS_CROP_UNAVAILABLE), so
-`Status`/`Decision` (generated from Answer.msg) map them without a table.
+nothing of queues, cameras or transports. The pipeline's status and decision are already
+`Status`/`Decision` (generated from Answer.msg), so they go into the message as they are.
 """
 
 from __future__ import annotations
@@ -13,14 +12,6 @@ from colvlm_msgs.constants import Decision, Status
 from colvlm_msgs.geometry import fill_roi
 from colvlm_server.gate import GateConfig
 from colvlm_server.pipeline import PipelineResult
-
-
-def pipeline_status(result: PipelineResult) -> Status:
-    return Status[result.status.upper()]
-
-
-def pipeline_decision(result: PipelineResult) -> Decision:
-    return Decision[result.decision.upper()]
 
 
 def new_answer(answer_type: type, query, policy: str, camera: str, model_id: str,
@@ -43,7 +34,7 @@ def fill_answer(answer, result: PipelineResult, stamp_ns: int, frame_id: str) ->
     the RoI actually cut and every byte and millisecond it cost."""
     answer.header.frame_id = frame_id
     stamps.fill(answer.frame_stamp, stamp_ns)
-    answer.status, answer.decision = int(pipeline_status(result)), int(pipeline_decision(result))
+    answer.status, answer.decision = int(result.status), int(result.decision)
     answer.answer, answer.status_message = result.answer, result.reason
     for metrics, done in ((answer.first_pass, result.first),
                           (answer.second_pass, result.second)):

@@ -188,7 +188,7 @@ class ServerNode:
 
     def _fill(self, answer, result: PipelineResult, frame, frame_id: str) -> None:
         fill_answer(answer, result, frame.stamp_ns, frame_id)
-        if result.status in ('crop_unavailable', 'layers_unavailable'):
+        if result.status in (Status.CROP_UNAVAILABLE, Status.LAYERS_UNAVAILABLE):
             self.node.logger.warning(f'query {answer.query_id!r}: {result.reason}')
 
     # Answers out

@@ -22,6 +22,8 @@ import numpy as np
 
 from colvlm_models.settings import model_settings
 from colvlm_models.vlm import Generation, VisualTokens, VlmBackend
+from colvlm_msgs.constants import Decision as Answered
+from colvlm_msgs.constants import Status
 from colvlm_msgs.geometry import Box, GlobalGeometry
 from colvlm_server.gate import (
     Decision,
@@ -101,8 +103,8 @@ class PassResult:
 @dataclass
 class PipelineResult:
     answer: str = ''
-    status: str = 'ok'  # ok | crop_unavailable | layers_unavailable | model_error
-    decision: str = 'none'  # none | global | local_crop | token_layers | fallback
+    status: Status = Status.OK  # OK, CROP_UNAVAILABLE, LAYERS_UNAVAILABLE or MODEL_ERROR
+    decision: Answered = Answered.NONE  # NONE, GLOBAL, LOCAL_CROP, TOKEN_LAYERS, FALLBACK
     # What the policy asked for: none | crop | tiles | oracle_crop | layers
     refinement: str = 'none'
     reason: str = ''  # one line: the gate's or the failure's
@@ -212,7 +214,7 @@ class TwoStagePipeline:
                       policy: Policy, options: LayerOptions, *, crops: CropSource | None = None,
                       target: Box | None = None, max_new_tokens: int = 0) -> PipelineResult:
         """Answer from `frame`'s token layers, asking `layers` for more while `policy` wants
-        refinement; bad, missing or undecodable layers give status 'layers_unavailable'
+        refinement; bad, missing or undecodable layers give status LAYERS_UNAVAILABLE
         with an answer from the layers that were usable, if any."""
         result = PipelineResult(layer_bytes=frame.wire_bytes)
         return self._run(self._answer_layers, result, question, frame, layers, policy,
@@ -224,7 +226,7 @@ class TwoStagePipeline:
         try:
             body(*args, result)
         except GateError as error:
-            result.status, result.decision = 'model_error', 'none'
+            result.status, result.decision = Status.MODEL_ERROR, Answered.NONE
             result.answer, result.reason = '', f'model error: {error}'
         result.total_ms = (time.perf_counter() - started) * 1e3
         return result
@@ -234,7 +236,7 @@ class TwoStagePipeline:
                                       attention_layer=self._first_layer, **limit)
         gate = self._gate(first)
         result.first = PassResult.of(first, gate)
-        result.answer, result.decision = first.text, 'global'
+        result.answer, result.decision = first.text, Answered.GLOBAL
         decision = policy.decide(gate, DecisionContext(target_box=target))
         result.reason, result.refinement = decision.reason, decision.kind
         if decision.refine:
@@ -254,7 +256,7 @@ class TwoStagePipeline:
         try:
             pieces = [crops.fetch(frame, box, self.backend.image_size) for box in boxes]
         except CropUnavailable as error:
-            result.status, result.decision = 'crop_unavailable', 'fallback'
+            result.status, result.decision = Status.CROP_UNAVAILABLE, Answered.FALLBACK
             result.reason = f'{result.reason}; crop unavailable: {error}'
             return None
         finally:
@@ -268,7 +270,7 @@ class TwoStagePipeline:
             gate2 = self._gate(second)
         except GateError:
             gate2 = None  # the first pass stands; the second's scores are not needed to answer
-        result.answer, result.decision = second.text, 'local_crop'
+        result.answer, result.decision = second.text, Answered.LOCAL_CROP
         return PassResult.of(second, gate2)
 
     def _answer_layers(self, question, frame: LayeredFrame, source: LayerSource, policy,
@@ -276,7 +278,7 @@ class TwoStagePipeline:
         codec = options.codecs.get(frame.codec_id)
         if codec is None:
             known = ', '.join(options.codecs) or 'none (layers.codec)'
-            result.status = 'layers_unavailable'
+            result.status = Status.LAYERS_UNAVAILABLE
             result.reason = (f'layers unavailable: codec_id {frame.codec_id!r} is not one this '
                              f'server decodes ({known})')
             return
@@ -293,7 +295,8 @@ class TwoStagePipeline:
                                                    attention_layer=self._first_layer, **limit)
                 passes.append(PassResult.of(generation, self._gate(generation)))
                 result.answer = generation.text
-                result.decision = 'global' if len(passes) == 1 else 'token_layers'
+                result.decision = (Answered.GLOBAL if len(passes) == 1
+                                   else Answered.TOKEN_LAYERS)
                 decision = policy.decide(passes[-1].gate, DecisionContext(target_box=target))
                 result.reason = f'{decision.reason}; layers 0..{len(have) - 1} of ' \
                                 f'{codec.layer_count}'
@@ -313,14 +316,14 @@ class TwoStagePipeline:
                 break
         except LayersUnavailable as error:
             problem = f'{problem}; {error}' if problem else str(error)
-            result.decision = 'fallback' if passes else 'none'
+            result.decision = Answered.FALLBACK if passes else Answered.NONE
         finally:
             result.layers_used = len(have)
             if passes:
                 result.first, result.middle = passes[0], passes[1:-1]
                 result.second = passes[-1] if len(passes) > 1 else None
         if problem:
-            result.status = 'layers_unavailable'
+            result.status = Status.LAYERS_UNAVAILABLE
             prefix = f'{result.reason}; ' if passes else ''
             result.reason = f'{prefix}layers unavailable: {problem}'
 

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 import re
 
+from colvlm_msgs.constants import Status
+
 SELECTIONS = ('auto', 'lexical', 'learned', 'all')
 FALLBACKS = ('all', 'first')
 
@@ -159,7 +161,7 @@ def most_confident(results: Sequence) -> int:
     def key(index: int) -> tuple[int, float, int]:
         result = results[index]
         last = result.second or result.first
-        if result.status == 'model_error' or last is None or last.gate is None:
+        if result.status == Status.MODEL_ERROR or last is None or last.gate is None:
             return (1, 0.0, index)
         return (0, last.gate.score, index)
     return min(range(len(results)), key=key)

@@ -1,4 +1,6 @@
-"""Shared fixtures: a private DDS domain per test, loopback-only discovery, no network."""
+"""Shared fixtures: a private DDS domain per test, loopback-only discovery, no network; and
+`--order reverse|shuffle` (with `--order-seed N`), which runs the files and the tests within
+each file in another order, to show that no test leans on one that ran before it."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import contextlib
 import itertools
 import os
 from pathlib import Path
+import random
 import subprocess
 import sys
 
@@ -17,6 +20,33 @@ _domain_ids = itertools.count((os.getpid() * 7) % 100)
 # Tests never touch a model hub, and find each other on loopback only.
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
+
+
+def pytest_addoption(parser):
+    parser.addoption('--order', choices=('file', 'reverse', 'shuffle'), default='file',
+                     help='test order: as written (default), files and tests reversed, or '
+                          'shuffled within and across files')
+    parser.addoption('--order-seed', type=int, default=0, help='seed of --order shuffle')
+
+
+def pytest_collection_modifyitems(config, items):
+    """Reorders whole files, then the tests inside each, so module fixtures are still set up
+    once per file."""
+    order = config.getoption('--order')
+    if order == 'file':
+        return
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split('::')[0], []).append(item)
+    groups = list(files.values())
+    if order == 'reverse':
+        groups = [group[::-1] for group in groups[::-1]]
+    else:
+        rng = random.Random(config.getoption('--order-seed'))
+        rng.shuffle(groups)
+        for group in groups:
+            rng.shuffle(group)
+    items[:] = [item for group in groups for item in group]
 
 
 def _private_domain(monkeypatch) -> dict[str, str]:

@@ -12,6 +12,7 @@ from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
 from colvlm_bench.glyphvqa.scene import COLORS
 from colvlm_models.tiny_vlm import bundled_model_path
 from colvlm_models.vlm import TransformersVlm
+from colvlm_msgs.constants import Decision, Status
 from colvlm_server.gate import GateConfig
 
 
@@ -66,6 +67,6 @@ def test_the_two_stage_path_runs_on_it(bundled, tmp_path):
     evaluator = Evaluator(bundled, data, questions, progress=False)
     for record in evaluator.run('always', GateConfig()):
         result = record.result
-        assert (result.status, result.decision) == ('ok', 'local_crop')
+        assert (result.status, result.decision) == (Status.OK, Decision.LOCAL_CROP)
         assert result.roi_result is not None and result.crop_bytes > 0
         assert result.second.input_tokens == result.first.input_tokens + 64

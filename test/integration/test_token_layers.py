@@ -16,6 +16,7 @@ from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig
 from colvlm_edge.wire import token_layer_message
 from colvlm_models.tiny_vlm import bundled_model_path
 from colvlm_models.vlm import TransformersVlm, VisualTokens
+from colvlm_msgs.constants import Decision, Status
 from colvlm_msgs.token_codec import TokenCodec, cosine_similarity, payload_size
 from colvlm_server.gate import GateConfig
 
@@ -80,7 +81,7 @@ def test_eval_policy_layers_asks_for_more_only_while_unsure(bundled, data):
     sure = evaluator.run('layers', GateConfig(threshold=100.0))  # never unsure enough
     for record in sure:
         result = record.result
-        assert (result.status, result.layers_used, result.refinement) == ('ok', 1, 'none')
+        assert (result.status, result.layers_used, result.refinement) == (Status.OK, 1, 'none')
         assert result.uplink_bytes == result.layer_bytes > payload_size(
             64 * shipped.layer_coefficients[0], shipped.layer_bits[0])
         assert result.downlink_bytes == 0 and len(result.passes) == 1
@@ -91,7 +92,7 @@ def test_eval_policy_layers_asks_for_more_only_while_unsure(bundled, data):
     payload_all = sum(payload_size(64 * c, b) for c, b in
                       zip(shipped.layer_coefficients, shipped.layer_bits, strict=True))
     for result in refined:
-        assert (result.status, result.decision) == ('ok', 'token_layers')
+        assert (result.status, result.decision) == (Status.OK, Decision.TOKEN_LAYERS)
         assert result.layers_used == shipped.layer_count == len(result.passes)
         assert result.layer_bytes > payload_all and result.downlink_bytes > 0
     for record, first in zip(unsure, sure, strict=True):

@@ -16,6 +16,7 @@ import pytest
 from colvlm_bench.cli import main as colvlm_main
 from colvlm_bench.glyphvqa.dataset import write_dataset
 from colvlm_models.vlm import ModelLoadError, TransformersVlm
+from colvlm_msgs.constants import Decision, Status
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -188,7 +189,7 @@ def test_second_family_llava_next_runs_the_two_stage_pipeline(tiny_llava_next_pa
     frame = edge.frame(original, stamp_ns=1)
     pipeline = TwoStagePipeline(backend)
     result = pipeline.answer('What color is the circle?', frame, edge, make_policy('always'))
-    assert (result.status, result.decision) == ('ok', 'local_crop')
+    assert (result.status, result.decision) == (Status.OK, Decision.LOCAL_CROP)
     assert result.roi_result is not None and not result.roi_result.fallback
     assert result.second.input_tokens > result.first.input_tokens
     assert result.crop_bytes > 0 and result.first.gate is not None

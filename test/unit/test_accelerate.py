@@ -18,6 +18,7 @@ from colvlm_models.accelerate import (
 )
 from colvlm_models.tiny_vlm import bundled_model_path
 from colvlm_models.vlm import ModelLoadError, TransformersVlm, VisualTokens
+from colvlm_msgs.constants import Decision, Status
 from colvlm_server.gate import GateConfig, make_policy, measure
 from colvlm_server.pipeline import TwoStagePipeline
 
@@ -131,7 +132,7 @@ def test_token_selection_answers_from_fewer_llm_tokens(plain, scenes, reference)
     question, frame = pairs[0]
     result = TwoStagePipeline(pruned, GateConfig()).answer(
         question.question, frame, edge, make_policy('always'))
-    assert (result.status, result.decision) == ('ok', 'local_crop')
+    assert (result.status, result.decision) == (Status.OK, Decision.LOCAL_CROP)
     assert result.roi_result is not None
     assert result.second.input_tokens == reference[0].input_tokens + 64 - 64
 

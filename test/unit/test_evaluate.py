@@ -10,6 +10,7 @@ import pytest
 from colvlm_bench.evaluate import InProcessEdge, Record, auroc, summarize
 from colvlm_bench.glyphvqa.questions import Question
 from colvlm_edge.global_encoder import GlobalEncoderConfig
+from colvlm_msgs.constants import Decision
 from colvlm_msgs.geometry import Box
 from colvlm_msgs.image_codec import decode_image
 from colvlm_server.gate import GateConfig, measure
@@ -47,7 +48,8 @@ def _record(kind: str, correct: bool, entropy_high: bool, refined: bool, bytes_:
     logits = np.zeros((1, 4)) if entropy_high else np.array([[30.0, 0, 0, 0]])
     gate = measure(logits, GateConfig())
     first = PassResult('a', gate, 20, 2, 1e6, 5.0)
-    result = PipelineResult(answer='a', decision='local_crop' if refined else 'global',
+    decision = Decision.LOCAL_CROP if refined else Decision.GLOBAL
+    result = PipelineResult(answer='a', decision=decision,
                             refinement='crop' if refined else 'none', first=first,
                             global_bytes=bytes_)
     question = Question('q', 'i.png', 'What?', ('a',), kind, None)

@@ -13,6 +13,7 @@ from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
 from colvlm_edge.global_encoder import GlobalEncoderConfig
 from colvlm_models.accelerate import Acceleration
 from colvlm_models.vlm import TransformersVlm, VisualTokens
+from colvlm_msgs.constants import Decision, Status
 from colvlm_msgs.params import ParameterError
 from colvlm_server.gate import GateConfig, make_policy
 from colvlm_server.parameters import SERVER_PARAMETERS, ServerConfig, with_model_settings
@@ -156,7 +157,7 @@ def test_pipeline_with_grad_att_crops_inside_the_frame(bundled, scene):
     pipeline = TwoStagePipeline(bundled, GateConfig(), vicrop_method='grad_att')
     assert pipeline.vicrop_method == 'grad_att'
     result = pipeline.answer(question.question, frame, edge, make_policy('always'))
-    assert (result.status, result.decision) == ('ok', 'local_crop')
+    assert (result.status, result.decision) == (Status.OK, Decision.LOCAL_CROP)
     roi = result.roi_result
     assert roi is not None and roi.box == result.roi
     assert 0 <= roi.box.x0 < roi.box.x1 <= original.shape[1]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from colvlm_models.vlm import Generation, VlmBackend
+from colvlm_msgs.constants import Decision, Status
 from colvlm_msgs.geometry import Box, GlobalGeometry
 from colvlm_server.gate import GateConfig, make_policy
 from colvlm_server.pipeline import (
@@ -76,7 +77,7 @@ def test_confident_global_answer_is_kept_without_a_crop():
     pipeline = TwoStagePipeline(backend, GateConfig(threshold=5.0))
     edge = RecordingEdge()
     result = pipeline.answer('q?', _frame(), edge, make_policy('entropy', pipeline.gate))
-    assert (result.answer, result.decision, result.status) == ('glob', 'global', 'ok')
+    assert (result.answer, result.decision, result.status) == ('glob', Decision.GLOBAL, Status.OK)
     assert edge.boxes == [] and backend.calls == [1]
     assert result.uplink_bytes == 2000 and result.second is None
 
@@ -86,7 +87,8 @@ def test_unsure_answer_crops_where_attention_points_and_counts_bytes():
     pipeline = TwoStagePipeline(backend, GateConfig(threshold=0.5))
     edge = RecordingEdge()
     result = pipeline.answer('q?', _frame(), edge, make_policy('entropy', pipeline.gate))
-    assert (result.answer, result.decision, result.refinement) == ('crop', 'local_crop', 'crop')
+    assert (result.answer, result.decision, result.refinement) == (
+        'crop', Decision.LOCAL_CROP, 'crop')
     assert backend.calls == [1, 2]
     # Cell (row 1, col 2) of a 4x4 grid over 64 px covers global x 32..48, y 16..32; the
     # 640x480 original is padded to 640x640 (offset 80 px), so the peak centre is near
@@ -132,15 +134,16 @@ def test_crop_failure_falls_back_to_the_global_answer():
     pipeline = TwoStagePipeline(ScriptedBackend(), GateConfig(threshold=0.5))
     result = pipeline.answer('q?', _frame(), RecordingEdge(fail='edge gone'),
                              make_policy('always'))
-    assert (result.status, result.decision, result.answer) == ('crop_unavailable', 'fallback',
-                                                               'glob')
+    assert (result.status, result.decision, result.answer) == (
+        Status.CROP_UNAVAILABLE, Decision.FALLBACK, 'glob')
     assert 'edge gone' in result.reason and result.crop_bytes == 0
 
 
 def test_nan_scores_answer_model_error():
     pipeline = TwoStagePipeline(ScriptedBackend(nan=True))
     result = pipeline.answer('q?', _frame(), RecordingEdge(), make_policy('entropy'))
-    assert (result.status, result.decision, result.answer) == ('model_error', 'none', '')
+    assert (result.status, result.decision, result.answer) == (
+        Status.MODEL_ERROR, Decision.NONE, '')
     assert 'NaN' in result.reason
 
 

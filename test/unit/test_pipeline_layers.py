@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from colvlm_models.vlm import Generation, VisualTokens, VlmBackend
+from colvlm_msgs.constants import Decision, Status
 from colvlm_msgs.geometry import GlobalGeometry
 from colvlm_msgs.token_codec import TokenCodec
 from colvlm_server.gate import GateConfig, make_policy
@@ -101,7 +102,7 @@ def test_the_errors_fall_with_layers():
 def test_sure_from_the_first_layer_asks_for_nothing():
     edge = ScriptedEdge()
     result = _answer(TokenBackend(1), _frame(), edge)
-    assert (result.answer, result.decision, result.status) == ('sure', 'global', 'ok')
+    assert (result.answer, result.decision, result.status) == ('sure', Decision.GLOBAL, Status.OK)
     assert edge.asked == [] and result.layers_used == 1 and result.second is None
     assert (result.layer_bytes, result.uplink_bytes, result.downlink_bytes) == (80, 80, 0)
     assert 'layers 0..0 of 4' in result.reason
@@ -111,7 +112,8 @@ def test_unsure_asks_for_one_layer_at_a_time_until_sure():
     backend, edge = TokenBackend(3), ScriptedEdge()
     result = _answer(backend, _frame(), edge)
     assert edge.asked == [(1, 1, CODEC.codec_id), (2, 2, CODEC.codec_id)]
-    assert (result.answer, result.decision, result.status) == ('sure', 'token_layers', 'ok')
+    assert (result.answer, result.decision, result.status) == (
+        'sure', Decision.TOKEN_LAYERS, Status.OK)
     assert result.refinement == 'layers' and result.layers_used == 3
     assert len(backend.calls) == 3 and len(result.middle) == 1
     assert result.first.answer == 'unsure' and result.second.answer == 'sure'
@@ -130,12 +132,13 @@ def test_still_unsure_with_all_layers_keeps_the_last_answer_or_crops():
     never_sure = TokenBackend(4)
     never_sure.tolerance = 0.0
     result = _answer(never_sure, _frame(), ScriptedEdge())
-    assert (result.answer, result.decision, result.layers_used) == ('unsure', 'token_layers', 4)
+    assert (result.answer, result.decision, result.layers_used) == (
+        'unsure', Decision.TOKEN_LAYERS, 4)
     crops = CropEdge()
     geometry = GlobalGeometry.fit(640, 480, 64, 64, 'pad')
     cropped = _answer(never_sure, _frame(geometry=geometry), ScriptedEdge(), crop=True,
                       crops=crops)
-    assert (cropped.answer, cropped.decision, cropped.refinement) == ('sure', 'local_crop',
+    assert (cropped.answer, cropped.decision, cropped.refinement) == ('sure', Decision.LOCAL_CROP,
                                                                       'crop')
     images = never_sure.calls[-1]
     assert isinstance(images[0], VisualTokens) and images[1].shape == (64, 64, 3)
@@ -145,8 +148,8 @@ def test_still_unsure_with_all_layers_keeps_the_last_answer_or_crops():
 
 def test_a_lost_edge_answers_from_the_layers_that_came():
     result = _answer(TokenBackend(3), _frame(), ScriptedEdge(fail='edge gone'))
-    assert (result.status, result.decision, result.answer) == ('layers_unavailable',
-                                                               'fallback', 'unsure')
+    assert (result.status, result.decision, result.answer) == (
+        Status.LAYERS_UNAVAILABLE, Decision.FALLBACK, 'unsure')
     assert 'edge gone' in result.reason and result.layers_used == 1
 
 
@@ -154,7 +157,7 @@ def test_bad_layers_from_the_edge_are_not_decoded():
     broken = [replace(LAYERS[1], payload=LAYERS[1].payload[:-2])]
     backend = TokenBackend(2)
     result = _answer(backend, _frame(), ScriptedEdge(reply=broken))
-    assert (result.status, result.decision) == ('layers_unavailable', 'fallback')
+    assert (result.status, result.decision) == (Status.LAYERS_UNAVAILABLE, Decision.FALLBACK)
     assert 'bad layers: layer 1 payload' in result.reason and len(backend.calls) == 1
     assert result.layer_bytes == 80 + 100  # what crossed is counted all the same
     wrong = _answer(TokenBackend(2), _frame(), ScriptedEdge(reply=LAYERS[2:3]))
@@ -171,7 +174,7 @@ def test_missing_arrived_layers_are_fetched_and_reported(arrived, why, fetched):
     result = _answer(TokenBackend(3), _frame(arrived), edge)
     assert [(first, last) for first, last, _ in edge.asked] == fetched
     assert result.answer == 'sure' and result.layers_used == 3
-    assert result.status == ('layers_unavailable' if why else 'ok')
+    assert result.status == (Status.LAYERS_UNAVAILABLE if why else Status.OK)
     assert why in result.reason
 
 
@@ -179,7 +182,8 @@ def test_an_unknown_codec_gives_no_answer():
     other = TokenCodec.fit(_tokens(np.random.default_rng(3), 500), [2, 4, 6, 12], [8, 6, 5, 4])
     edge, backend = ScriptedEdge(), TokenBackend(1)
     result = _answer(backend, _frame(other.encode(TRUTH)[:1]), edge)
-    assert (result.status, result.decision, result.answer) == ('layers_unavailable', 'none', '')
+    assert (result.status, result.decision, result.answer) == (
+        Status.LAYERS_UNAVAILABLE, Decision.NONE, '')
     assert f'codec_id {other.codec_id!r} is not one this server decodes' in result.reason
     assert backend.calls == [] and edge.asked == [] and result.first is None
 
@@ -187,11 +191,11 @@ def test_an_unknown_codec_gives_no_answer():
 def test_no_layers_at_all_fetches_layer_0_first():
     edge = ScriptedEdge()
     result = _answer(TokenBackend(1), _frame(), edge)
-    assert result.status == 'ok'
+    assert result.status == Status.OK
     frame = LayeredFrame(7, (replace(LAYERS[0], payload=b''),), 'cam', 80)
     result = _answer(TokenBackend(1), frame, edge)
     assert edge.asked[-1][:2] == (0, 0) and result.answer == 'sure'
-    assert result.status == 'layers_unavailable' and 'payload is 0 bytes' in result.reason
+    assert result.status == Status.LAYERS_UNAVAILABLE and 'payload is 0 bytes' in result.reason
 
 
 def test_layer_options_are_validated():

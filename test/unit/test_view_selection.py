@@ -4,6 +4,7 @@ the choice among several views' answers."""
 import numpy as np
 import pytest
 
+from colvlm_msgs.constants import Status
 from colvlm_server.gate import GateConfig, measure
 from colvlm_server.pipeline import PassResult, PipelineResult
 from colvlm_server.views import (
@@ -106,7 +107,7 @@ def test_bad_settings_name_the_parameter(fields, message):
         ViewsConfig(**fields)
 
 
-def _result(score, status='ok'):
+def _result(score, status=Status.OK):
     gate = None
     if score is not None:
         # A one-token answer whose top probability is exp(-score): min-entropy = score nats.
@@ -122,6 +123,6 @@ def test_the_surest_answer_is_kept_and_unscored_ones_only_when_alone():
     results = [_result(0.6), _result(0.1), _result(0.3)]
     assert most_confident(results) == 1
     assert most_confident([_result(None), _result(0.9)]) == 1
-    assert most_confident([_result(0.1, status='model_error'), _result(0.9)]) == 1
+    assert most_confident([_result(0.1, status=Status.MODEL_ERROR), _result(0.9)]) == 1
     assert most_confident([_result(None)]) == 0
     assert most_confident([_result(0.2), _result(0.2)]) == 0
