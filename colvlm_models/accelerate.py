@@ -24,6 +24,8 @@ import warnings
 
 import numpy as np
 
+from colvlm_msgs.param_fields import check_fields, parameter
+
 SPECULATIVE = ('none', 'prompt_lookup', 'draft')  # not 'off': YAML reads it as false
 QUANTIZE = ('none', 'int8')
 LOOKUP_NGRAM = 2  # prompt lookup matches the last 2 tokens first, then the last 1
@@ -33,31 +35,26 @@ LOOKUP_NGRAM = 2  # prompt lookup matches the last 2 tokens first, then the last
 class Acceleration:
     """Which accelerations a backend applies; every field is a server parameter."""
 
-    keep_ratio: float = 1.0  # tokens.keep_ratio: share of image tokens kept, 0 < r <= 1
-    select_layer: int = 0  # tokens.select_layer: 0-based decoder layer that ranks them
-    speculative: str = 'none'  # decode.speculative
-    draft_model: str = ''  # decode.draft_model: '' = '<model folder>-draft' beside the model
-    draft_tokens: int = 3  # decode.draft_tokens: tokens proposed per verification
-    quantize: str = 'none'  # quantize
+    quantize: str = parameter(
+        'quantize', 'none', "'int8': dynamic int8 weights of the decoder's Linear layers (CPU; "
+        'lossy)', choices=QUANTIZE)
+    keep_ratio: float = parameter(
+        'tokens.keep_ratio', 1.0, 'share of image tokens the language model keeps, ranked by '
+        'attention (FastV; lossy below 1); 1 = all', min=0.01, max=1.0)
+    select_layer: int = parameter(
+        'tokens.select_layer', 0, '0-based decoder layer whose last-position attention ranks '
+        'the image tokens', min=0, max=1000)
+    speculative: str = parameter(
+        'decode.speculative', 'none', "speculative greedy decoding (answers unchanged): "
+        "'prompt_lookup' or a 'draft' model", choices=SPECULATIVE)
+    draft_model: str = parameter(
+        'decode.draft_model', '', "draft of decode.speculative 'draft': a local folder or hub "
+        "id; '' = the '<model>-draft' folder beside the model")
+    draft_tokens: int = parameter('decode.draft_tokens', 3, 'tokens proposed per verification',
+                                  unit='tokens', min=1, max=64)
 
     def __post_init__(self) -> None:
-        ratio = self.keep_ratio
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or \
-                not 0.0 < ratio <= 1.0:
-            raise ValueError(f'tokens.keep_ratio must be in (0, 1], got {ratio!r}')
-        if isinstance(self.select_layer, bool) or not isinstance(self.select_layer, int) or \
-                self.select_layer < 0:
-            raise ValueError(f'tokens.select_layer must be an int >= 0, got '
-                             f'{self.select_layer!r}')
-        if self.speculative not in SPECULATIVE:
-            raise ValueError(f'decode.speculative must be one of {SPECULATIVE}, got '
-                             f'{self.speculative!r}')
-        if isinstance(self.draft_tokens, bool) or not isinstance(self.draft_tokens, int) or \
-                not 1 <= self.draft_tokens <= 64:
-            raise ValueError(f'decode.draft_tokens must be an int in 1..64, got '
-                             f'{self.draft_tokens!r}')
-        if self.quantize not in QUANTIZE:
-            raise ValueError(f'quantize must be one of {QUANTIZE}, got {self.quantize!r}')
+        check_fields(self)
 
     def describe(self) -> str:
         """'' when nothing is on, else one clause for the server's ready line."""

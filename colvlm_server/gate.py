@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from colvlm_models.settings import GENERIC
+from colvlm_msgs.param_fields import check_fields, parameter
 
 if TYPE_CHECKING:
     from colvlm_msgs.geometry import Box
@@ -121,46 +122,28 @@ def aggregate(values: Any, how: str) -> float:
     return float(array[0])
 
 
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f'{name} must be a number, got {value!r}')
-    return float(value)
-
-
 @dataclass(frozen=True)
 class GateConfig:
-    """The gate's parameters (YAML keys `gate.<field>`), validated on construction."""
+    """The gate's parameters (`gate.*`), declared here once and checked on construction."""
 
-    # nats; refine when the aggregate is strictly greater. The node's default too; a model's
-    # own is in its colvlm.yaml (colvlm_models.settings).
-    threshold: float = GENERIC['gate.threshold']
-    aggregate: str = 'max'  # one unsure token is enough to doubt a short answer
-    metric: str = 'min_entropy'  # the entropy compared with the threshold
-    renyi_alpha: float = 2.0  # order of the reported (or gated) Renyi entropy
-    random_rate: float = 0.5  # refinement probability of the 'random' policy
-    seed: int = 0  # seed of the 'random' policy's generator
+    # Refine when the aggregate is strictly greater. The default is the bundled model's; a
+    # model's own is in its colvlm.yaml (colvlm_models.settings), read when it is chosen.
+    threshold: float = parameter(
+        'gate.threshold', GENERIC['gate.threshold'], 'refine when the aggregated entropy is '
+        "above this (default: the model's colvlm.yaml)", unit='nats', min=0.0, max=100.0)
+    # 'max': one unsure token is enough to doubt a short answer.
+    aggregate: str = parameter('gate.aggregate', 'max', 'how token entropies become one number',
+                               choices=AGGREGATES)
+    metric: str = parameter('gate.metric', 'min_entropy',
+                            'the entropy compared with the threshold', choices=METRICS)
+    renyi_alpha: float = parameter('gate.renyi_alpha', 2.0, 'order of the Renyi entropy '
+                                   'reported', min=0.01, max=1000.0)
+    random_rate: float = parameter('gate.random_rate', 0.5, "refinement probability of policy "
+                                   "'random'", min=0.0, max=1.0)
+    seed: int = parameter('gate.seed', 0, "seed of policy 'random'", min=0, max=2**32 - 1)
 
     def __post_init__(self) -> None:
-        if self.aggregate not in AGGREGATES:
-            raise ValueError(f'gate.aggregate must be one of {AGGREGATES}, '
-                             f'got {self.aggregate!r}')
-        if self.metric not in METRICS:
-            raise ValueError(f'gate.metric must be one of {METRICS}, got {self.metric!r}')
-        threshold = _number('gate.threshold', self.threshold)
-        if not (math.isfinite(threshold) and threshold >= 0):
-            raise ValueError(f'gate.threshold must be finite and >= 0, got {self.threshold!r}')
-        alpha = _number('gate.renyi_alpha', self.renyi_alpha)
-        if not alpha > 0:
-            raise ValueError(f'gate.renyi_alpha must be > 0, got {self.renyi_alpha!r}')
-        rate = _number('gate.random_rate', self.random_rate)
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f'gate.random_rate must be in [0, 1], got {self.random_rate!r}')
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
-                or self.seed < 0:
-            raise ValueError(f'gate.seed must be an integer >= 0, got {self.seed!r}')
-        for name, value in (('threshold', threshold), ('renyi_alpha', alpha),
-                            ('random_rate', rate), ('seed', int(self.seed))):
-            object.__setattr__(self, name, value)
+        check_fields(self)
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from colvlm_models.accelerate import QUANTIZE, SPECULATIVE, Acceleration
+from colvlm_models.accelerate import Acceleration
 from colvlm_models.settings import GENERIC, model_settings
 from colvlm_models.vlm import DTYPES
 from colvlm_msgs.image_codec import CODECS, check_quality
+from colvlm_msgs.param_fields import from_parameters, parameter_specs
 from colvlm_msgs.params import ParameterSpec, ParameterTable
-from colvlm_server.gate import AGGREGATES, METRICS, POLICY_NAMES, GateConfig
+from colvlm_server.gate import POLICY_NAMES, GateConfig
 from colvlm_server.vicrop import VICROP_METHODS
-from colvlm_server.views import FALLBACKS, SELECTIONS, ViewsConfig
+from colvlm_server.views import ViewsConfig
 
 # 'oracle' needs ground truth: evaluation only.
 SERVER_POLICIES = tuple(name for name in POLICY_NAMES if name != 'oracle')
@@ -26,33 +27,10 @@ SERVER_PARAMETERS = ParameterTable([
     ParameterSpec('dtype', 'str', 'float32', 'weights and activations', choices=DTYPES),
     ParameterSpec('max_new_tokens', 'int', 8, 'answer tokens generated at most, tokens',
                   min=1, max=MAX_NEW_TOKENS),
-    ParameterSpec('quantize', 'str', 'none', "'int8': dynamic int8 weights of the decoder's "
-                  'Linear layers (CPU; lossy)', choices=QUANTIZE),
-    ParameterSpec('tokens.keep_ratio', 'float', 1.0, 'share of image tokens the language model '
-                  'keeps, ranked by attention (FastV; lossy below 1); 1 = all', min=0.01,
-                  max=1.0),
-    ParameterSpec('tokens.select_layer', 'int', 0, '0-based decoder layer whose last-position '
-                  'attention ranks the image tokens', min=0, max=1000),
-    ParameterSpec('decode.speculative', 'str', 'none', 'speculative greedy decoding (answers '
-                  "unchanged): 'prompt_lookup' or a 'draft' model", choices=SPECULATIVE),
-    ParameterSpec('decode.draft_model', 'str', '', "draft of decode.speculative 'draft': a "
-                  "local folder or hub id; '' = the '<model>-draft' folder beside the model"),
-    ParameterSpec('decode.draft_tokens', 'int', 3, 'tokens proposed per verification, tokens',
-                  min=1, max=64),
+    *parameter_specs(Acceleration),
     ParameterSpec('policy', 'str', 'entropy', 'when to ask the edge for detail, unless a '
                   'query names its own', choices=SERVER_POLICIES),
-    ParameterSpec('gate.threshold', 'float', GENERIC['gate.threshold'],
-                  "refine when the aggregated entropy is above this, nats (default: the "
-                  "model's colvlm.yaml)", min=0.0, max=100.0),
-    ParameterSpec('gate.aggregate', 'str', 'max', 'how token entropies become one number',
-                  choices=AGGREGATES),
-    ParameterSpec('gate.metric', 'str', 'min_entropy', 'the entropy compared with the '
-                  'threshold', choices=METRICS),
-    ParameterSpec('gate.renyi_alpha', 'float', 2.0, 'order of the Renyi entropy reported',
-                  min=0.01, max=1000.0),
-    ParameterSpec('gate.random_rate', 'float', 0.5, "refinement probability of policy "
-                  "'random'", min=0.0, max=1.0),
-    ParameterSpec('gate.seed', 'int', 0, "seed of policy 'random'", min=0, max=2**32 - 1),
+    *parameter_specs(GateConfig),
     ParameterSpec('vicrop.layer', 'int', GENERIC['vicrop.layer'],
                   "0-based decoder layer whose attention locates the RoI; -1 = auto (default: "
                   "the model's colvlm.yaml)", min=-1,
@@ -67,26 +45,7 @@ SERVER_PARAMETERS = ParameterTable([
     ParameterSpec('camera.default', 'str', '',
                   "camera namespace answered about, relative to the server's or absolute; "
                   "'' = the server's own namespace"),
-    ParameterSpec('views.cameras', 'str_array', [],
-                  'several cameras: their namespaces, relative or absolute; a query naming no '
-                  'camera is answered from the views selected for it; [] = camera.default'),
-    ParameterSpec('views.select', 'str', 'auto',
-                  "how views are chosen: 'lexical' (view names in the question), 'learned' "
-                  "(each edge's colvlm/score_view), 'auto' (lexical, else learned), 'all'",
-                  choices=SELECTIONS),
-    ParameterSpec('views.max_selected', 'int', 1, 'views sent per query at most, views',
-                  min=1, max=64),
-    ParameterSpec('views.min_score', 'float', 0.5,
-                  'a learned score below this does not select its view', min=0.0, max=1.0),
-    ParameterSpec('views.fallback', 'str', 'all',
-                  "when nothing selects a view: 'all' views or the 'first'",
-                  choices=FALLBACKS),
-    ParameterSpec('views.strip_names', 'bool', True,
-                  "the model gets the question without the view it names ('... (left "
-                  "camera)'): the bundled model never saw camera names"),
-    ParameterSpec('views.score_timeout_s', 'float', 1.0,
-                  "wait for the edges' view scores at most this long, s", min=0.01,
-                  max=600.0),
+    *parameter_specs(ViewsConfig),
     ParameterSpec('frame.max_age_s', 'float', 5.0,
                   'a newest frame older than this is stale, s; 0 = off', min=0.0,
                   max=86400.0),
@@ -149,20 +108,11 @@ class ServerConfig:
     def from_values(cls, v: dict) -> ServerConfig:
         """Build from checked parameter values; cross-field errors name the parameters."""
         try:
-            gate = GateConfig(threshold=v['gate.threshold'], aggregate=v['gate.aggregate'],
-                              metric=v['gate.metric'], renyi_alpha=v['gate.renyi_alpha'],
-                              random_rate=v['gate.random_rate'], seed=v['gate.seed'])
+            gate = from_parameters(GateConfig, v)
             if v['crop.quality']:
                 check_quality(v['crop.codec'], v['crop.quality'], 'crop.quality')
-            acceleration = Acceleration(
-                keep_ratio=v['tokens.keep_ratio'], select_layer=v['tokens.select_layer'],
-                speculative=v['decode.speculative'], draft_model=v['decode.draft_model'],
-                draft_tokens=v['decode.draft_tokens'], quantize=v['quantize'])
-            views = ViewsConfig(
-                cameras=tuple(v['views.cameras']), select=v['views.select'],
-                max_selected=v['views.max_selected'], min_score=v['views.min_score'],
-                fallback=v['views.fallback'], score_timeout_s=v['views.score_timeout_s'],
-                strip_names=v['views.strip_names'])
+            acceleration = from_parameters(Acceleration, v)
+            views = from_parameters(ViewsConfig, v)
         except ValueError as error:
             raise ValueError(f'server parameters: {error}') from None
         if not v['device'].strip():

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import re
 
 from colvlm_msgs.constants import Status
+from colvlm_msgs.param_fields import check_fields, parameter
 
 SELECTIONS = ('auto', 'lexical', 'learned', 'all')
 FALLBACKS = ('all', 'first')
@@ -29,20 +30,28 @@ FALLBACKS = ('all', 'first')
 class ViewsConfig:
     """The server's `views.*` parameters."""
 
-    cameras: tuple[str, ...] = ()  # namespaces; () = one camera (camera.default)
-    select: str = 'auto'  # auto = lexical, else learned
-    max_selected: int = 1  # views sent per query at most
-    min_score: float = 0.5  # a learned score below this does not select its view
-    fallback: str = 'all'  # when nothing selects a view: every view, or the first one
-    strip_names: bool = True  # the model gets the question without the view mention
-    score_timeout_s: float = 1.0  # s, for every edge's colvlm/score_view together
+    cameras: tuple[str, ...] = parameter(
+        'views.cameras', (), 'several cameras: their namespaces, relative or absolute; a query '
+        'naming no camera is answered from the views selected for it; [] = camera.default')
+    select: str = parameter(
+        'views.select', 'auto', "how views are chosen: 'lexical' (view names in the question), "
+        "'learned' (each edge's colvlm/score_view), 'auto' (lexical, else learned), 'all'",
+        choices=SELECTIONS)
+    max_selected: int = parameter('views.max_selected', 1, 'views sent per query at most',
+                                  unit='views', min=1, max=64)
+    min_score: float = parameter('views.min_score', 0.5, 'a learned score below this does not '
+                                 'select its view', min=0.0, max=1.0)
+    fallback: str = parameter('views.fallback', 'all', "when nothing selects a view: 'all' "
+                              "views or the 'first'", choices=FALLBACKS)
+    strip_names: bool = parameter(
+        'views.strip_names', True, "the model gets the question without the view it names "
+        "('... (left camera)'): the bundled model never saw camera names")
+    score_timeout_s: float = parameter(
+        'views.score_timeout_s', 1.0, "wait for the edges' view scores at most this long",
+        unit='s', min=0.01, max=600.0)
 
     def __post_init__(self) -> None:
-        if self.select not in SELECTIONS:
-            raise ValueError(f'views.select must be one of {SELECTIONS}, got {self.select!r}')
-        if self.fallback not in FALLBACKS:
-            raise ValueError(f'views.fallback must be one of {FALLBACKS}, got '
-                             f'{self.fallback!r}')
+        check_fields(self)
         names = [view_name(camera) for camera in self.cameras]
         for camera, name in zip(self.cameras, names, strict=True):
             if not name:
