@@ -15,12 +15,13 @@ import numpy as np
 
 from colvlm_msgs.geometry import PREPROCESS_MODES, GlobalGeometry
 from colvlm_msgs.image_codec import (
+    CODECS,
     QUALITY_RANGES,
-    check_codec,
     check_quality,
     encode_image,
     format_string,
 )
+from colvlm_msgs.param_fields import check_fields, parameter
 
 # CLIP's image mean (0.48145466, 0.4578275, 0.40821073) * 255 is RGB (122, 116, 104); here it
 # is written BGR. LLaVA-1.5 pads with this colour (expand2square), which normalises to ~0, so
@@ -36,39 +37,37 @@ class GlobalEncoderConfig:
     picks the highest quality in [min_quality, 100] that fits.
     """
 
-    width: int = 336  # px, the encoder input width
-    height: int = 336  # px
-    preprocess: str = 'pad'  # pad | center_crop | resize, see GlobalGeometry.fit
-    pad_color: tuple[int, int, int] = CLIP_MEAN_BGR  # BGR, 0..255
-    codec: str = 'jpeg'
-    quality: int = 85  # jpeg/webp 1..100, png compression level 0..9
-    byte_budget: int = 0  # bytes per encoded frame; 0 = off
-    min_quality: int = 10  # lowest quality the budget search may pick
+    # The defaults are the bundled model's encoder input (128 px).
+    width: int = parameter('global.width', 128, 'encoder input width', unit='px', min=16,
+                           max=4096)
+    height: int = parameter('global.height', 128, 'encoder input height', unit='px', min=16,
+                            max=4096)
+    preprocess: str = parameter('global.preprocess', 'pad', 'how the original becomes the '
+                                'encoder input', choices=PREPROCESS_MODES)
+    codec: str = parameter('global.codec', 'jpeg', 'codec of global frames', choices=CODECS)
+    quality: int = parameter('global.quality', 85, 'jpeg/webp quality 1..100 (png: level '
+                             '0..9)', min=0, max=100)
+    byte_budget: int = parameter(
+        'global.byte_budget', 0, 'bytes per global frame; the highest quality that fits is '
+        'used; 0 = off', min=0, max=100_000_000)
+    min_quality: int = parameter('global.min_quality', 10, 'lowest quality the byte budget '
+                                 'may pick', min=1, max=100)
+    pad_color: tuple[int, int, int] = CLIP_MEAN_BGR  # BGR, 0..255; not a node parameter
 
     def __post_init__(self) -> None:
-        for name in ('width', 'height'):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f'{name} must be a positive int (px), got {value!r}')
-        if self.preprocess not in PREPROCESS_MODES:
-            raise ValueError(
-                f'preprocess must be one of {PREPROCESS_MODES}, got {self.preprocess!r}')
+        check_fields(self)
         color = tuple(self.pad_color) if isinstance(self.pad_color, (tuple, list)) else None
         if color is None or len(color) != 3 or not all(
                 isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c <= 255
                 for c in color):
             raise ValueError(f'pad_color must be 3 ints 0..255 (BGR), got {self.pad_color!r}')
         object.__setattr__(self, 'pad_color', tuple(int(c) for c in color))
-        check_codec(self.codec)
-        check_quality(self.codec, self.quality)
-        budget = self.byte_budget
-        if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
-            raise ValueError(f'byte_budget must be an int >= 0 (0 = off), got {budget!r}')
-        if budget and self.codec == 'png':
-            raise ValueError(f'byte_budget needs a lossy codec (jpeg or webp), got codec '
-                             f'{self.codec!r} with byte_budget={budget}')
+        check_quality(self.codec, self.quality, 'global.quality')
+        if self.byte_budget and self.codec == 'png':
+            raise ValueError(f'global.byte_budget needs a lossy codec (jpeg or webp), got '
+                             f'global.codec {self.codec!r} with byte_budget={self.byte_budget}')
         if self.codec != 'png':
-            check_quality(self.codec, self.min_quality, 'min_quality')
+            check_quality(self.codec, self.min_quality, 'global.min_quality')
 
     @property
     def size(self) -> tuple[int, int]:

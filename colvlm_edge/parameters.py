@@ -8,24 +8,29 @@ from dataclasses import dataclass
 from colvlm_edge.global_encoder import GlobalEncoderConfig
 from colvlm_edge.roi_crop import CropLimits
 from colvlm_edge.token_encoder import TokenLayersConfig
-from colvlm_msgs.geometry import PREPROCESS_MODES
-from colvlm_msgs.image_codec import CODECS
+from colvlm_msgs.param_fields import check_fields, from_parameters, parameter, parameter_specs
 from colvlm_msgs.params import ParameterSpec, ParameterTable
-from colvlm_msgs.token_codec import SPLITS
 
 
 @dataclass(frozen=True)
 class ViewScoreConfig:
     """The edge's `view.*` parameters."""
 
-    enabled: bool = False
-    model: str = 'bundled'
-    probe: str = ''  # artifact path; '' = view_probe.npz next to the model
-    device: str = 'cpu'
+    enabled: bool = parameter(
+        'view.enabled', False, 'serve colvlm/score_view: how relevant the newest frame is to '
+        "a question, before any image is sent (a server's views.select)")
+    model: str = parameter(
+        'view.model', 'bundled', "the VLM whose vision tower scores views: 'bundled', a local "
+        'folder or a Hugging Face id (shared with layers.model when the same)')
+    probe: str = parameter('view.probe', '', "view probe artifact; '' = view_probe.npz next to "
+                           'the model')
+    device: str = parameter('view.device', 'cpu', 'torch device of the view scorer')
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.enabled and not self.model.strip():
             raise ValueError("view.model must name a model when view.enabled, got ''")
+
 
 PUBLISH_MODES = ('every_frame', 'rate', 'on_request')
 
@@ -42,66 +47,20 @@ EDGE_PARAMETERS = ParameterTable([
                   choices=PUBLISH_MODES),
     ParameterSpec('publish.rate_hz', 'float', 1.0, "global frames per second in 'rate' mode, Hz",
                   min=0.01, max=240.0),
-    ParameterSpec('global.width', 'int', 128, 'encoder input width, px', min=16, max=4096),
-    ParameterSpec('global.height', 'int', 128, 'encoder input height, px', min=16, max=4096),
-    ParameterSpec('global.preprocess', 'str', 'pad', 'how the original becomes the encoder input',
-                  choices=PREPROCESS_MODES),
-    ParameterSpec('global.codec', 'str', 'jpeg', 'codec of global frames', choices=CODECS),
-    ParameterSpec('global.quality', 'int', 85, 'jpeg/webp quality 1..100 (png: level 0..9)',
-                  min=0, max=100),
-    ParameterSpec('global.byte_budget', 'int', 0,
-                  'bytes per global frame; the highest quality that fits is used; 0 = off',
-                  min=0, max=100_000_000),
-    ParameterSpec('global.min_quality', 'int', 10, 'lowest quality the byte budget may pick',
-                  min=1, max=100),
+    *parameter_specs(GlobalEncoderConfig),
     ParameterSpec('buffer.max_frames', 'int', 90,
                   'originals of published frames kept for crops, frames', min=1, max=100_000),
     ParameterSpec('buffer.max_bytes', 'int', 512 * 2**20,
                   'originals of published frames kept for crops, bytes', min=1, max=2**40),
     ParameterSpec('buffer.stamp_tolerance_ms', 'float', 0.0,
                   'a crop may use the nearest frame within this, ms', min=0.0, max=10_000.0),
-    ParameterSpec('crop.max_output_width', 'int', 1344, 'largest crop output width, px',
-                  min=16, max=8192),
-    ParameterSpec('crop.max_output_height', 'int', 1344, 'largest crop output height, px',
-                  min=16, max=8192),
-    ParameterSpec('crop.codec', 'str', 'jpeg', 'codec of crops when the request names none',
-                  choices=CODECS),
-    ParameterSpec('crop.quality', 'int', 90, 'quality of crops when the request names none',
-                  min=0, max=100),
+    *parameter_specs(CropLimits),
     ParameterSpec('crop.max_requests', 'int', 10, 'crop requests allowed per window',
                   min=1, max=100_000),
     ParameterSpec('crop.window_s', 'float', 1.0, 'the rate limit window, s', min=0.01,
                   max=3600.0),
-    ParameterSpec('layers.enabled', 'bool', False,
-                  "also send each published frame's visual tokens as token layers (the "
-                  "server's policy 'layers')"),
-    ParameterSpec('layers.model', 'str', 'bundled',
-                  "the VLM whose vision tower runs here, the server's: 'bundled', a local "
-                  'folder or a Hugging Face id'),
-    ParameterSpec('layers.codec', 'str', '',
-                  "token codec artifact; '' = token_codec_<split>.npz next to the model"),
-    ParameterSpec('layers.split', 'str', 'tower',
-                  "where the model is cut: 'tower' (the server runs the projector) or "
-                  "'projector'", choices=SPLITS),
-    ParameterSpec('layers.device', 'str', 'cpu', 'torch device of the vision tower'),
-    ParameterSpec('layers.proactive', 'int', TokenLayersConfig.proactive,
-                  'layers sent with each frame, coarsest first; the rest on request, layers',
-                  min=1, max=255),
-    ParameterSpec('layers.cache_frames', 'int', 16,
-                  'newest frames whose layers colvlm/request_layers serves, frames', min=1,
-                  max=100_000),
-    ParameterSpec('layers.send_global', 'bool', True,
-                  'also publish the compressed global image; false = FrameGeometry and token '
-                  'layers only'),
-    ParameterSpec('view.enabled', 'bool', False,
-                  'serve colvlm/score_view: how relevant the newest frame is to a question, '
-                  "before any image is sent (a server's views.select)"),
-    ParameterSpec('view.model', 'str', 'bundled',
-                  "the VLM whose vision tower scores views: 'bundled', a local folder or a "
-                  'Hugging Face id (shared with layers.model when the same)'),
-    ParameterSpec('view.probe', 'str', '',
-                  "view probe artifact; '' = view_probe.npz next to the model"),
-    ParameterSpec('view.device', 'str', 'cpu', 'torch device of the view scorer'),
+    *parameter_specs(TokenLayersConfig),
+    *parameter_specs(ViewScoreConfig),
     ParameterSpec('status.period_s', 'float', 10.0, 'how often the uplink status is logged, s',
                   min=0.1, max=3600.0),
 ])
@@ -131,25 +90,12 @@ class EdgeConfig:
     def from_values(cls, v: dict) -> EdgeConfig:
         """Build from checked parameter values; cross-field errors name the parameters."""
         try:
-            encoder = GlobalEncoderConfig(
-                width=v['global.width'], height=v['global.height'],
-                preprocess=v['global.preprocess'], codec=v['global.codec'],
-                quality=v['global.quality'], byte_budget=v['global.byte_budget'],
-                min_quality=v['global.min_quality'])
-            limits = CropLimits(
-                max_output_width=v['crop.max_output_width'],
-                max_output_height=v['crop.max_output_height'],
-                default_output_size=(v['global.width'], v['global.height']),
-                default_codec=v['crop.codec'], default_quality=v['crop.quality'])
-            layers = TokenLayersConfig(
-                enabled=v['layers.enabled'], model=v['layers.model'], codec=v['layers.codec'],
-                split=v['layers.split'], device=v['layers.device'],
-                proactive=v['layers.proactive'], cache_frames=v['layers.cache_frames'],
-                send_global=v['layers.send_global'])
-            view = ViewScoreConfig(enabled=v['view.enabled'], model=v['view.model'],
-                                   probe=v['view.probe'], device=v['view.device'])
+            encoder = from_parameters(GlobalEncoderConfig, v)
+            limits = from_parameters(CropLimits, v, default_output_size=encoder.size)
+            layers = from_parameters(TokenLayersConfig, v)
+            view = from_parameters(ViewScoreConfig, v)
         except ValueError as error:
-            raise ValueError(f'edge parameters: {_parameter_name(str(error))}') from None
+            raise ValueError(f'edge parameters: {error}') from None
         return cls(
             source=v['source.uri'], source_fps=v['source.fps'], source_loop=v['source.loop'],
             bag_topic=v['source.bag_topic'], frame_id=v['frame_id'],
@@ -160,19 +106,3 @@ class EdgeConfig:
             crop_max_requests=v['crop.max_requests'], crop_window_s=v['crop.window_s'],
             status_period_s=v['status.period_s'], layers=layers, view=view)
 
-
-# The config classes name their own fields; say which parameter that is.
-_FIELD_TO_PARAMETER = {
-    'byte_budget': 'global.byte_budget', 'min_quality': 'global.min_quality',
-    'quality': 'global.quality', 'codec': 'global.codec', 'preprocess': 'global.preprocess',
-    'default_codec': 'crop.codec', 'default_quality': 'crop.quality',
-    'default_output_size': 'global.width/height', 'max_output_width': 'crop.max_output_width',
-    'max_output_height': 'crop.max_output_height', 'split': 'layers.split',
-    'proactive': 'layers.proactive', 'cache_frames': 'layers.cache_frames',
-    'send_global': 'layers.send_global',
-}
-
-
-def _parameter_name(message: str) -> str:
-    field, _, rest = message.partition(' ')
-    return f'{_FIELD_TO_PARAMETER.get(field, field)} {rest}'

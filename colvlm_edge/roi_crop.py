@@ -21,6 +21,7 @@ import numpy as np
 from colvlm_edge.global_encoder import CLIP_MEAN_BGR, render_geometry
 from colvlm_msgs.geometry import Box, GlobalGeometry
 from colvlm_msgs.image_codec import CODECS, check_quality, encode_image, format_string
+from colvlm_msgs.param_fields import check_fields, parameter
 
 # Used when a request names a codec but no quality, and the default quality is on another scale.
 FALLBACK_QUALITY = {'jpeg': 90, 'webp': 90, 'png': 6}
@@ -34,19 +35,22 @@ class CropRejected(ValueError):
 class CropLimits:
     """What the edge allows a crop request to ask for, and what it uses when a field is unset."""
 
-    max_output_width: int = 1344  # px; 4x the usual 336 encoder input
-    max_output_height: int = 1344  # px
+    # 1344 px: 4x a 336 px encoder input (LLaVA-1.5's).
+    max_output_width: int = parameter('crop.max_output_width', 1344, 'largest crop output '
+                                      'width', unit='px', min=16, max=8192)
+    max_output_height: int = parameter('crop.max_output_height', 1344, 'largest crop output '
+                                       'height', unit='px', min=16, max=8192)
+    default_codec: str = parameter('crop.codec', 'jpeg', 'codec of crops when the request '
+                                   'names none', choices=CODECS)
+    default_quality: int = parameter('crop.quality', 90, 'quality of crops when the request '
+                                     'names none', min=0, max=100)
+    # Not node parameters: the node sets the output size to its global.width/height.
     allowed_codecs: tuple[str, ...] = CODECS
-    default_output_size: tuple[int, int] = (336, 336)  # (w, h) px: the encoder input
-    default_codec: str = 'jpeg'
-    default_quality: int = 90
+    default_output_size: tuple[int, int] = (128, 128)  # (w, h) px: the encoder input
     pad_color: tuple[int, int, int] = CLIP_MEAN_BGR  # BGR
 
     def __post_init__(self) -> None:
-        for name in ('max_output_width', 'max_output_height'):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f'{name} must be a positive int (px), got {value!r}')
+        check_fields(self)
         allowed = tuple(self.allowed_codecs)
         if not allowed or any(codec not in CODECS for codec in allowed):
             raise ValueError(f'allowed_codecs must be a non-empty subset of {CODECS}, '
@@ -61,8 +65,8 @@ class CropLimits:
         object.__setattr__(self, 'default_output_size', (int(size[0]), int(size[1])))
         if self.default_codec not in allowed:
             raise ValueError(
-                f'default_codec must be one of {allowed}, got {self.default_codec!r}')
-        check_quality(self.default_codec, self.default_quality, 'default_quality')
+                f'crop.codec must be one of {allowed}, got {self.default_codec!r}')
+        check_quality(self.default_codec, self.default_quality, 'crop.quality')
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import threading
 
 import numpy as np
 
+from colvlm_msgs.param_fields import check_fields, parameter
 from colvlm_msgs.token_codec import SPLITS, EncodedLayer, TokenCodec, artifact_name
 
 
@@ -22,25 +23,33 @@ from colvlm_msgs.token_codec import SPLITS, EncodedLayer, TokenCodec, artifact_n
 class TokenLayersConfig:
     """The edge's `layers.*` parameters."""
 
-    enabled: bool = False
-    model: str = 'bundled'
-    codec: str = ''  # artifact path; '' = token_codec_<split>.npz next to the model
-    split: str = 'tower'
-    device: str = 'cpu'
-    proactive: int = 2  # layers sent with each frame, coarsest first
-    cache_frames: int = 16  # frames whose layers can be requested
-    send_global: bool = True  # also publish the compressed global image
+    enabled: bool = parameter(
+        'layers.enabled', False, "also send each published frame's visual tokens as token "
+        "layers (the server's policy 'layers')")
+    model: str = parameter(
+        'layers.model', 'bundled', "the VLM whose vision tower runs here, the server's: "
+        "'bundled', a local folder or a Hugging Face id")
+    codec: str = parameter('layers.codec', '', "token codec artifact; '' = "
+                           'token_codec_<split>.npz next to the model')
+    split: str = parameter(
+        'layers.split', 'tower', "where the model is cut: 'tower' (the server runs the "
+        "projector) or 'projector'", choices=SPLITS)
+    device: str = parameter('layers.device', 'cpu', 'torch device of the vision tower')
+    proactive: int = parameter(
+        'layers.proactive', 2, 'layers sent with each frame, coarsest first; the rest on '
+        'request', unit='layers', min=1, max=255)
+    cache_frames: int = parameter(
+        'layers.cache_frames', 16, 'newest frames whose layers colvlm/request_layers serves',
+        unit='frames', min=1, max=100_000)
+    send_global: bool = parameter(
+        'layers.send_global', True, 'also publish the compressed global image; false = '
+        'FrameGeometry and token layers only')
 
     def __post_init__(self) -> None:
-        if self.split not in SPLITS:
-            raise ValueError(f'split must be one of {SPLITS}, got {self.split!r}')
-        for name in ('proactive', 'cache_frames'):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f'{name} must be an int >= 1, got {value!r}')
+        check_fields(self)
         if not self.send_global and not self.enabled:
-            raise ValueError('send_global may be false only with enabled true: the edge '
-                             'would send nothing')
+            raise ValueError('layers.send_global may be false only with layers.enabled true: '
+                             'the edge would send nothing')
 
 
 class TokenLayerEncoder:

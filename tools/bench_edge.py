@@ -92,7 +92,8 @@ def bench_global(image: np.ndarray, repeats: int) -> list[float]:
     print('(a) global frame 1920x1080 -> 336x336 jpeg q85, median ms per frame')
     ratios = []
     for preprocess in ('pad', 'center_crop', 'resize'):
-        config = GlobalEncoderConfig(preprocess=preprocess, codec='jpeg', quality=JPEG_QUALITY)
+        config = GlobalEncoderConfig(width=336, height=336, preprocess=preprocess, codec='jpeg',
+                                     quality=JPEG_QUALITY)
         encoder = GlobalEncoder(config)
         geometry = encoder.geometry_for(image.shape[1], image.shape[0])
         ours, bare = compare_ms(partial(encoder.encode, image),
@@ -101,7 +102,7 @@ def bench_global(image: np.ndarray, repeats: int) -> list[float]:
         size = len(encoder.encode(image).data)
         print(f'    {preprocess:<12} GlobalEncoder {ours:6.2f}   bare cv2 {bare:6.2f}   '
               f'ratio {ours / bare:4.2f}   {size} bytes')
-    budget = GlobalEncoder(GlobalEncoderConfig(byte_budget=20_000))
+    budget = GlobalEncoder(GlobalEncoderConfig(width=336, height=336, byte_budget=20_000))
     result = budget.encode(image)
     ms = median_ms(lambda: budget.encode(image), max(5, repeats // 5))
     print(f'    byte budget 20000 (binary search, info only): {ms:6.2f} ms, picked quality '

@@ -74,10 +74,10 @@ def test_pad_fills_the_margins_with_pad_color():
 def test_encoded_global_reports_what_it_is():
     encoded = GlobalEncoder(GlobalEncoderConfig(codec='webp', quality=70)).encode(photo_like())
     assert isinstance(encoded, EncodedGlobal)
-    assert (encoded.width, encoded.height, encoded.codec, encoded.quality) == (336, 336, 'webp',
+    assert (encoded.width, encoded.height, encoded.codec, encoded.quality) == (128, 128, 'webp',
                                                                                70)
     assert encoded.format == 'bgr8; webp compressed bgr8' and not encoded.over_budget
-    assert decode_image(encoded.data).shape == (336, 336, 3)
+    assert decode_image(encoded.data).shape == (128, 128, 3)
 
 
 @pytest.mark.parametrize('codec', ['jpeg', 'webp'])
@@ -113,7 +113,7 @@ def test_enlarging_a_small_original_works():
     for preprocess in ('pad', 'center_crop', 'resize'):
         config = GlobalEncoderConfig(preprocess=preprocess, codec='png', quality=1)
         encoded = GlobalEncoder(config).encode(original)
-        assert decode_image(encoded.data).shape == (336, 336, 3)
+        assert decode_image(encoded.data).shape == (128, 128, 3)
 
 
 @pytest.mark.parametrize('field, value', [('width', 0), ('height', -3), ('width', 33.6),

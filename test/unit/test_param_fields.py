@@ -8,6 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from colvlm_edge.global_encoder import GlobalEncoderConfig
+from colvlm_edge.parameters import EDGE_PARAMETERS, ViewScoreConfig
+from colvlm_edge.roi_crop import CropLimits
+from colvlm_edge.token_encoder import TokenLayersConfig
 from colvlm_models.accelerate import Acceleration
 from colvlm_msgs.param_fields import check_fields, from_parameters, parameter, parameter_specs
 from colvlm_server.gate import GateConfig
@@ -52,10 +56,14 @@ def test_values_are_normalised_and_built_by_keyword():
     assert built == Link(rate=3.0, mode='udp', peers=('x',))
 
 
-@pytest.mark.parametrize('group', [GateConfig, Acceleration, ViewsConfig])
-def test_the_server_table_is_made_from_the_groups_declarations(group):
+@pytest.mark.parametrize('table, group', [
+    (SERVER_PARAMETERS, GateConfig), (SERVER_PARAMETERS, Acceleration),
+    (SERVER_PARAMETERS, ViewsConfig), (EDGE_PARAMETERS, GlobalEncoderConfig),
+    (EDGE_PARAMETERS, CropLimits), (EDGE_PARAMETERS, TokenLayersConfig),
+    (EDGE_PARAMETERS, ViewScoreConfig)])
+def test_the_node_tables_are_made_from_the_groups_declarations(table, group):
     """The node's table, its docs and the library's checks read one declaration: the
     library's default is the node's."""
     for spec in parameter_specs(group):
-        assert SERVER_PARAMETERS.specs[spec.name] == spec
-    assert from_parameters(group, SERVER_PARAMETERS.resolve()) == group()
+        assert table.specs[spec.name] == spec
+    assert from_parameters(group, table.resolve()) == group()

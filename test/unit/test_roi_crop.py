@@ -116,9 +116,9 @@ def test_limits_validation():
         CropLimits(max_output_width=100, default_output_size=(336, 336))
     with pytest.raises(ValueError, match='allowed_codecs'):
         CropLimits(allowed_codecs=('bmp',))
-    with pytest.raises(ValueError, match='default_codec'):
+    with pytest.raises(ValueError, match='crop.codec'):
         CropLimits(allowed_codecs=('png',))
-    with pytest.raises(ValueError, match='default_quality'):
+    with pytest.raises(ValueError, match='crop.quality'):
         CropLimits(default_quality=0)
 
 
@@ -132,4 +132,4 @@ def test_crops_the_read_only_views_the_frame_buffer_hands_out():
     assert np.array_equal(decode_image(result.data), image[20:60, 10:40])
     for preprocess in ('pad', 'center_crop', 'resize'):
         config = GlobalEncoderConfig(preprocess=preprocess)
-        assert decode_image(GlobalEncoder(config).encode(stored).data).shape == (336, 336, 3)
+        assert decode_image(GlobalEncoder(config).encode(stored).data).shape == (128, 128, 3)
