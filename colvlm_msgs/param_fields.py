@@ -22,6 +22,7 @@ from typing import Any
 from colvlm_msgs.params import ParameterError, ParameterSpec
 
 _KEY = 'colvlm.parameter'
+_GROUP = 'colvlm.group'
 # Annotation strings (modules use `from __future__ import annotations`) -> parameter types.
 _TYPES = {'bool': 'bool', 'int': 'int', 'float': 'float', 'str': 'str',
           'tuple[str, ...]': 'str_array', 'tuple[int, ...]': 'int_array',
@@ -46,6 +47,12 @@ def parameter(name: str, default: Any, description: str, *, unit: str = '',
     return dataclasses.field(default=default, metadata={_KEY: declared})
 
 
+def group(cls) -> Any:
+    """A dataclass field holding a group of parameters (`gate: GateConfig = group(GateConfig)`):
+    its rows join the table where the field stands, and `from_parameters` builds it."""
+    return dataclasses.field(default_factory=cls, metadata={_GROUP: cls})
+
+
 def _declared(cls) -> list[tuple[dataclasses.Field, _Declared]]:
     return [(f, f.metadata[_KEY]) for f in dataclasses.fields(cls) if _KEY in f.metadata]
 
@@ -62,8 +69,14 @@ def _spec(field: dataclasses.Field, declared: _Declared) -> ParameterSpec:
 
 
 def parameter_specs(cls) -> list[ParameterSpec]:
-    """The parameter table rows `cls`'s fields declare, in field order."""
-    return [_spec(field, declared) for field, declared in _declared(cls)]
+    """The parameter table rows `cls`'s fields declare, in field order, groups included."""
+    specs = []
+    for field in dataclasses.fields(cls):
+        if _KEY in field.metadata:
+            specs.append(_spec(field, field.metadata[_KEY]))
+        elif _GROUP in field.metadata:
+            specs += parameter_specs(field.metadata[_GROUP])
+    return specs
 
 
 def check_fields(config) -> None:
@@ -86,9 +99,13 @@ def _plain(value: Any) -> Any:
 
 
 def from_parameters(cls, values: dict[str, Any], **others: Any):
-    """`cls` built by keyword from the parameter values its fields declare, plus `others`
-    (fields that are not parameters, or groups built before)."""
-    kwargs = {field.name: values[declared.name] for field, declared in _declared(cls)
-              if declared.name in values}
-    return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in kwargs.items()},
-               **others)
+    """`cls` built by keyword from the parameter values its fields (and groups) declare, plus
+    `others` (fields that are not parameters); a value absent from `values` keeps its default."""
+    kwargs: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        if _KEY in field.metadata and field.metadata[_KEY].name in values:
+            value = values[field.metadata[_KEY].name]
+            kwargs[field.name] = tuple(value) if isinstance(value, list) else value
+        elif _GROUP in field.metadata:
+            kwargs[field.name] = from_parameters(field.metadata[_GROUP], values)
+    return cls(**kwargs, **others)

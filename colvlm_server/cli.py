@@ -65,7 +65,7 @@ def _build(node, config):
     backend = TransformersVlm(config.model, device=config.device, dtype=config.dtype,
                               max_new_tokens=config.max_new_tokens, attention=True,
                               progress=False, acceleration=config.acceleration)
-    pipeline = TwoStagePipeline(backend, config.gate, attention_layer=config.vicrop_layer,
+    pipeline = TwoStagePipeline(backend, config.gate, attention_layer=config.attention_layer,
                                 vicrop_method=config.vicrop_method)
     options = LayerOptions(load_codecs(codec_paths(config)), config.layers_step,
                            config.layers_crop)

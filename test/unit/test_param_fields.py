@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from colvlm_edge.global_encoder import GlobalEncoderConfig
-from colvlm_edge.parameters import EDGE_PARAMETERS, ViewScoreConfig
+from colvlm_edge.parameters import EDGE_PARAMETERS, EdgeConfig, ViewScoreConfig
 from colvlm_edge.roi_crop import CropLimits
 from colvlm_edge.token_encoder import TokenLayersConfig
 from colvlm_models.accelerate import Acceleration
 from colvlm_msgs.param_fields import check_fields, from_parameters, parameter, parameter_specs
 from colvlm_server.gate import GateConfig
-from colvlm_server.parameters import SERVER_PARAMETERS
+from colvlm_server.parameters import SERVER_PARAMETERS, ServerConfig
 from colvlm_server.views import ViewsConfig
 
 
@@ -60,10 +60,17 @@ def test_values_are_normalised_and_built_by_keyword():
     (SERVER_PARAMETERS, GateConfig), (SERVER_PARAMETERS, Acceleration),
     (SERVER_PARAMETERS, ViewsConfig), (EDGE_PARAMETERS, GlobalEncoderConfig),
     (EDGE_PARAMETERS, CropLimits), (EDGE_PARAMETERS, TokenLayersConfig),
-    (EDGE_PARAMETERS, ViewScoreConfig)])
+    (EDGE_PARAMETERS, ViewScoreConfig), (SERVER_PARAMETERS, ServerConfig),
+    (EDGE_PARAMETERS, EdgeConfig)])
 def test_the_node_tables_are_made_from_the_groups_declarations(table, group):
     """The node's table, its docs and the library's checks read one declaration: the
     library's default is the node's."""
     for spec in parameter_specs(group):
         assert table.specs[spec.name] == spec
     assert from_parameters(group, table.resolve()) == group()
+
+
+@pytest.mark.parametrize('table, config', [(SERVER_PARAMETERS, ServerConfig),
+                                           (EDGE_PARAMETERS, EdgeConfig)])
+def test_every_row_of_a_node_table_is_declared_on_its_config(table, config):
+    assert [spec.name for spec in parameter_specs(config)] == list(table.specs)
