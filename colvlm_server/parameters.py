@@ -88,11 +88,12 @@ SERVER_PARAMETERS = ParameterTable([
                   "wait for the edges' view scores at most this long, s", min=0.01,
                   max=600.0),
     ParameterSpec('frame.max_age_s', 'float', 5.0,
-                  'a newest frame older than this is stale, s; 0 = off', min=0.0,
+                  'a newest frame older than this is stale (the edge is asked for its '
+                  'newest), s; 0 = off', min=0.0,
                   max=86400.0),
     ParameterSpec('frame.fresh_timeout_s', 'float', 2.0,
-                  'a fresh_frame query waits for its frame at most this long, s', min=0.01,
-                  max=600.0),
+                  'wait for a frame asked of the edge (fresh_frame, or none held fresh) at '
+                  'most this long, s', min=0.01, max=600.0),
     ParameterSpec('crop.timeout_s', 'float', 2.0, 'wait for one crop from the edge at most '
                   'this long, s', min=0.01, max=600.0),
     ParameterSpec('crop.codec', 'str', 'jpeg', 'codec the edge encodes crops with',
