@@ -3,7 +3,7 @@ fallback, and the summary says how many of the entropy answers were."""
 
 from __future__ import annotations
 
-from colvlm_bench.demo_cli import _print_summary, degraded, summarize_live
+from colvlm_bench.demo_report import degraded, print_summary, summarize_live
 from colvlm_bench.glyphvqa.questions import Question
 
 
@@ -23,7 +23,7 @@ def test_degraded_answers_are_counted_per_policy(capsys):
     assert (summary['entropy']['n'], summary['entropy']['ok'], summary['entropy']['degraded']) \
         == (3, 1, 2)
     assert summary['always']['retransmission_rate'] == 1.0
-    _print_summary(summary)
+    print_summary(summary)
     printed = capsys.readouterr().out
     assert '2 of 3 entropy answers were degraded' in printed
     assert 'entropy vs always' in printed
