@@ -44,7 +44,21 @@ def build_parser(verbs: dict[str, str] = VERBS) -> argparse.ArgumentParser:
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a Unix tool whose reader left exits with
 
 
+ALLOW_DOWNLOAD_FLAG = '--allow-download'
+ALLOW_DOWNLOAD_ENV = 'COLVLM_ALLOW_DOWNLOAD'  # as colvlm_models.vlm reads it
+
+
+def offline_unless_allowed(argv: list[str]) -> None:
+    """No hub look-ups unless the user opted in (--allow-download, COLVLM_ALLOW_DOWNLOAD=1):
+    set before transformers is imported, which reads HF_HUB_OFFLINE once."""
+    if ALLOW_DOWNLOAD_FLAG in argv:
+        os.environ[ALLOW_DOWNLOAD_ENV] = '1'
+    if os.environ.get(ALLOW_DOWNLOAD_ENV) != '1':
+        os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+
 def main(argv: list[str] | None = None) -> int:
+    offline_unless_allowed(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)

@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--domain-id', type=int, default=None, metavar='ID',
                         help='DDS domain of the demo (default: a random one in 120..230)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    parser.add_argument('--allow-download', action='store_true',
+                        help='let a hub id be downloaded (default: the local hub cache only; '
+                             'COLVLM_ALLOW_DOWNLOAD=1 does the same)')
 
 
 def _colvlm(*args: str) -> list[str]:
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     domain_id = args.domain_id if args.domain_id is not None else random.randint(120, 230)
     # The demo's own DDS node and its children share the domain and loopback discovery.
     os.environ.update({'ROS_DOMAIN_ID': str(domain_id), 'COLVLM_TRANSPORT': 'dds',
-                       'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'HF_HUB_OFFLINE': '1'})
+                       'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'})
     os.environ.pop('CYCLONEDDS_URI', None)
     print(f'demo: DDS domain {domain_id}, {len(questions)} questions about {args.scenes} '
           f'scene(s) in {scene_dir}; logs in {out}')

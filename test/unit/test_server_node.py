@@ -4,6 +4,7 @@ test/integration/test_server_over_dds.py)."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -270,3 +271,18 @@ def test_bad_frames_are_dropped_and_counted(rig):
     assert status(setup.ask()) == 'NO_FRAME'
     setup.feed()
     assert status(setup.ask()) == 'OK'
+
+
+def test_each_answered_question_is_one_info_line(rig, caplog):
+    setup = rig()
+    caplog.set_level(logging.INFO, logger=setup.server.node.logger.name)
+    setup.feed()
+    answer = setup.ask('What is written on the sign, the long one at the back?')
+    refused = setup.ask('')
+    asked = [record.getMessage() for record in caplog.records
+             if record.getMessage().startswith('query ')]
+    assert asked == [
+        f"query {answer.query_id}: 'What is written on the sign, the long one at th…' -> "
+        f"'global' (OK, global, {answer.total_ms:.0f} ms)",
+        f"query {refused.query_id}: '' -> '' (BAD_REQUEST, none, {refused.total_ms:.0f} ms): "
+        'empty question']

@@ -1,0 +1,192 @@
+"""A user's mistakes on the `colvlm` command line end in one line naming the culprit and exit
+status 2, never a traceback (issue 20): model paths, hub look-ups, parameter files, output
+folders, closed pipes. The cases that load nothing run in-process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+import pytest
+
+from colvlm_bench import cli
+from colvlm_models.vlm import ModelLoadError, resolve_model
+from colvlm_msgs.params import ParameterError, read_yaml
+
+
+def _one_line_error(capsys, argv: list[str]) -> str:
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert 'Traceback' not in captured.err + captured.out
+    return lines[0]
+
+
+def _run(*args: str, env: dict | None = None, timeout: float = 120.0,
+         **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-m', 'colvlm_bench.cli', *args], cwd=REPO_ROOT,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+@pytest.mark.parametrize('model', ['/nonexistent/model', './mymodel', 'a/b/c'])
+def test_a_model_path_that_is_no_folder_is_named_before_loading(model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError, match=f"model '{model}': no such folder"):
+        resolve_model(model)
+    (tmp_path / 'mymodel').mkdir()
+    assert resolve_model('./mymodel') == 'mymodel'
+
+
+def test_a_hub_id_is_not_looked_up_online_unless_allowed(monkeypatch):
+    monkeypatch.delenv('COLVLM_ALLOW_DOWNLOAD', raising=False)
+    with pytest.raises(ModelLoadError, match='--allow-download or set COLVLM_ALLOW_DOWNLOAD=1'):
+        resolve_model('colvlm-test/no-such-model')
+    monkeypatch.setenv('COLVLM_ALLOW_DOWNLOAD', '1')
+    assert resolve_model('colvlm-test/no-such-model') == 'colvlm-test/no-such-model'
+
+
+def test_the_command_is_offline_unless_the_user_opts_in(monkeypatch):
+    for name in ('HF_HUB_OFFLINE', 'COLVLM_ALLOW_DOWNLOAD'):
+        monkeypatch.delenv(name, raising=False)
+    cli.offline_unless_allowed(['server'])
+    assert os.environ['HF_HUB_OFFLINE'] == '1'
+    monkeypatch.delenv('HF_HUB_OFFLINE')
+    cli.offline_unless_allowed(['eval', 'data', '--allow-download'])
+    assert os.environ['COLVLM_ALLOW_DOWNLOAD'] == '1' and 'HF_HUB_OFFLINE' not in os.environ
+
+
+@pytest.mark.parametrize('text, message', [
+    ('/**:\n  ros__parameters:\n    gate: [1\n    policy: global\n',
+     r'bad\.yaml:4:11: not valid YAML'),
+    ('gate.threshold: 0.01\n', r"bad\.yaml: 'gate\.threshold' is not a node section"),
+    ('edge:\n  ros__parameters:\n    frame_id: cam\n',
+     r"bad\.yaml: no section for node '/cam0/server' \(it has edge\)"),
+])
+def test_a_bad_parameter_file_is_refused_naming_the_file(tmp_path, text, message):
+    (tmp_path / 'bad.yaml').write_text(text)
+    with pytest.raises(ParameterError, match=message) as error:
+        read_yaml(tmp_path / 'bad.yaml', '/cam0/server')
+    assert '\n' not in str(error.value)
+
+
+def test_wildcard_and_named_sections_apply_as_in_rcl(tmp_path):
+    path = tmp_path / 'params.yaml'
+    path.write_text('/**:\n  ros__parameters:\n    a: 1\n    b: 1\n'
+                    '/**/server:\n  ros__parameters:\n    b: 2\n    c: 2\n'
+                    'server:\n  ros__parameters:\n    c: 3\n'
+                    'edge:\n  ros__parameters:\n    d: 4\n')
+    assert read_yaml(path, '/cam0/server') == {'a': 1, 'b': 2, 'c': 3}
+    assert read_yaml(path, '/server') == {'a': 1, 'b': 2, 'c': 3}
+    assert read_yaml(path, '/cam0/edge') == {'a': 1, 'b': 1, 'd': 4}
+
+
+def test_a_flat_config_stops_the_server_before_the_model_loads(tmp_path):
+    (tmp_path / 'flat.yaml').write_text('gate.threshold: 0.01\n')
+    done = _run('server', '--config', str(tmp_path / 'flat.yaml'), '--transport', 'dds')
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'flat.yaml' in lines[0] and 'Traceback' not in done.stderr
+
+
+def test_dataset_into_a_file_or_below_one_is_one_line(tmp_path, capsys):
+    (tmp_path / 'file').write_text('x')
+    for out in (tmp_path / 'file', tmp_path / 'file' / 'sub'):
+        line = _one_line_error(capsys, ['dataset', 'glyphvqa', str(out), '--n-images', '1',
+                                        '--overwrite'])
+        assert 'is a file, not a folder' in line and '--overwrite' not in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root writes into a read-only folder')
+def test_dataset_into_an_unwritable_folder_is_one_line(tmp_path, capsys):
+    locked = tmp_path / 'locked'
+    locked.mkdir(mode=0o500)
+    line = _one_line_error(capsys, ['dataset', 'glyphvqa', str(locked / 'out'),
+                                    '--n-images', '1'])
+    assert 'cannot write' in line and 'locked' in line
+
+
+def test_dataset_says_overwrite_only_when_it_was_not_passed(tmp_path, capsys):
+    (tmp_path / 'keep.txt').write_text('x')
+    line = _one_line_error(capsys, ['dataset', 'glyphvqa', str(tmp_path), '--n-images', '1'])
+    assert 'pass --overwrite' in line
+
+
+def test_demo_into_an_existing_file_is_one_line(tmp_path, capsys):
+    (tmp_path / 'report').write_text('x')
+    line = _one_line_error(capsys, ['demo', '--out', str(tmp_path / 'report')])
+    assert 'a file is there, not a folder' in line
+
+
+def test_eval_with_a_model_folder_that_is_not_there_is_one_line(tmp_path, capsys,
+                                                                monkeypatch):
+    from colvlm_bench.glyphvqa.dataset import write_dataset
+
+    data = write_dataset(tmp_path / 'data', n_images=1, seed=0)
+    monkeypatch.chdir(tmp_path)
+    line = _one_line_error(capsys, ['eval', str(data), '--model', './mymodel', '--out',
+                                    str(tmp_path / 'out'), '--no-progress'])
+    assert "model './mymodel': no such folder" in line
+
+
+def test_eval_on_a_truncated_image_is_one_line(tmp_path):
+    from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
+
+    data = write_dataset(tmp_path / 'data', n_images=1, seed=0)
+    image = data / load_dataset(data)[0].image
+    image.write_bytes(image.read_bytes()[:2000])
+    done = _run('eval', str(data), '--policy', 'global', '--out', str(tmp_path / 'out'),
+                '--no-progress', timeout=300.0)
+    assert done.returncode == 2, done.stderr
+    assert 'Traceback' not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f'colvlm eval: cannot read image {image}'
+
+
+def test_ask_without_a_server_says_what_it_waits_for(dds_env):
+    done = _run('ask', 'Is there a red circle?', '--namespace', 'nobody', '--timeout', '1.5',
+                env=dds_env)
+    assert done.returncode == 2 and 'Traceback' not in done.stderr
+    waiting, gave_up = done.stderr.strip().splitlines()
+    assert 'waiting up to 1.5 s for a server on /nobody/colvlm/ask' in waiting
+    assert 'no answer from /nobody/colvlm/ask within 1.5 s' in gave_up
+
+
+def test_ask_into_a_closed_pipe_exits_quietly(dds_env):
+    from colvlm_msgs.transport import create_node
+
+    server = create_node('fake_server', 'piped', backend='dds')
+    ask = server.service_type('colvlm/srv/Ask')
+
+    def answer(request):
+        response = ask.Response()
+        response.answer.query_id, response.answer.answer = request.query.query_id, 'yes'
+        return response
+
+    server.create_service('colvlm/srv/Ask', 'colvlm/ask', answer)
+    try:
+        child = subprocess.Popen(
+            [sys.executable, '-m', 'colvlm_bench.cli', 'ask', 'Is there a red circle?',
+             '--namespace', 'piped', '--json', '--timeout', '60'], cwd=REPO_ROOT, env=dds_env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        child.stdout.close()  # `| head -0`: the reader is gone before the answer comes
+        stderr = child.stderr.read()
+        assert child.wait(timeout=120) == cli.EXIT_BROKEN_PIPE, stderr
+        assert stderr == ''
+    finally:
+        server.shutdown()
+
+
+def test_image_and_stamp_are_checked_before_anything_starts(tmp_path, capsys):
+    line = _one_line_error(capsys, ['ask', 'Is it?', '--image', str(tmp_path / 'none.png')])
+    assert 'none.png: no such file' in line
+    line = _one_line_error(capsys, ['ask', 'Is it?', '--stamp', '-5'])
+    assert '--stamp must be a positive stamp' in line
+
+
+def test_the_shipped_configs_still_apply(tmp_path):
+    for name in ('edge', 'server'):
+        assert read_yaml(Path(REPO_ROOT) / 'config' / f'{name}.yaml', f'/cam0/{name}')
