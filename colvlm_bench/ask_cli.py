@@ -102,10 +102,15 @@ def _ask(client, args: argparse.Namespace, image: Path | None):
     try:
         return client.ask(uuid.uuid4().hex[:12], args.question,
                           max(0.1, deadline - time.monotonic()), stamp_ns=stamp_ns,
-                          policy=args.policy, camera=args.camera)
+                          policy=args.policy, camera=args.camera, shown=image is not None)
     except ServiceTimeout:
-        print(f'colvlm ask: no answer from {service} within {args.timeout:g} s: is a server '
-              'running there, on the same ROS_DOMAIN_ID?', file=sys.stderr)
+        if client.wait_for_server(0.0):
+            print(f'colvlm ask: the server on {service} did not answer within '
+                  f'{args.timeout:g} s (busy? a longer --timeout waits longer)',
+                  file=sys.stderr)
+        else:
+            print(f'colvlm ask: no answer from {service} within {args.timeout:g} s: is a '
+                  'server running there, on the same ROS_DOMAIN_ID?', file=sys.stderr)
         return None
 
 

@@ -16,6 +16,7 @@ import time
 
 IMAGE_TOPIC = 'camera/image_raw/compressed'  # relative: under the namespace, as a camera's
 FRAME_WAIT_S = 15.0  # for the edge's global frame of a picture shown to it
+NO_FRAME_RETRY_S = 0.2  # between asks while the server has not yet got a frame the edge sent
 
 
 class CameraClient:
@@ -70,17 +71,27 @@ class CameraClient:
         return self._client.wait_for_service(timeout)
 
     def ask(self, query_id: str, question: str, timeout: float, *, stamp_ns: int = 0,
-            policy: str = '', camera: str = ''):
-        """The Answer message; ServiceTimeout when none came within `timeout`."""
+            policy: str = '', camera: str = '', shown: bool = False):
+        """The Answer message; ServiceTimeout when none came within `timeout`. For a frame
+        `shown` to the edge, NO_FRAME means the server does not hold it yet (the edge has
+        sent it): asked again until it does, within `timeout`."""
         from colvlm_msgs import stamps
+        from colvlm_msgs.constants import Status
 
+        deadline = time.monotonic() + timeout
         request = self._ask_type.Request()
         query = request.query
         query.query_id, query.question = query_id, question
         query.policy, query.camera = policy, camera
-        stamps.fill(query.header.stamp, self.node.now_ns())
         stamps.fill(query.frame_stamp, stamp_ns)
-        return self._client.call(request, timeout=timeout).answer
+        while True:
+            stamps.fill(query.header.stamp, self.node.now_ns())
+            answer = self._client.call(request,
+                                       timeout=max(0.0, deadline - time.monotonic())).answer
+            if not shown or answer.status != Status.NO_FRAME \
+                    or time.monotonic() + NO_FRAME_RETRY_S >= deadline:
+                return answer
+            time.sleep(NO_FRAME_RETRY_S)
 
     def close(self) -> None:
         self.node.shutdown()

@@ -44,7 +44,6 @@ from colvlm_bench.demo_report import (
 DEMO_SEED = 424242  # a seed the training streams never use
 BASELINES = ('global', 'always')
 NAMESPACE = 'demo'
-NO_FRAME_RETRIES = 10  # asks again while the server has not yet got a frame the edge sent
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +69,7 @@ def _colvlm(*args: str) -> list[str]:
     return [sys.executable, '-m', 'colvlm_bench.cli', *args]
 
 
-def ask_demo(camera, question: str, stamp_ns: int, policy: str, count: int,
+def ask_demo(camera, question: str, stamp_ns: int, policy: str, count: int, shown: bool,
              timeout: float = 60.0) -> dict:
     """The answer as plain values, or a TIMEOUT status when none came."""
     from colvlm_bench.ask_cli import named, to_plain
@@ -78,7 +77,7 @@ def ask_demo(camera, question: str, stamp_ns: int, policy: str, count: int,
 
     try:
         return named(to_plain(camera.ask(f'demo-{count}', question, timeout,
-                                         stamp_ns=stamp_ns, policy=policy)))
+                                         stamp_ns=stamp_ns, policy=policy, shown=shown)))
     except ServiceTimeout as error:
         return {'answer': '', 'status_name': 'TIMEOUT', 'status_message': str(error),
                 'decision_name': 'NONE', 'uplink_bytes': 0, 'total_ms': timeout * 1e3,
@@ -198,14 +197,8 @@ def _ask_all(camera, scene_dir: Path, questions, progress: bool) -> list[tuple]:
                       f'{FRAME_WAIT_S:g} s; asking anyway', file=sys.stdout)
         for question in asked:
             for policy in (DEMO_POLICY, *BASELINES):
-                reply = ask_demo(camera, question.question, stamp_ns, policy, len(answers))
-                for _ in range(NO_FRAME_RETRIES):
-                    # The edge has sent the frame; the server may take a moment to hold it.
-                    if not shown or reply['status_name'] != 'NO_FRAME':
-                        break
-                    time.sleep(0.2)
-                    reply = ask_demo(camera, question.question, stamp_ns, policy,
-                                     len(answers))
+                reply = ask_demo(camera, question.question, stamp_ns, policy, len(answers),
+                                 shown)
                 answers.append((question, policy, reply))
                 if policy == DEMO_POLICY:
                     bar.write(answer_line(question, reply), file=sys.stdout)

@@ -72,11 +72,11 @@ def run(args: argparse.Namespace) -> int:
         print('colvlm dataset: --views draws the clean style only', file=sys.stderr)
         return 2
     out = Path(args.out)
-    problem = _out_problem(out, args.overwrite)
-    if problem:
-        print(f'colvlm dataset: {problem}', file=sys.stderr)
-        return 2
     try:
+        problem = _out_problem(out, args.overwrite)
+        if problem:
+            print(f'colvlm dataset: {problem}', file=sys.stderr)
+            return 2
         folder, questions, what = _write(out, args, views, style)
     except OSError as error:
         print(f'colvlm dataset: cannot write {error.filename or out}: '
