@@ -23,6 +23,12 @@ VERBS = {
     'demo': 'colvlm_bench.demo_cli',
 }
 
+ALLOW_DOWNLOAD_FLAG = '--allow-download'
+ALLOW_DOWNLOAD_ENV = 'COLVLM_ALLOW_DOWNLOAD'  # as colvlm_models.vlm reads it
+# The verbs that load a model take --allow-download (main() reads it before any import).
+MODEL_VERBS = ('edge', 'server', 'eval', 'replay', 'demo')
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a Unix tool whose reader left exits with
+
 
 def _help_line(module_name: str) -> str:
     module = importlib.import_module(module_name)
@@ -37,15 +43,13 @@ def build_parser(verbs: dict[str, str] = VERBS) -> argparse.ArgumentParser:
         verb_parser = sub.add_parser(verb, help=_help_line(module_name),
                                      description=module.__doc__)
         module.add_arguments(verb_parser)
+        if verb in MODEL_VERBS:
+            verb_parser.add_argument(ALLOW_DOWNLOAD_FLAG, action='store_true',
+                                     help='let a hub model id be downloaded (default: the '
+                                          f'local hub cache only; {ALLOW_DOWNLOAD_ENV}=1 '
+                                          'does the same)')
         verb_parser.set_defaults(_run=module.run)
     return parser
-
-
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a Unix tool whose reader left exits with
-
-
-ALLOW_DOWNLOAD_FLAG = '--allow-download'
-ALLOW_DOWNLOAD_ENV = 'COLVLM_ALLOW_DOWNLOAD'  # as colvlm_models.vlm reads it
 
 
 def offline_unless_allowed(argv: list[str]) -> None:

@@ -60,9 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--domain-id', type=int, default=None, metavar='ID',
                         help='DDS domain of the demo (default: a random one in 120..230)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
-    parser.add_argument('--allow-download', action='store_true',
-                        help='let a hub id be downloaded (default: the local hub cache only; '
-                             'COLVLM_ALLOW_DOWNLOAD=1 does the same)')
 
 
 def _colvlm(*args: str) -> list[str]:

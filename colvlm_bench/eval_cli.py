@@ -76,9 +76,6 @@ def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -
                         help="token codec artifact (default: the model's, at the split)")
     parser.add_argument('--out', required=True, metavar='DIR', help='output folder')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
-    parser.add_argument('--allow-download', action='store_true',
-                        help='let a hub id be downloaded (default: the local hub cache only; '
-                             'COLVLM_ALLOW_DOWNLOAD=1 does the same)')
 
 
 def parse_policies(text: str) -> list[str]:

@@ -50,6 +50,10 @@ def test_the_command_is_offline_unless_the_user_opts_in(monkeypatch):
     monkeypatch.delenv('HF_HUB_OFFLINE')
     cli.offline_unless_allowed(['eval', 'data', '--allow-download'])
     assert os.environ['COLVLM_ALLOW_DOWNLOAD'] == '1' and 'HF_HUB_OFFLINE' not in os.environ
+    verbs = next(action.choices for action in cli.build_parser()._actions
+                 if action.dest == 'verb')
+    for verb in cli.MODEL_VERBS:  # every verb that loads a model takes the flag
+        assert '--allow-download' in verbs[verb].format_help(), verb
 
 
 @pytest.mark.parametrize('text, message', [
