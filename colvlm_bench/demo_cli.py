@@ -127,6 +127,12 @@ def _check(args: argparse.Namespace, out: Path) -> None:
         raise ValueError(f'--eval-images must be >= 0, got {args.eval_images}')
     if out.exists() and not out.is_dir():
         raise ValueError(f'--out {args.out}: a file is there, not a folder')
+    from colvlm_models.vlm import ModelLoadError, resolve_model
+
+    try:
+        resolve_model(args.model)  # before two processes start to find it missing
+    except ModelLoadError as error:
+        raise ValueError(str(error)) from None
 
 
 def _one_line(error: Exception) -> str:

@@ -104,10 +104,13 @@ def test_dataset_says_overwrite_only_when_it_was_not_passed(tmp_path, capsys):
     assert 'pass --overwrite' in line
 
 
-def test_demo_into_an_existing_file_is_one_line(tmp_path, capsys):
+def test_demo_into_an_existing_file_or_with_no_model_is_one_line(tmp_path, capsys):
     (tmp_path / 'report').write_text('x')
     line = _one_line_error(capsys, ['demo', '--out', str(tmp_path / 'report')])
     assert 'a file is there, not a folder' in line
+    line = _one_line_error(capsys, ['demo', '--out', str(tmp_path / 'new'), '--model',
+                                    str(tmp_path / 'mymodel')])
+    assert 'no such folder' in line and not (tmp_path / 'new').exists()
 
 
 def test_eval_with_a_model_folder_that_is_not_there_is_one_line(tmp_path, capsys,
