@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         image = _check(args)
         client = CameraClient(f'ask_{uuid.uuid4().hex[:12]}', args.namespace, args.transport,
-                              args.image_topic or IMAGE_TOPIC)
+                              camera=image is not None,
+                              image_topic=args.image_topic or IMAGE_TOPIC)
     except ValueError as error:
         print(f'colvlm ask: {error}', file=sys.stderr)
         return EXIT_TIMEOUT

@@ -20,17 +20,19 @@ NO_FRAME_RETRY_S = 0.2  # between asks while the server has not yet got a frame 
 
 
 class CameraClient:
-    """One transport node in `namespace`: an Ask client, and a camera publisher on demand."""
+    """One transport node in `namespace`: an Ask client and, with `camera`, a publisher on the
+    edge's image topic (made at once, so that discovery has begun when a picture is shown)."""
 
-    def __init__(self, name: str, namespace: str, backend: str | None = None,
-                 image_topic: str = IMAGE_TOPIC) -> None:
+    def __init__(self, name: str, namespace: str, backend: str | None = None, *,
+                 camera: bool = False, image_topic: str = IMAGE_TOPIC) -> None:
         from colvlm_msgs.transport import create_node
 
         self.node = create_node(name, namespace, backend=backend)
         self._ask_type = self.node.service_type('colvlm/srv/Ask')
         self._client = self.node.create_client('colvlm/srv/Ask', 'colvlm/ask')
         self.image_topic = image_topic
-        self._images = None  # the camera publisher, made when a picture is first shown
+        self._images = self.node.create_publisher(
+            'sensor_msgs/msg/CompressedImage', image_topic, 'frames') if camera else None
         self._sent: set[int] = set()  # stamps of the global frames the edge has sent
         self._changed = threading.Condition()
         self.node.create_subscription('colvlm/msg/FrameGeometry', 'colvlm/global/geometry',
@@ -53,8 +55,7 @@ class CameraClient:
         from colvlm_msgs import stamps
 
         if self._images is None:
-            self._images = self.node.create_publisher('sensor_msgs/msg/CompressedImage',
-                                                      self.image_topic, 'frames')
+            raise ValueError('this CameraClient was made without camera=True')
         message = self.node.message_type('sensor_msgs/msg/CompressedImage')()
         stamps.fill(message.header.stamp, stamp_ns)
         message.header.frame_id = 'camera'
@@ -64,7 +65,7 @@ class CameraClient:
         with self._changed:
             while stamp_ns not in self._sent and time.monotonic() < deadline:
                 self._images.publish(message)  # best effort: sent again until it lands
-                self._changed.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                self._changed.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
             return stamp_ns in self._sent
 
     def wait_for_server(self, timeout: float) -> bool:

@@ -172,7 +172,7 @@ def _live(out: Path, args, scene_dir: Path, questions) -> list[tuple] | None:
                 print(f'demo: the {child.name} did not start; see {out / (child.name + ".log")}',
                       file=sys.stderr)
                 return None
-        camera = CameraClient('demo', NAMESPACE, backend='dds')
+        camera = CameraClient('demo', NAMESPACE, backend='dds', camera=True)
         progress = not args.no_progress and sys.stderr.isatty()
         return _ask_all(camera, scene_dir, questions, progress)
     finally:
