@@ -112,12 +112,12 @@ class CameraLink:
         request = self._frame_type.Request()
         stamps.fill(request.newer_than, newer_than_ns)
         response = None
+        what = 'token layers' if policy == 'layers' else 'frame'
+        hint = ' (does the edge run with layers.enabled?)' if policy == 'layers' else ''
         while response is None or not response.success:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 why = f' ({response.status_message})' if response is not None else ''
-                what = 'token layers' if policy == 'layers' else 'frame'
-                hint = ' (does the edge run with layers.enabled?)' if policy == 'layers' else ''
                 raise Rejected(Status.NO_FRAME, f'no {what} from the edge of {self.camera!r} '
                                                 f'within {timeout_s:g} s (frame.fresh_timeout_s)'
                                                 f'{why}{hint}')
@@ -130,8 +130,8 @@ class CameraLink:
         wanted = stamps.to_ns(response.frame_stamp)
         held = self.store(policy).wait_for(wanted, deadline - time.monotonic())
         if held is None:
-            raise Rejected(Status.NO_FRAME, f'frame {wanted} from the edge did not arrive '
-                                            f'within {timeout_s:g} s')
+            raise Rejected(Status.NO_FRAME, f'{what} of frame {wanted} from the edge did not '
+                                            f'arrive within {timeout_s:g} s{hint}')
         return held
 
 

@@ -127,6 +127,15 @@ def test_an_ended_source_is_answered_about_the_edges_last_frame(rig):
     assert setup.edges['cam0'].uplink.messages['global'] == sent + 1  # asked for, sent again
 
 
+def test_an_edge_without_token_layers_is_named_as_the_cause(rig):
+    setup = rig(**{'frame.fresh_timeout_s': 0.3})
+    setup.feed()  # a global frame, but this edge sends no token layers
+    answer = setup.ask(policy='layers')
+    assert status(answer) == 'NO_FRAME', answer.status_message
+    assert 'did not arrive within 0.3 s (does the edge run with layers.enabled?)' in \
+        answer.status_message
+
+
 def test_a_held_frame_is_answered_at_once_without_asking_the_edge(rig):
     setup = rig()
     setup.feed()
