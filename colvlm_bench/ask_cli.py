@@ -1,13 +1,19 @@
 """Ask the server a question (colvlm/ask) and print its answer with what it cost.
 
+By default the question is about the camera's newest frame (the server asks the edge for one
+when it holds none fresh). `--stamp NS` names a frame by its header stamp; `--image FILE`
+plays the camera: the file goes to the edge's image topic and the question names the frame
+the edge makes of it (the edge must read that topic: `--source topic:camera/image_raw/compressed`).
+
 Exit status: 0 when the answer's status is OK, 1 for any other status, 2 when no answer came
-within --timeout (no server, or a server too busy to answer).
+within --timeout (no server, or a server too busy to answer) or the command line is wrong.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import sys
 import uuid
 
@@ -23,43 +29,90 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "layers (default: the server's)")
     parser.add_argument('--camera', default='', help="camera namespace (default: the server's)")
     parser.add_argument('--json', action='store_true', help='print one JSON object')
+    aim = parser.add_mutually_exclusive_group()
+    aim.add_argument('--stamp', type=int, default=None, metavar='NS',
+                     help='ask about the frame with this header stamp, ns (the server holds '
+                          'the newest 8)')
+    aim.add_argument('--image', default=None, metavar='FILE',
+                     help='ask about this picture: publish it on --image-topic, for an edge '
+                          'reading that topic, and ask about the frame made of it')
+    parser.add_argument('--image-topic', default=None, metavar='TOPIC',
+                        help="the edge's image topic for --image (default: "
+                             'camera/image_raw/compressed, under --namespace)')
     parser.add_argument('--transport', choices=('auto', 'ros', 'dds'), default=None,
                         help='middleware backend (default: COLVLM_TRANSPORT or auto)')
 
 
 def run(args: argparse.Namespace) -> int:
-    from colvlm_msgs import stamps
-    from colvlm_msgs.transport import ServiceTimeout, create_node
+    from colvlm_bench.camera_client import IMAGE_TOPIC, CameraClient
+    from colvlm_msgs.constants import Status
 
-    if not args.timeout > 0:
-        print(f'colvlm ask: --timeout must be > 0, got {args.timeout}', file=sys.stderr)
-        return EXIT_TIMEOUT
-    query_id = uuid.uuid4().hex[:12]
     try:
-        node = create_node(f'ask_{query_id}', args.namespace, backend=args.transport)
+        image = _check(args)
+        client = CameraClient(f'ask_{uuid.uuid4().hex[:12]}', args.namespace, args.transport,
+                              camera=image is not None,
+                              image_topic=args.image_topic or IMAGE_TOPIC)
     except ValueError as error:
         print(f'colvlm ask: {error}', file=sys.stderr)
         return EXIT_TIMEOUT
     try:
-        ask = node.service_type('colvlm/srv/Ask')
-        request = ask.Request()
-        query = request.query
-        query.query_id, query.question = query_id, args.question
-        query.policy, query.camera = args.policy, args.camera
-        stamps.fill(query.header.stamp, node.now_ns())
-        client = node.create_client('colvlm/srv/Ask', 'colvlm/ask')
-        try:
-            answer = client.call(request, timeout=args.timeout).answer
-        except ServiceTimeout as error:
-            print(f'colvlm ask: {error}', file=sys.stderr)
-            return EXIT_TIMEOUT
+        answer = _ask(client, args, image)
     finally:
-        node.shutdown()
-    from colvlm_msgs.constants import Status
-
+        client.close()
+    if answer is None:
+        return EXIT_TIMEOUT
     fields = named(to_plain(answer))
     print(json.dumps(fields) if args.json else describe(fields))
     return EXIT_OK if answer.status == Status.OK else EXIT_STATUS
+
+
+def _check(args: argparse.Namespace) -> Path | None:
+    """The picture to show, if any; ValueError naming the bad flag."""
+    if not args.timeout > 0:
+        raise ValueError(f'--timeout must be > 0, got {args.timeout}')
+    if args.stamp is not None and args.stamp <= 0:
+        raise ValueError(f'--stamp must be a positive stamp in ns, got {args.stamp}')
+    if args.image is None:
+        return None
+    image = Path(args.image)
+    if not image.is_file():
+        raise ValueError(f'--image {args.image}: no such file')
+    return image
+
+
+def _ask(client, args: argparse.Namespace, image: Path | None):
+    """The Answer, or None after one line saying what did not come."""
+    import time
+
+    from colvlm_msgs.transport import ServiceTimeout
+
+    service = client.ask_service
+    deadline = time.monotonic() + args.timeout
+    if not client.wait_for_server(min(1.0, args.timeout)):
+        print(f'colvlm ask: waiting up to {args.timeout:g} s for a server on {service} '
+              f'(colvlm server --namespace {args.namespace or "NS"})', file=sys.stderr)
+    stamp_ns = args.stamp or 0
+    if image is not None:
+        stamp_ns = time.time_ns()
+        if not client.show(image, stamp_ns, max(0.1, deadline - time.monotonic())):
+            print(f'colvlm ask: no global frame of {image} from the edge within '
+                  f'{args.timeout:g} s; does an edge read '
+                  f'{client.node.resolve_name(client.image_topic)} (colvlm edge --source '
+                  f'topic:{client.image_topic})?', file=sys.stderr)
+            return None
+    try:
+        return client.ask(uuid.uuid4().hex[:12], args.question,
+                          max(0.1, deadline - time.monotonic()), stamp_ns=stamp_ns,
+                          policy=args.policy, camera=args.camera, shown=image is not None)
+    except ServiceTimeout:
+        if client.wait_for_server(0.0):
+            print(f'colvlm ask: the server on {service} did not answer within '
+                  f'{args.timeout:g} s (busy? a longer --timeout waits longer)',
+                  file=sys.stderr)
+        else:
+            print(f'colvlm ask: no answer from {service} within {args.timeout:g} s: is a '
+                  'server running there, on the same ROS_DOMAIN_ID?', file=sys.stderr)
+        return None
 
 
 def named(fields: dict) -> dict:

@@ -54,7 +54,9 @@ def add_policy_arguments(parser: argparse.ArgumentParser, default_policy: str) -
                         help='sweep τ (entropy) and the rate (random); metrics.json is a list')
     parser.add_argument('--limit', type=int, default=0, metavar='N',
                         help='use the first N questions only (0 = all)')
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--device', default='cpu',
+                        help='torch device the model runs on: cpu, cuda, cuda:1, mps '
+                             '(default: %(default)s)')
     parser.add_argument('--vicrop-method', choices=VICROP_METHODS, default=None,
                         help="the server's vicrop.method: the RoI map, relative, "
                              "gradient-weighted or plain attention (default: the model's "
@@ -126,7 +128,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     evaluator = Evaluator(backend, args.data, questions, progress=not args.no_progress,
                           vicrop_method=args.vicrop_method)
-    return evaluate(args, evaluator, policies, 'colvlm eval')
+    try:
+        return evaluate(args, evaluator, policies, 'colvlm eval')
+    except OSError as error:  # an unreadable image (FrameProvider's contract), or --out
+        print(f'colvlm eval: {error}', file=sys.stderr)
+        return 2
 
 
 def evaluate(args: argparse.Namespace, evaluator, policies: list[str], prog: str) -> int:
@@ -214,13 +220,16 @@ def _line(m: dict) -> str:
     extra = f' τ={m["threshold"]:.4g}' if 'threshold' in m else ''
     extra += f' rate={m["random_rate"]:.3g}' if 'random_rate' in m else ''
     hit = m['roi_hit_rate']
+    # Percentages for people; metrics.json keeps the fractions.
     accuracy = ('not scored' if m['accuracy'] is None else
-                f'{m["accuracy"]:.3f} ('
-                + ', '.join(f'{k} {v:.3f}' for k, v in m['accuracy_by_kind'].items()) + ')')
+                f'{100 * m["accuracy"]:.1f}% ('
+                + ', '.join(f'{k} {100 * v:.1f}%' for k, v in m['accuracy_by_kind'].items())
+                + ')')
     return (f'{m["policy"]:>8}{extra}: accuracy {accuracy}, '
-            f'uplink {m["uplink_bytes_mean"]:.0f} B, retransmit {m["retransmission_rate"]:.3f}, '
-            f'LLM tokens {m["llm_tokens_mean"]:.1f}, latency {m["latency_ms_mean"]:.1f} ms'
-            + (f', RoI hit {hit:.3f} ({m["vicrop_method"]})' if hit is not None else ''))
+            f'uplink {m["uplink_bytes_mean"]:.0f} B, retransmit '
+            f'{100 * m["retransmission_rate"]:.1f}%, LLM tokens {m["llm_tokens_mean"]:.1f}, '
+            f'latency {m["latency_ms_mean"]:.1f} ms'
+            + (f', RoI hit {100 * hit:.1f}% ({m["vicrop_method"]})' if hit is not None else ''))
 
 
 def write_report(out: Path, entries: list[dict], records) -> list[Path]:

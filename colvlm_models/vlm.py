@@ -23,7 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 import logging
 import math
+import os
 from pathlib import Path
+import re
 import time
 
 import numpy as np
@@ -113,12 +115,36 @@ class VlmBackend(ABC):
         raise NotImplementedError(f'backend {self.model_id!r} has no visual-token path')
 
 
+ALLOW_DOWNLOAD_ENV = 'COLVLM_ALLOW_DOWNLOAD'  # '1': a hub id may be downloaded
+_HUB_ID = re.compile(r'[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?')
+
+
 def resolve_model(model: str) -> str:
-    """'' or 'bundled' is the shipped tiny VLM; a folder is used as is; else a hub id."""
+    """The folder to load `model` from: '' or 'bundled' is the shipped tiny VLM; a path is a
+    folder that must exist; a hub id ('org/name') is looked up in the local hub cache only,
+    unless COLVLM_ALLOW_DOWNLOAD=1 (a robot with no internet is the normal case: an offline
+    look-up would retry for minutes). ModelLoadError in one line otherwise, before loading."""
     if model in ('', 'bundled'):
         from colvlm_models.tiny_vlm import bundled_model_path
         return str(bundled_model_path())
-    return model
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path)
+    looks_like_path = model.startswith(('/', '.', '~')) or not _HUB_ID.fullmatch(model)
+    if path.exists() or looks_like_path:
+        what = 'not a folder' if path.exists() else 'no such folder'
+        raise ModelLoadError(f'model {model!r}: {what} (a model is a local folder, '
+                             "'bundled' or a hub id such as 'org/name')")
+    if os.environ.get(ALLOW_DOWNLOAD_ENV) == '1':
+        return model
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(model, local_files_only=True)
+    except (OSError, ValueError):  # not cached (LocalEntryNotFoundError), a bad id
+        raise ModelLoadError(f'model {model!r} is not a local folder nor in the local hub '
+                             f'cache, and downloads are off: pass --allow-download or set '
+                             f'{ALLOW_DOWNLOAD_ENV}=1 to fetch it') from None
 
 
 class TransformersVlm(VlmBackend):

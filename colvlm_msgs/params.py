@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 from pathlib import Path
+import re
 
 import yaml
 
@@ -84,29 +85,58 @@ def read_yaml(path: Path, node_name: str) -> dict[str, object]:
     """The flat parameters a ROS 2 parameter file gives to `node_name` (`/**` first).
 
     `node_name` may be fully qualified ('/camera/server', the key launch_ros writes for a
-    node given a name and namespace); sections for its bare name apply too, as in rcl.
+    node given a name and namespace); sections for its bare name apply too, as in rcl, and so
+    do wildcard keys ('/**/server', '/cam*/server'). A file that is not node sections (flat
+    keys, no `ros__parameters`) or has none for this node is refused, naming the file: rcl
+    would ignore it in silence and the node would run on defaults.
     """
     path = Path(path)
+    document = _load_parameter_file(path)
+    sections = {}
+    for key, section in document.items():
+        if not isinstance(section, dict) or not isinstance(section.get('ros__parameters'),
+                                                           dict):
+            raise ParameterError(
+                f'{path}: {key!r} is not a node section: expected a "ros__parameters" '
+                'mapping under it (a ROS 2 parameter file reads "<node name>:" or "/**:", '
+                'then "ros__parameters:", then the parameters)')
+        sections[str(key)] = section['ros__parameters']
+    short = node_name.rsplit('/', 1)[-1]
+    exact = [key for key in dict.fromkeys((short, '/' + short, node_name)) if key in sections]
+    wildcards = [key for key in sections if '*' in key and key not in exact
+                 and _node_pattern(key).fullmatch('/' + node_name.lstrip('/'))]
+    if sections and not exact and not wildcards:
+        raise ParameterError(f'{path}: no section for node {node_name!r} (it has '
+                             f'{", ".join(sorted(sections))}); name it "{short}:" or "/**:"')
+    values: dict[str, object] = {}
+    for key in sorted(wildcards, key=lambda key: key not in ('/**', '**')) + exact:
+        values.update(flatten(sections[key]))
+    return values
+
+
+def _load_parameter_file(path: Path) -> dict:
     try:
         document = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
     except FileNotFoundError:
         raise ParameterError(f'{path}: parameter file not found') from None
     except yaml.YAMLError as error:
-        raise ParameterError(f'{path}: not valid YAML: {str(error).splitlines()[0]}') from None
+        mark = getattr(error, 'problem_mark', None)
+        where = f':{mark.line + 1}:{mark.column + 1}' if mark is not None else ''
+        why = getattr(error, 'problem', None) or str(error).splitlines()[0]
+        raise ParameterError(f'{path}{where}: not valid YAML: {why}') from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ParameterError(f'{path}: cannot read: {error}') from None
     if not isinstance(document, dict):
         raise ParameterError(f'{path}: expected a mapping of node names')
-    values: dict[str, object] = {}
-    short = node_name.rsplit('/', 1)[-1]
-    keys = dict.fromkeys(('/**', '**', short, '/' + short, node_name))
-    for key in keys:
-        section = document.get(key)
-        if section is None:
-            continue
-        if not isinstance(section, dict) or not isinstance(section.get('ros__parameters'),
-                                                           dict):
-            raise ParameterError(f'{path}: {key}: expected a "ros__parameters" mapping')
-        values.update(flatten(section['ros__parameters']))
-    return values
+    return document
+
+
+def _node_pattern(key: str) -> re.Pattern:
+    """rcl's node-name wildcards: '**' any number of name parts, '*' one part or its end."""
+    parts = re.split(r'(\*\*|\*)', '/' + key.lstrip('/'))
+    pattern = ''.join('.*' if part == '**' else '[^/]*' if part == '*' else re.escape(part)
+                      for part in parts)
+    return re.compile(pattern.replace('/.*/', '(?:/.*)?/'))  # '/**/x' matches '/x' too
 
 
 class ParameterTable:

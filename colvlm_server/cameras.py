@@ -2,10 +2,12 @@
 
 A `CameraLink` holds one camera's newest frames and token layers (edge_link's stores) and
 clients of its crop, layer, frame and view-score services. Its frame methods say which frame a
-query is answered about: one held (by stamp, or the newest if fresh enough), or a fresh one
-asked for with `colvlm/request_frame`; a frame that cannot be had is `Rejected` with
-NO_FRAME or STALE_FRAME and the reason. `score_views` asks every edge at once how relevant its
-newest frame is. It builds no answers and runs no model.
+query is answered about: one held (by stamp, or the newest if fresh enough), or one asked for
+with `colvlm/request_frame` when none held is fresh enough (an edge whose source ended sends
+its last frame again, so that frame is still answered about); a frame that cannot be had
+within frame.fresh_timeout_s is `Rejected` with NO_FRAME or STALE_FRAME and the reason.
+`score_views` asks every edge at once how relevant its newest frame is. It builds no answers
+and runs no model.
 """
 
 from __future__ import annotations
@@ -58,54 +60,67 @@ class CameraLink:
         """Where the frames a policy answers about are held: token layers for 'layers'."""
         return self.layers if policy == 'layers' else self.frames
 
-    def held_frame(self, stamp_ns: int, received_ns: int, policy: str) -> tuple:
-        """(frame, frame_id): the one named by `stamp_ns`, else the newest if fresh enough."""
+    def held_frame(self, stamp_ns: int, received_ns: int, policy: str) -> tuple | None:
+        """(frame, frame_id): the one named by `stamp_ns`, else the newest if fresh enough;
+        None when there is none fresh enough (the worker then asks the edge for one)."""
         store = self.store(policy)
-        what = 'token layers' if store is self.layers else 'frame'
         if stamp_ns:
             held = store.get(stamp_ns)
             if held is None:
+                what = 'token layers' if store is self.layers else 'frame'
                 raise Rejected(Status.NO_FRAME, f'{what} {stamp_ns} is not held (only the '
                                                 f'newest {FRAMES_KEPT} are)')
             return held
         held = store.latest()
-        if held is None:
-            hint = ' (does the edge run with layers.enabled?)' if store is self.layers else ''
-            raise Rejected(Status.NO_FRAME, f'no {what} from camera {self.camera!r} yet{hint}')
-        age_s = (received_ns - held[0].stamp_ns) / 1e9
+        return held if held is not None and self._fresh(held, received_ns) else None
+
+    def _fresh(self, held: tuple, received_ns: int) -> bool:
         max_age_s = self.config.frame_max_age_s
-        if max_age_s and age_s > max_age_s:
-            raise Rejected(Status.STALE_FRAME, f'the newest frame is {age_s:.1f} s old '
-                                               f'(frame.max_age_s {max_age_s:g})')
-        return held
+        return not max_age_s or received_ns - held[0].stamp_ns <= max_age_s * 1e9
 
     def view_frame(self, received_ns: int, policy: str, fresh: bool,
                    score: ViewScore | None = None) -> tuple:
-        """A selected view's frame: the newest held one when it is fresh and not older than
-        the frame its edge scored, else one asked for with colvlm/request_frame."""
+        """A query's frame when none was chosen at admission: the newest held one when it is
+        fresh and not older than the frame its edge scored, else the edge's newest, asked for
+        with colvlm/request_frame (an edge whose source ended still has its last frame)."""
         if fresh:
             return self.fresh_frame(received_ns, policy)
         scored_ns = score.stamp_ns if score is not None else 0
         held = self.store(policy).latest()
-        max_age_s = self.config.frame_max_age_s
-        if held is not None and held[0].stamp_ns >= scored_ns and (
-                not max_age_s or received_ns - held[0].stamp_ns <= max_age_s * 1e9):
+        if held is not None and held[0].stamp_ns >= scored_ns and self._fresh(held, received_ns):
             return held
-        return self.fresh_frame(max(scored_ns - 1, 0), policy)
+        try:
+            return self.fresh_frame(max(scored_ns - 1, 0), policy)
+        except Rejected as error:
+            if held is None:
+                raise
+            raise self._stale(held, received_ns, error) from None
+
+    def _stale(self, held: tuple, received_ns: int, error: Rejected) -> Rejected:
+        """STALE_FRAME: the newest frame held is too old and the edge sent no newer one."""
+        age_s = (received_ns - held[0].stamp_ns) / 1e9
+        return Rejected(Status.STALE_FRAME, f'the newest frame is {age_s:.1f} s old (frame.'
+                                            f'max_age_s {self.config.frame_max_age_s:g}); '
+                                            f'{error}')
 
     def fresh_frame(self, newer_than_ns: int, policy: str) -> tuple:
-        """A frame the edge took after `newer_than_ns`, asked for with colvlm/request_frame,
-        once the policy's store holds it."""
+        """A frame the edge took after `newer_than_ns` (0: its newest, whenever taken), asked
+        for with colvlm/request_frame, once the policy's store holds it; waits at most
+        frame.fresh_timeout_s."""
         timeout_s = self.config.fresh_frame_timeout_s
         deadline = time.monotonic() + timeout_s
         request = self._frame_type.Request()
         stamps.fill(request.newer_than, newer_than_ns)
         response = None
+        what = 'token layers' if policy == 'layers' else 'frame'
+        hint = ' (does the edge run with layers.enabled?)' if policy == 'layers' else ''
         while response is None or not response.success:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise Rejected(Status.NO_FRAME, f'no fresh frame from the edge of '
-                                                f'{self.camera!r} within {timeout_s:g} s')
+                why = f' ({response.status_message})' if response is not None else ''
+                raise Rejected(Status.NO_FRAME, f'no {what} from the edge of {self.camera!r} '
+                                                f'within {timeout_s:g} s (frame.fresh_timeout_s)'
+                                                f'{why}{hint}')
             try:
                 response = self.frame_client.call(request, timeout=remaining)
             except ServiceTimeout as error:
@@ -115,8 +130,8 @@ class CameraLink:
         wanted = stamps.to_ns(response.frame_stamp)
         held = self.store(policy).wait_for(wanted, deadline - time.monotonic())
         if held is None:
-            raise Rejected(Status.NO_FRAME, f'fresh frame {wanted} did not arrive within '
-                                            f'{timeout_s:g} s')
+            raise Rejected(Status.NO_FRAME, f'{what} of frame {wanted} from the edge did not '
+                                            f'arrive within {timeout_s:g} s{hint}')
         return held
 
 

@@ -24,6 +24,7 @@ from colvlm_msgs.geometry import geometry_from_message
 from colvlm_msgs.image_codec import ImageDecodeError, decode_image
 from colvlm_msgs.token_codec import EncodedLayer
 from colvlm_msgs.transport.port import Node
+from colvlm_server.answer_log import answer_line
 from colvlm_server.answers import fill_answer, new_answer, set_status
 from colvlm_server.cameras import CameraLink, find_link, score_views
 from colvlm_server.gate import make_policy
@@ -205,6 +206,7 @@ class ServerNode:
         with self._lock:
             name = status_name(answer.status)
             self.counts[name] = self.counts.get(name, 0) + 1
+        self.node.logger.info(answer_line(answer, job.query.question))
         try:
             job.reply(answer)
         except Exception as error:  # a closing transport; the count above still holds

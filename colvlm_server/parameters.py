@@ -55,11 +55,12 @@ class ServerConfig:
         'camera.default', '', "camera namespace answered about, relative to the server's or "
         "absolute; '' = the server's own namespace")
     views: ViewsConfig = group(ViewsConfig)
-    frame_max_age_s: float = parameter('frame.max_age_s', 5.0, 'a newest frame older than this '
-                                       'is stale; 0 = off', unit='s', min=0.0, max=86400.0)
+    frame_max_age_s: float = parameter(
+        'frame.max_age_s', 5.0, 'a newest frame older than this is stale (the edge is asked '
+        'for its newest); 0 = off', unit='s', min=0.0, max=86400.0)
     fresh_frame_timeout_s: float = parameter(
-        'frame.fresh_timeout_s', 2.0, 'a fresh_frame query waits for its frame at most this '
-        'long', unit='s', min=0.01, max=600.0)
+        'frame.fresh_timeout_s', 2.0, 'wait for a frame asked of the edge (fresh_frame, or '
+        'none held fresh) at most this long', unit='s', min=0.01, max=600.0)
     crop_timeout_s: float = parameter('crop.timeout_s', 2.0, 'wait for one crop from the edge '
                                       'at most this long', unit='s', min=0.01, max=600.0)
     crop_codec: str = parameter('crop.codec', 'jpeg', 'codec the edge encodes crops with',

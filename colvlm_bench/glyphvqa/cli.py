@@ -50,12 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
-    from colvlm_bench.glyphvqa.views import (
-        check_view_names,
-        load_views_dataset,
-        write_views_dataset,
-    )
+    from colvlm_bench.glyphvqa.views import check_view_names
 
     if args.n_images < 1:
         print(f'colvlm dataset: --n-images must be at least 1, got {args.n_images}',
@@ -77,25 +72,48 @@ def run(args: argparse.Namespace) -> int:
         print('colvlm dataset: --views draws the clean style only', file=sys.stderr)
         return 2
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.overwrite)):
-        print(f'colvlm dataset: {out} exists and is not an empty folder '
-              '(pass --overwrite to replace its data set)', file=sys.stderr)
+    try:
+        problem = _out_problem(out, args.overwrite)
+        if problem:
+            print(f'colvlm dataset: {problem}', file=sys.stderr)
+            return 2
+        folder, questions, what = _write(out, args, views, style)
+    except OSError as error:
+        print(f'colvlm dataset: cannot write {error.filename or out}: '
+              f'{error.strerror or error}', file=sys.stderr)
         return 2
-    # Reading the set back validates what was written, at little cost.
-    if views is None:
-        folder = write_dataset(out, args.n_images, args.seed, image_format=args.format,
-                               overwrite=args.overwrite, style=style)
-        questions = load_dataset(folder)
-        what = f'{args.n_images} images' + describe_style(style, args.severity)
-    else:
-        folder = write_views_dataset(out, args.n_images, args.seed, views=views,
-                                     image_format=args.format, overwrite=args.overwrite)
-        questions = [item.question for item in load_views_dataset(folder)]
-        what = f'{args.n_images} scenes x {len(views)} views ({",".join(views)})'
     by_kind = Counter(question.kind for question in questions)
     kinds = ', '.join(f'{kind} {count}' for kind, count in sorted(by_kind.items()))
     print(f'wrote {folder}: {what}, {len(questions)} questions ({kinds})')
     return 0
+
+
+def _out_problem(out: Path, overwrite: bool) -> str:
+    """Why OUT cannot take a data set, or ''."""
+    if out.exists() and not out.is_dir():
+        return f'{out} is a file, not a folder'
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        return f'{out} is not empty (pass --overwrite to replace its data set)'
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        return f'{parent} is a file, not a folder'
+    return ''
+
+
+def _write(out: Path, args: argparse.Namespace, views, style) -> tuple:
+    """(folder, questions, what was written); reading the set back validates it."""
+    from colvlm_bench.glyphvqa.dataset import load_dataset, write_dataset
+    from colvlm_bench.glyphvqa.views import load_views_dataset, write_views_dataset
+
+    if views is None:
+        folder = write_dataset(out, args.n_images, args.seed, image_format=args.format,
+                               overwrite=args.overwrite, style=style)
+        what = f'{args.n_images} images' + describe_style(style, args.severity)
+        return folder, load_dataset(folder), what
+    folder = write_views_dataset(out, args.n_images, args.seed, views=views,
+                                 image_format=args.format, overwrite=args.overwrite)
+    what = f'{args.n_images} scenes x {len(views)} views ({",".join(views)})'
+    return folder, [item.question for item in load_views_dataset(folder)], what
 
 
 def dataset_style(name: str, factors: str | None, severity: int | None):
@@ -113,8 +131,6 @@ def dataset_style(name: str, factors: str | None, severity: int | None):
         raise ValueError(f'--factors must be a comma list among {",".join(FACTORS)}, '
                          f'got {factors!r}')
     return CameraStyle.only(chosen, severity)
-
-
 
 
 def describe_style(style, severity: int | None) -> str:

@@ -127,7 +127,7 @@ def _check_ask_cli(capsys) -> None:
     code, out, _ = _ask_cli(capsys, 'Which?', '--namespace', NAMESPACE, '--policy', 'often')
     assert code == 1 and 'status: BAD_REQUEST' in out
     code, _, err = _ask_cli(capsys, 'Anyone?', '--namespace', 'nowhere', '--timeout', '1')
-    assert code == 2 and 'not available' in err
+    assert code == 2 and 'no answer from /nowhere/colvlm/ask within 1 s' in err
 
 
 def test_edge_and_server_processes_answer_over_dds(dds_env, capsys):

@@ -48,9 +48,9 @@ def test_readme_is_a_short_front_door():
     size = len((ROOT / 'README.md').read_bytes())
     assert size <= README_LIMIT, f'README.md is {size} bytes; move detail into docs/'
     text = (ROOT / 'README.md').read_text()
-    # What a first hour needs: colvlm on PATH, a folder source that outlives the server's
-    # start-up, and the way into the docs.
-    for needed in ('source .venv/bin/activate', 'bash tools/dev.sh shell', 'source.loop=true',
+    # What a first hour needs: colvlm on PATH, a question aimed at one picture, and the way
+    # into the docs.
+    for needed in ('source .venv/bin/activate', 'bash tools/dev.sh shell', '--image',
                    'colcon build', 'rosdoc2 build --package-path .', '(docs/'):
         assert needed in text, needed
     assert 'pip install -r <(' not in text

@@ -4,6 +4,7 @@ test/integration/test_server_over_dds.py)."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -40,8 +41,9 @@ def test_status_and_decision_enums_are_answer_msg_constants():
 
 
 def test_no_frame_before_the_edge_sends_one(rig):
-    answer = rig().ask()
-    assert status(answer) == 'NO_FRAME' and 'no frame' in answer.status_message
+    answer = rig(**{'frame.fresh_timeout_s': 0.3}).ask()
+    assert status(answer) == 'NO_FRAME', answer.status_message
+    assert "no frame from the edge of '/cam0' within 0.3 s" in answer.status_message
     assert answer.decision == Decision.NONE and answer.answer == ''
     assert answer.camera == '/cam0' and not answer.first_pass.ran
 
@@ -115,13 +117,41 @@ def test_a_frame_named_by_stamp_is_answered_about_or_missing(rig):
     assert status(missing) == 'NO_FRAME' and 'is not held' in missing.status_message
 
 
-def test_an_old_newest_frame_is_stale(rig):
+def test_an_ended_source_is_answered_about_the_edges_last_frame(rig):
     setup = rig(**{'frame.max_age_s': 3.0})
+    last = setup.feed(stamp_ns=time.time_ns() - 10 * 10**9)  # the source ended 10 s ago
+    sent = setup.edges['cam0'].uplink.messages['global']
+    answer = setup.ask()
+    assert status(answer) == 'OK', answer.status_message
+    assert stamps.to_ns(answer.frame_stamp) == last
+    assert setup.edges['cam0'].uplink.messages['global'] == sent + 1  # asked for, sent again
+
+
+def test_an_edge_without_token_layers_is_named_as_the_cause(rig):
+    setup = rig(**{'frame.fresh_timeout_s': 0.3})
+    setup.feed()  # a global frame, but this edge sends no token layers
+    answer = setup.ask(policy='layers')
+    assert status(answer) == 'NO_FRAME', answer.status_message
+    assert 'did not arrive within 0.3 s (does the edge run with layers.enabled?)' in \
+        answer.status_message
+
+
+def test_a_held_frame_is_answered_at_once_without_asking_the_edge(rig):
+    setup = rig()
+    setup.feed()
+    sent = setup.edges['cam0'].uplink.messages['global']
+    assert status(setup.ask()) == 'OK'
+    assert setup.edges['cam0'].uplink.messages['global'] == sent
+
+
+def test_an_old_newest_frame_is_stale_when_the_edge_sends_none(rig):
+    setup = rig(**{'frame.max_age_s': 3.0, 'frame.fresh_timeout_s': 0.3})
     setup.feed(stamp_ns=time.time_ns() - 10 * 10**9)
+    setup.edges['cam0'].node.shutdown()
     answer = setup.ask()
     assert status(answer) == 'STALE_FRAME' and 's old (frame.max_age_s 3)' in \
         answer.status_message
-    assert not answer.first_pass.ran
+    assert '\n' not in answer.status_message and not answer.first_pass.ran
 
 
 def test_a_fresh_frame_is_asked_of_the_edge(rig):
@@ -250,3 +280,18 @@ def test_bad_frames_are_dropped_and_counted(rig):
     assert status(setup.ask()) == 'NO_FRAME'
     setup.feed()
     assert status(setup.ask()) == 'OK'
+
+
+def test_each_answered_question_is_one_info_line(rig, caplog):
+    setup = rig()
+    caplog.set_level(logging.INFO, logger=setup.server.node.logger.name)
+    setup.feed()
+    answer = setup.ask('What is written on the sign, the long one at the back?')
+    refused = setup.ask('')
+    asked = [record.getMessage() for record in caplog.records
+             if record.getMessage().startswith('query ')]
+    assert asked == [
+        f"query {answer.query_id}: 'What is written on the sign, the long one at th…' -> "
+        f"'global' (OK, global, {answer.total_ms:.0f} ms)",
+        f"query {refused.query_id}: '' -> '' (BAD_REQUEST, none, {refused.total_ms:.0f} ms): "
+        'empty question']

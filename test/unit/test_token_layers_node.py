@@ -122,5 +122,5 @@ def test_a_lost_edge_leaves_the_answer_from_the_layers_that_came(rig):
 
 
 def test_no_layers_yet_hints_at_the_edge_setting(rig):
-    answer = rig().ask()
+    answer = rig(**{'frame.fresh_timeout_s': 0.3}).ask()
     assert status(answer) == 'NO_FRAME' and 'layers.enabled' in answer.status_message
