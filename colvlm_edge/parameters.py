@@ -9,7 +9,7 @@ from colvlm_edge.global_encoder import GlobalEncoderConfig
 from colvlm_edge.roi_crop import CropLimits
 from colvlm_edge.token_encoder import TokenLayersConfig
 from colvlm_msgs.geometry import PREPROCESS_MODES
-from colvlm_msgs.image_codec import CODECS
+from colvlm_msgs.image_codec import CODECS, DEFAULT_MAX_PIXELS
 from colvlm_msgs.params import ParameterSpec, ParameterTable
 from colvlm_msgs.token_codec import SPLITS
 
@@ -37,6 +37,9 @@ EDGE_PARAMETERS = ParameterTable([
                   min=0.1, max=240.0),
     ParameterSpec('source.loop', 'bool', False, 'start a folder source again at its end'),
     ParameterSpec('source.bag_topic', 'str', '', "image topic of a bag source; '' = first"),
+    ParameterSpec('decode.max_pixels', 'int', DEFAULT_MAX_PIXELS,
+                  'largest source image decoded, by the size its header declares, px',
+                  min=1, max=2**31),
     ParameterSpec('frame_id', 'str', 'camera', 'TF frame of the camera'),
     ParameterSpec('publish.mode', 'str', 'every_frame', 'when global frames are sent',
                   choices=PUBLISH_MODES),
@@ -124,6 +127,7 @@ class EdgeConfig:
     crop_max_requests: int
     crop_window_s: float         # s
     status_period_s: float       # s
+    decode_max_pixels: int = DEFAULT_MAX_PIXELS  # px; larger source images are refused
     layers: TokenLayersConfig = TokenLayersConfig()
     view: ViewScoreConfig = ViewScoreConfig()
 
@@ -158,7 +162,8 @@ class EdgeConfig:
             buffer_max_bytes=v['buffer.max_bytes'],
             stamp_tolerance_ns=int(v['buffer.stamp_tolerance_ms'] * 1e6), crop_limits=limits,
             crop_max_requests=v['crop.max_requests'], crop_window_s=v['crop.window_s'],
-            status_period_s=v['status.period_s'], layers=layers, view=view)
+            status_period_s=v['status.period_s'], layers=layers, view=view,
+            decode_max_pixels=v['decode.max_pixels'])
 
 
 # The config classes name their own fields; say which parameter that is.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from colvlm_models.accelerate import QUANTIZE, SPECULATIVE, Acceleration
 from colvlm_models.settings import GENERIC, model_settings
 from colvlm_models.vlm import DTYPES
-from colvlm_msgs.image_codec import CODECS, check_quality
+from colvlm_msgs.image_codec import CODECS, DEFAULT_MAX_PIXELS, check_quality
 from colvlm_msgs.params import ParameterSpec, ParameterTable
 from colvlm_server.gate import AGGREGATES, METRICS, POLICY_NAMES, GateConfig
 from colvlm_server.vicrop import VICROP_METHODS
@@ -37,6 +37,9 @@ SERVER_PARAMETERS = ParameterTable([
                   "unchanged): 'prompt_lookup' or a 'draft' model", choices=SPECULATIVE),
     ParameterSpec('decode.draft_model', 'str', '', "draft of decode.speculative 'draft': a "
                   "local folder or hub id; '' = the '<model>-draft' folder beside the model"),
+    ParameterSpec('decode.max_pixels', 'int', DEFAULT_MAX_PIXELS,
+                  'largest image (frame or crop) decoded, by the size its header declares, px',
+                  min=1, max=2**31),
     ParameterSpec('decode.draft_tokens', 'int', 3, 'tokens proposed per verification, tokens',
                   min=1, max=64),
     ParameterSpec('policy', 'str', 'entropy', 'when to ask the edge for detail, unless a '
@@ -144,6 +147,7 @@ class ServerConfig:
     acceleration: Acceleration = Acceleration()
     views: ViewsConfig = ViewsConfig()
     vicrop_method: str = GENERIC['vicrop.method']  # one of VICROP_METHODS
+    decode_max_pixels: int = DEFAULT_MAX_PIXELS  # px; larger frames and crops are refused
 
     @classmethod
     def from_values(cls, v: dict) -> ServerConfig:
@@ -185,7 +189,7 @@ class ServerConfig:
             status_period_s=v['status.period_s'], layers_codec=v['layers.codec'],
             layers_step=v['layers.step'], layers_timeout_s=v['layers.timeout_s'],
             layers_crop=v['layers.crop'], acceleration=acceleration, views=views,
-            vicrop_method=v['vicrop.method'])
+            vicrop_method=v['vicrop.method'], decode_max_pixels=v['decode.max_pixels'])
 
 
 def with_model_settings(values: dict, explicit: frozenset | set = frozenset()) -> dict:
