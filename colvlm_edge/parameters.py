@@ -71,8 +71,12 @@ EDGE_PARAMETERS = ParameterTable([
                   choices=CODECS),
     ParameterSpec('crop.quality', 'int', 90, 'quality of crops when the request names none',
                   min=0, max=100),
-    ParameterSpec('crop.max_requests', 'int', 10, 'crop requests allowed per window',
+    ParameterSpec('crop.max_requests', 'int', 10,
+                  'crop (and request_frame) requests allowed per window, per client',
                   min=1, max=100_000),
+    ParameterSpec('crop.max_pixels_per_s', 'int', 4_000_000,
+                  'crop output pixels served per second, per client (at least one largest '
+                  'crop at a time), px/s', min=1, max=2**40),
     ParameterSpec('crop.window_s', 'float', 1.0, 'the rate limit window, s', min=0.01,
                   max=3600.0),
     ParameterSpec('layers.enabled', 'bool', False,
@@ -126,6 +130,7 @@ class EdgeConfig:
     crop_limits: CropLimits
     crop_max_requests: int
     crop_window_s: float         # s
+    crop_max_pixels_per_s: int   # px/s, per client
     status_period_s: float       # s
     decode_max_pixels: int = DEFAULT_MAX_PIXELS  # px; larger source images are refused
     layers: TokenLayersConfig = TokenLayersConfig()
@@ -162,6 +167,7 @@ class EdgeConfig:
             buffer_max_bytes=v['buffer.max_bytes'],
             stamp_tolerance_ns=int(v['buffer.stamp_tolerance_ms'] * 1e6), crop_limits=limits,
             crop_max_requests=v['crop.max_requests'], crop_window_s=v['crop.window_s'],
+            crop_max_pixels_per_s=v['crop.max_pixels_per_s'],
             status_period_s=v['status.period_s'], layers=layers, view=view,
             decode_max_pixels=v['decode.max_pixels'])
 

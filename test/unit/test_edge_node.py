@@ -161,7 +161,7 @@ def test_crops_beyond_the_rate_limit_are_refused(rig):
     edge.read(SECOND)
     answers = [edge.crop(0, 0, 64, 64, SECOND) for _ in range(5)]
     assert [a.success for a in answers] == [True, True, True, False, False]
-    assert 'refused: more than 3 crop requests' in answers[-1].status_message
+    assert 'refused: over 3 crop requests' in answers[-1].status_message
     assert edge.edge.limiter.refused == 2
 
 

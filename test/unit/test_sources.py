@@ -116,7 +116,8 @@ def test_folder_source_errors(tmp_path):
     with pytest.raises(ValueError, match='has no images'):
         FolderSource(tmp_path)
     (tmp_path / 'x.png').write_bytes(b'broken')
-    assert list(FolderSource(tmp_path, loop=True)) == []  # never spins on a bad-only folder
+    with pytest.raises(ValueError, match='no decodable image among 1 file'):
+        list(FolderSource(tmp_path, loop=True))  # says so, never spins on a bad-only folder
 
 
 # --- rosbag2 -------------------------------------------------------------------------------
