@@ -15,7 +15,7 @@ from colvlm_edge.sources import Frame
 from colvlm_msgs import stamps
 from colvlm_msgs.image_codec import decode_image, encode_image
 from colvlm_msgs.transport.memory import MemoryBus, MemoryNode
-from tools.image_bombs import forged_jpeg
+from tools.hostile_inputs import forged_jpeg
 
 SIZE = (320, 240)  # (w, h) px of the originals
 SECOND = 10**9

@@ -14,7 +14,7 @@ from colvlm_msgs.geometry import Box
 from colvlm_msgs.image_codec import decode_image, encode_image
 from colvlm_server.gate import GateConfig, measure
 from colvlm_server.pipeline import CropUnavailable, PassResult, PipelineResult
-from tools.image_bombs import png_bomb
+from tools.hostile_inputs import png_bomb
 
 
 def test_auroc_matches_hand_counts():

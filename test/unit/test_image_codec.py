@@ -19,7 +19,7 @@ from colvlm_msgs.image_codec import (
     image_size,
     parse_format,
 )
-from tools.image_bombs import forged_jpeg, png_bomb
+from tools.hostile_inputs import forged_jpeg, png_bomb
 
 
 def textured(height=120, width=160, seed=0):

@@ -9,7 +9,7 @@ import time
 from node_harness import TIMEOUT_S, Rig
 
 from colvlm_msgs import stamps
-from tools.image_bombs import forged_jpeg
+from tools.hostile_inputs import forged_jpeg
 
 
 def test_a_frame_declaring_too_many_pixels_is_dropped_and_counted(caplog):

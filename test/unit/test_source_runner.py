@@ -13,13 +13,13 @@ import threading
 from node_harness import TIMEOUT_S, edge_config, noise_image
 import pytest
 from rosbags.typesys import Stores, get_typestore
-from test_sources import corrupt_sqlite_bag
 
 from colvlm_edge.health import DIAGNOSTICS_QOS, ERROR, OK, WARN, SourceHealth
 from colvlm_edge.node import EdgeNode
 from colvlm_edge.source_runner import SOURCES_LOGGER, log_sources_through, run_source
 from colvlm_edge.sources import BagSource, Frame, SyntheticSource
 from colvlm_msgs.transport.memory import MemoryBus, MemoryNode
+from tools.hostile_inputs import corrupt_sqlite_bag
 
 
 class Lines(logging.Handler):

@@ -20,7 +20,7 @@ from colvlm_edge.sources import (
 )
 from colvlm_edge.sources import _pick as pick_source
 from colvlm_msgs.image_codec import ImageDecodeError, ImageTooLarge, encode_image
-from tools.image_bombs import forged_jpeg
+from tools.hostile_inputs import corrupt_sqlite_bag, forged_jpeg
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 S = 1_000_000_000  # ns per s
@@ -356,25 +356,6 @@ def test_a_raw_image_over_the_limit_is_refused_before_reshaping():
     with pytest.raises(ImageTooLarge, match='8x6'):
         image_from_ros(raw_msg(pattern(1), 'bgr8'), max_pixels=47)
     assert image_from_ros(raw_msg(pattern(1), 'bgr8'), max_pixels=48).shape == (6, 8, 3)
-
-
-def corrupt_sqlite_bag(path, frames=30):
-    """A sqlite3 bag of frames 64x64 raw images with 4 kB overwritten in its middle: the first
-    frames read, then the database reports itself malformed."""
-    with Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
-        connection = writer.add_connection('/cam/image_raw', 'sensor_msgs/msg/Image',
-                                           typestore=TYPESTORE)
-        rng = np.random.default_rng(0)
-        for index in range(frames):
-            image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-            message = ros_image(image, 'bgr8', (10 + index) * S)
-            writer.write(connection, (10 + index) * S,
-                         TYPESTORE.serialize_cdr(message, connection.msgtype))
-    (database,) = path.glob('*.db3')
-    data = bytearray(database.read_bytes())
-    data[len(data) // 2:len(data) // 2 + 4096] = b'\xab' * 4096
-    database.write_bytes(bytes(data))
-    return path
 
 
 def test_a_bag_corrupted_mid_file_raises_out_of_the_source(tmp_path):
