@@ -128,7 +128,7 @@ def image_size(data: bytes) -> tuple[int, int]:
     if data[:2] == b'\xff\xd8':
         size = _jpeg_size(data)
     elif data[:8] == b'\x89PNG\r\n\x1a\n':
-        size = _be(data, 16, 4), _be(data, 20, 4)
+        size = (_be(data, 16, 4), _be(data, 20, 4)) if data[12:16] == b'IHDR' else None
     elif data[:4] == b'RIFF' and data[8:12] == b'WEBP':
         size = _webp_size(data)
     else:

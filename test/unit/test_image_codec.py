@@ -122,7 +122,8 @@ def test_a_png_zlib_bomb_is_refused_by_its_header():
 
 
 @pytest.mark.parametrize('data', [b'\xff\xd8\xff\xda' + b'\0' * 20,  # a scan before any frame
-                                  b'\x89PNG\r\n\x1a\n' + b'\0' * 16,  # a 0x0 IHDR
+                                  b'\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR' + b'\0' * 8,  # 0x0
+                                  b'\x89PNG\r\n\x1a\n not really an image',  # no IHDR
                                   b'RIFF\0\0\0\0WEBPVP8 ' + b'\0' * 20])
 def test_headers_without_a_size_are_refused(data):
     with pytest.raises(ImageDecodeError, match='no readable size'):
