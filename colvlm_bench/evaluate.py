@@ -21,7 +21,6 @@ import math
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 
 from colvlm_bench.glyphvqa.questions import Question, is_correct
@@ -37,7 +36,7 @@ from colvlm_edge.wire import fill_crop_response, global_frame_messages, token_la
 from colvlm_models.settings import GENERIC, model_settings
 from colvlm_models.vlm import Generation, VisualTokens, VlmBackend, resolve_model
 from colvlm_msgs.geometry import Box
-from colvlm_msgs.image_codec import decode_image
+from colvlm_msgs.image_codec import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from colvlm_msgs.token_codec import SPLITS, TokenCodec, artifact_name
 from colvlm_msgs.typesupport import message_class, service_classes
 from colvlm_server.gate import GateConfig, make_policy
@@ -312,14 +311,17 @@ class FrameProvider(Protocol):
 class FolderFrames:
     """Originals stored as image files; a key is a path relative to the folder."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.folder = Path(folder)
+        self.max_pixels = max_pixels  # px; as the edge's decode.max_pixels
 
     def original(self, key: str) -> np.ndarray:
-        image = cv2.imread(str(self.folder / key), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 BGR
-        if image is None:
-            raise OSError(f'cannot read image {self.folder / key}')
-        return image
+        """The image file, checked by its header's size before a pixel is decoded."""
+        path = self.folder / key
+        try:
+            return decode_image(path.read_bytes(), self.max_pixels)  # (H, W, 3) uint8 BGR
+        except ImageDecodeError as error:
+            raise OSError(f'cannot read image {path}: {error}') from None
 
 
 class Evaluator:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import threading
-import time
 
 CONFIG = 'config/edge.yaml'
 TOPIC_SOURCE_PREFIX = 'topic:'
@@ -35,10 +34,12 @@ def _start(node, overrides: dict):
     """The configured edge, its frames flowing, logged ready; what stops it."""
     from colvlm_edge.node import EdgeNode
     from colvlm_edge.parameters import EDGE_PARAMETERS, EdgeConfig
+    from colvlm_edge.source_runner import log_sources_through
     from colvlm_edge.sources import open_source
     from colvlm_edge.token_encoder import load_token_encoder
 
     config = EdgeConfig.from_values(node.declare_parameters(EDGE_PARAMETERS, overrides))
+    log_sources_through(node.logger)  # a folder warns about its entries as it opens
     source = None
     if not config.source.startswith(TOPIC_SOURCE_PREFIX):
         source = open_source(config.source, frame_id=config.frame_id, **_source_options(config))
@@ -66,7 +67,10 @@ def _feed(edge, source):
     """Frames into the edge: a subscription for a topic source, else a thread reading
     `source` at source.fps. Returns what stops the feeding."""
     config, node = edge.config, edge.node
+    from colvlm_edge.source_runner import run_source
+
     if source is None:
+        edge.health.set_state('topic')
         topic = config.source[len(TOPIC_SOURCE_PREFIX):]
         msg_type = ('sensor_msgs/msg/CompressedImage' if topic.endswith('/compressed')
                     else 'sensor_msgs/msg/Image')
@@ -83,20 +87,6 @@ def _feed(edge, source):
         reader.join(timeout=5.0)
 
     return stop_reading
-
-
-def run_source(edge, source, fps: float, stop: threading.Event) -> None:
-    """Feed a file/camera source to the edge at `fps` until it ends or `stop` is set."""
-    period = 1.0 / fps
-    next_time = time.monotonic()
-    for frame in source:
-        if stop.is_set():
-            break
-        edge.on_frame(frame)
-        next_time += period
-        if stop.wait(max(0.0, next_time - time.monotonic())):
-            break
-    edge.node.logger.info('source ended')
 
 
 def _ready_line(node, edge) -> str:
@@ -128,19 +118,23 @@ def _view_scorer(config, tokens):
 
 
 def _source_options(config) -> dict:
-    """Only what the chosen kind takes: folders loop, paced sources stamp at source.fps,
-    bags may name their image topic."""
+    """Only what the chosen kind takes: folders (and single pictures) loop, paced sources stamp
+    at source.fps, bags may name their image topic, all but synthetic check image sizes."""
     from pathlib import Path
+
+    from colvlm_edge.sources import IMAGE_SUFFIXES
 
     uri = config.source
     if uri == 'synthetic':
         return {'fps': config.source_fps}
+    limit = {'max_pixels': config.decode_max_pixels}
     path = Path(uri).expanduser()
-    if path.is_dir() and not (path / 'metadata.yaml').is_file():
-        return {'loop': config.source_loop, 'fps': config.source_fps}
+    if (path.is_dir() and not (path / 'metadata.yaml').is_file()) or (
+            path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
+        return {'loop': config.source_loop, 'fps': config.source_fps, **limit}
     if config.bag_topic:
-        return {'topic': config.bag_topic}
-    return {}
+        return {'topic': config.bag_topic, **limit}
+    return limit
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,8 @@ on `colvlm/token_layers` and serves the rest from a per-stamp cache on
 `colvlm/request_layers`. Given a view scorer it serves `colvlm/score_view`: how relevant the
 newest frame is to a question, computed here so that a server choosing among cameras sends
 only the views it needs. Failures answer `success=false` with a one-line status and never
-stop the node.
+stop the node. Crops and frame requests are rate limited per client (colvlm_edge.rate_limit);
+the node's health goes to `/diagnostics` every second (colvlm_edge.health).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import numpy as np
 
 from colvlm_edge.frame_buffer import FrameBuffer, FrameNotFound
 from colvlm_edge.global_encoder import GlobalEncoder
+from colvlm_edge.health import EdgeDiagnostics, SourceHealth, status_line
 from colvlm_edge.parameters import EdgeConfig
-from colvlm_edge.roi_crop import CropRejected, RateLimiter, crop_roi
+from colvlm_edge.rate_limit import request_limiters
+from colvlm_edge.roi_crop import CropRejected, crop_cost, crop_roi
 from colvlm_edge.sources import Frame, image_from_ros
 from colvlm_edge.token_encoder import LayerCache, LayerRequestError, TokenLayerEncoder
 from colvlm_edge.wire import (
@@ -30,7 +33,8 @@ from colvlm_edge.wire import (
 )
 from colvlm_msgs import stamps
 from colvlm_msgs.constants import first_line
-from colvlm_msgs.transport.port import Node
+from colvlm_msgs.image_codec import ImageTooLarge
+from colvlm_msgs.transport.port import Node, caller_id
 
 
 class EdgeNode:
@@ -46,10 +50,14 @@ class EdgeNode:
         self.buffer = FrameBuffer(config.buffer_max_frames, config.buffer_max_bytes)
         self._newest: Frame | None = None  # the newest frame read, published or not
         self.encoder = GlobalEncoder(config.encoder)
-        self.limiter = RateLimiter(config.crop_max_requests, config.crop_window_s)
+        self.limiter, self.frame_limiter = request_limiters(  # per client: crops, frames
+            config.crop_max_requests, config.crop_window_s, config.crop_max_pixels_per_s,
+            config.crop_limits.max_output_width * config.crop_limits.max_output_height)
         self.uplink = UplinkCounter()
         self.dropped_frames = 0       # frames refused here (see also source.dropped)
+        self.refused_images = 0       # images over decode.max_pixels (see also source.refused)
         self.source = None            # the frame source, when the node reads one
+        self.health = SourceHealth(config.source)
         self._last_publish_ns = 0
         self._publish_lock = threading.Lock()
         self._image_type = node.message_type('sensor_msgs/msg/CompressedImage')
@@ -74,6 +82,7 @@ class EdgeNode:
             self._score_type = node.service_type('colvlm/srv/ScoreView')
             node.create_service('colvlm/srv/ScoreView', 'colvlm/score_view', self.serve_score)
         node.create_timer(config.status_period_s, self.log_status)
+        self.diagnostics = EdgeDiagnostics(node, self.health, self.figures, config.frame_id)
 
     # Frames in
     def on_frame(self, frame: Frame) -> None:
@@ -89,6 +98,7 @@ class EdgeNode:
             self.node.logger.warning(f'frame {frame.stamp_ns} dropped: {error}')
             return
         self._newest = frame  # for colvlm/request_frame
+        self.health.frame()
         mode = self.config.publish_mode
         due = mode == 'every_frame' or (
             mode == 'rate' and frame.stamp_ns - self._last_publish_ns
@@ -99,7 +109,11 @@ class EdgeNode:
     def on_image_message(self, message) -> None:
         """A sensor_msgs Image/CompressedImage from a ROS topic source."""
         try:
-            image = image_from_ros(message)
+            image = image_from_ros(message, self.config.decode_max_pixels)
+        except ImageTooLarge as error:
+            self.refused_images += 1
+            self.node.logger.warning(f'frame refused: {error}')
+            return
         except ValueError as error:
             self.dropped_frames += 1
             self.node.logger.warning(f'undecodable frame dropped: {error}')
@@ -141,10 +155,9 @@ class EdgeNode:
     # Services
     def serve_crop(self, request):
         response = self._crop_type.Response()
-        if not self.limiter.allow():
-            response.status_message = (
-                f'refused: more than {self.config.crop_max_requests} crop requests in '
-                f'{self.config.crop_window_s:g} s')
+        cost = crop_cost(request.output_width, request.output_height, self.config.crop_limits)
+        if not self.limiter.allow(caller_id(), cost):
+            response.status_message = self.limiter.refusal()
             return response
         stamp_ns = stamps.to_ns(request.frame_stamp)
         try:
@@ -166,6 +179,9 @@ class EdgeNode:
 
     def serve_frame_request(self, request):
         response = self._frame_type.Response()
+        if not self.frame_limiter.allow(caller_id()):
+            response.status_message = self.frame_limiter.refusal()
+            return response
         newer_than = stamps.to_ns(request.newer_than)
         newest = self._newest
         if newest is None or newest.stamp_ns <= newer_than:
@@ -208,7 +224,6 @@ class EdgeNode:
             scored = self.scorer.score(newest.image, request.question, key=newest.stamp_ns)
         except Exception as error:  # the model failed on this frame: say so, keep serving
             response.status_message = f'frame {newest.stamp_ns}: no score: {first_line(error)}'
-
             self.node.logger.warning(response.status_message)
             return response
         stamps.fill(response.frame_stamp, newest.stamp_ns)
@@ -220,10 +235,15 @@ class EdgeNode:
         self.uplink.add('score', self.node.serialized_size(response))
         return response
 
-    def log_status(self) -> None:
-        dropped = self.dropped_frames + getattr(self.source, 'dropped', 0)
-        self.node.logger.info(
-            f'uplink: {self.uplink.summary()}; buffer {self.buffer.frames} frames '
-            f'{self.buffer.bytes} B, {self.buffer.evictions} evicted; dropped frames '
-            f'{dropped}; crops refused {self.limiter.refused}')
+    def figures(self) -> dict:
+        """What the status line and /diagnostics report, by name."""
+        return {
+            'source': self.health.state, 'fps': self.health.fps(), 'frames': self.health.frames,
+            'dropped frames': self.dropped_frames + getattr(self.source, 'dropped', 0),
+            'refused images': self.refused_images + getattr(self.source, 'refused', 0),
+            'crops refused': self.limiter.refused, 'frames refused': self.frame_limiter.refused,
+            'buffer frames': self.buffer.frames, 'buffer bytes': self.buffer.bytes}
 
+    def log_status(self) -> None:
+        self.node.logger.info(status_line(self.uplink.summary(), self.figures(),
+                                          self.buffer.evictions, self.health.cause))

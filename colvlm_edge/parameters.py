@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from colvlm_edge.global_encoder import GlobalEncoderConfig
 from colvlm_edge.roi_crop import CropLimits
 from colvlm_edge.token_encoder import TokenLayersConfig
+from colvlm_msgs.image_codec import DEFAULT_MAX_PIXELS
 from colvlm_msgs.param_fields import (
     check_fields,
     from_parameters,
@@ -56,6 +57,9 @@ class EdgeConfig:
                                   'end')
     bag_topic: str = parameter('source.bag_topic', '', "image topic of a bag source; '' = "
                                'first')
+    decode_max_pixels: int = parameter(
+        'decode.max_pixels', DEFAULT_MAX_PIXELS, 'largest source image decoded, by the size '
+        'its header declares', unit='px', min=1, max=2**31)
     frame_id: str = parameter('frame_id', 'camera', 'TF frame of the camera')
     publish_mode: str = parameter('publish.mode', 'every_frame', 'when global frames are sent',
                                   choices=PUBLISH_MODES)
@@ -71,8 +75,12 @@ class EdgeConfig:
         unit='ms', min=0.0, max=10_000.0)
     # Its default output size is always the global frame's (set below).
     crop_limits: CropLimits = group(CropLimits)
-    crop_max_requests: int = parameter('crop.max_requests', 10, 'crop requests allowed per '
-                                       'window', min=1, max=100_000)
+    crop_max_requests: int = parameter(
+        'crop.max_requests', 10, 'crop (and request_frame) requests allowed per window, per '
+        'client', min=1, max=100_000)
+    crop_max_pixels_per_s: int = parameter(
+        'crop.max_pixels_per_s', 4_000_000, 'crop output pixels served per second, per client '
+        '(at least one largest crop at a time)', unit='px/s', min=1, max=2**40)
     crop_window_s: float = parameter('crop.window_s', 1.0, 'the rate limit window', unit='s',
                                      min=0.01, max=3600.0)
     layers: TokenLayersConfig = group(TokenLayersConfig)

@@ -4,16 +4,12 @@ The requested box grows by a margin, is clamped to the image, and the cut is fit
 output size by the same 'pad' preprocessing as the global frame, so the server can map crop
 pixels back to original pixels (`CropResult.to_original`). Bad requests raise CropRejected with
 a one-line reason for the service's status_message. It knows nothing about stamps, buffers or
-transports; `RateLimiter` lets the node refuse request bursts.
+transports (colvlm_edge.rate_limit refuses request floods).
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-import threading
-import time
 from typing import Optional
 
 import numpy as np
@@ -187,35 +183,10 @@ def _output_size(output_size: Optional[tuple[int, int]], limits: CropLimits) -> 
     return int(out_width), int(out_height)
 
 
-class RateLimiter:
-    """At most max_requests allowed in any window of per_seconds (a sliding window).
-
-    Refused calls do not count, so a client that backs off gets through again as soon as the
-    oldest allowed request leaves the window. Thread-safe.
-    """
-
-    def __init__(self, max_requests: int, per_seconds: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if isinstance(max_requests, bool) or not isinstance(max_requests, (int, np.integer)) \
-                or max_requests < 1:
-            raise ValueError(f'max_requests must be a positive int, got {max_requests!r}')
-        if not isinstance(per_seconds, (int, float)) or not per_seconds > 0:
-            raise ValueError(f'per_seconds must be > 0, got {per_seconds!r}')
-        self.max_requests = int(max_requests)
-        self.per_seconds = float(per_seconds)
-        self._clock = clock
-        self._allowed: deque[float] = deque()  # clock times of allowed requests, s
-        self._lock = threading.Lock()
-        self.refused = 0
-
-    def allow(self) -> bool:
-        """True if a request now stays within the limit (and count it), else False."""
-        with self._lock:
-            now = self._clock()
-            while self._allowed and now - self._allowed[0] >= self.per_seconds:
-                self._allowed.popleft()
-            if len(self._allowed) < self.max_requests:
-                self._allowed.append(now)
-                return True
-            self.refused += 1
-            return False
+def crop_cost(output_width: int, output_height: int, limits: CropLimits) -> int:
+    """Output pixels a request asks for, as a rate limiter counts them: (0, 0) is the default
+    size, anything over the maximum costs the maximum (crop_roi refuses it anyway)."""
+    if (output_width, output_height) == (0, 0):
+        output_width, output_height = limits.default_output_size
+    return (min(max(int(output_width), 1), limits.max_output_width)
+            * min(max(int(output_height), 1), limits.max_output_height))

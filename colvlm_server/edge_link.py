@@ -147,7 +147,8 @@ class EdgeCropSource:
         if not response.success:
             raise CropUnavailable(f'the edge refused: {response.status_message}')
         try:
-            image = decode_image(bytes(response.image.data))  # (h, w, 3) uint8 BGR
+            # (h, w, 3) uint8 BGR
+            image = decode_image(bytes(response.image.data), self.config.decode_max_pixels)
         except ImageDecodeError as error:
             raise CropUnavailable(f'undecodable crop: {error}') from None
         return Crop(image, roi_box(response.applied_roi), self.node.serialized_size(response),

@@ -78,7 +78,8 @@ class ServerNode:
 
     def on_image(self, message, link: CameraLink) -> None:
         try:
-            image = decode_image(bytes(message.data))  # (h, w, 3) uint8 BGR
+            # (h, w, 3) uint8 BGR; a header over decode.max_pixels is refused undecoded
+            image = decode_image(bytes(message.data), self.config.decode_max_pixels)
         except ImageDecodeError as error:
             self._drop_frame(f'{link.camera}: {error}')
             return

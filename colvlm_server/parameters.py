@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from colvlm_models.accelerate import Acceleration
 from colvlm_models.settings import GENERIC, model_settings
 from colvlm_models.vlm import DTYPES
-from colvlm_msgs.image_codec import CODECS, check_quality
+from colvlm_msgs.image_codec import CODECS, DEFAULT_MAX_PIXELS, check_quality
 from colvlm_msgs.param_fields import (
     check_fields,
     from_parameters,
@@ -61,6 +61,9 @@ class ServerConfig:
     fresh_frame_timeout_s: float = parameter(
         'frame.fresh_timeout_s', 2.0, 'wait for a frame asked of the edge (fresh_frame, or '
         'none held fresh) at most this long', unit='s', min=0.01, max=600.0)
+    decode_max_pixels: int = parameter(
+        'decode.max_pixels', DEFAULT_MAX_PIXELS, 'largest image (frame or crop) decoded, by the '
+        'size its header declares', unit='px', min=1, max=2**31)
     crop_timeout_s: float = parameter('crop.timeout_s', 2.0, 'wait for one crop from the edge '
                                       'at most this long', unit='s', min=0.01, max=600.0)
     crop_codec: str = parameter('crop.codec', 'jpeg', 'codec the edge encodes crops with',

@@ -23,7 +23,8 @@ _NUMPY = {
     'uint64': np.uint64,
 }
 _RANGES = {
-    'byte': (0, 255), 'char': (0, 255), 'int8': (-128, 127), 'uint8': (0, 255),
+    # rosbags packs `byte` (an octet in ROS 2) as a signed char: the half both agree on.
+    'byte': (0, 127), 'char': (0, 255), 'int8': (-128, 127), 'uint8': (0, 255),
     'int16': (-2**15, 2**15 - 1), 'uint16': (0, 2**16 - 1), 'int32': (-2**31, 2**31 - 1),
     'uint32': (0, 2**32 - 1), 'int64': (-2**63, 2**63 - 1), 'uint64': (0, 2**64 - 1),
 }

@@ -10,14 +10,14 @@ import inspect
 from pathlib import Path
 
 from colvlm_edge.sources.bag import BagSource
-from colvlm_edge.sources.folder import FolderSource
+from colvlm_edge.sources.folder import IMAGE_SUFFIXES, FolderSource
 from colvlm_edge.sources.frame import Frame, FrameSource
 from colvlm_edge.sources.ros_image import image_from_ros
 from colvlm_edge.sources.synthetic import SyntheticSource
 from colvlm_edge.sources.video import VideoSource
 
-__all__ = ['BagSource', 'FolderSource', 'Frame', 'FrameSource', 'SyntheticSource',
-           'VideoSource', 'image_from_ros', 'open_source']
+__all__ = ['IMAGE_SUFFIXES', 'BagSource', 'FolderSource', 'Frame', 'FrameSource',
+           'SyntheticSource', 'VideoSource', 'image_from_ros', 'open_source']
 
 BAG_SUFFIXES = ('.mcap', '.db3')
 
@@ -35,6 +35,8 @@ def _pick(spec: str) -> tuple[type[FrameSource], object]:
         return (BagSource if (path / 'metadata.yaml').is_file() else FolderSource), path
     if path.suffix.lower() in BAG_SUFFIXES:
         return BagSource, path  # BagSource says so clearly when it is missing
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        return FolderSource, path  # one picture: decoded as one, never through a video reader
     if path.is_file():
         return VideoSource, path
     raise FileNotFoundError(f"source {spec!r} is not 'synthetic', a device index, a URL or an "
@@ -45,9 +47,10 @@ def open_source(spec: str, **options: object) -> FrameSource:
     """The source spec names, built with options.
 
     'synthetic' -> SyntheticSource; '0' -> camera 0; 'rtsp://...' -> stream; a folder -> its
-    images, or a bag if it holds metadata.yaml; '*.mcap' / '*.db3' -> bag; another file ->
-    video. Options set to None are dropped, so a node can pass all its parameters; any other
-    option the chosen kind does not take is a ValueError naming it.
+    images, or a bag if it holds metadata.yaml; '*.mcap' / '*.db3' -> bag; an image file ->
+    that one picture; another file -> video. Options set to None are dropped, so a node can
+    pass all its parameters; any other option the chosen kind does not take is a ValueError
+    naming it.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f'source must be a non-empty string, got {spec!r}')

@@ -16,6 +16,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from colvlm_edge.sources.frame import Frame, FrameSource
 from colvlm_edge.sources.ros_image import image_from_ros
+from colvlm_msgs.image_codec import DEFAULT_MAX_PIXELS, ImageTooLarge
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 
@@ -28,8 +29,9 @@ class BagSource(FrameSource):
     kind = 'bag'
 
     def __init__(self, path: str | Path, topic: Optional[str] = None,
-                 frame_id: str = 'camera') -> None:
+                 frame_id: str = 'camera', max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         super().__init__()
+        self.max_pixels = max_pixels  # px; larger images are refused undecoded
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f'bag {str(self.path)!r} does not exist')
@@ -62,7 +64,12 @@ class BagSource(FrameSource):
         for connection, log_time_ns, raw in self._reader.messages(connections=self.connections):
             try:
                 msg = self._typestore.deserialize_cdr(raw, connection.msgtype)
-                image = image_from_ros(msg)  # (H, W, 3) uint8 BGR
+                image = image_from_ros(msg, self.max_pixels)  # (H, W, 3) uint8 BGR
+            except ImageTooLarge as error:
+                logger.warning('refusing a %s message at %d ns: %s', self.topic, log_time_ns,
+                               error)
+                self.refused += 1
+                continue
             except Exception as error:  # a corrupt message of any kind is skipped alike
                 logger.warning('skipping a %s message at %d ns: %s', self.topic,
                                log_time_ns, error)

@@ -30,6 +30,7 @@ class FrameSource:
 
     def __init__(self) -> None:
         self.dropped = 0  # frames skipped because they could not be read or decoded
+        self.refused = 0  # images refused undecoded: their header declares over max_pixels
         self._iterator: Optional[Iterator[Frame]] = None
 
     def _frames(self) -> Iterator[Frame]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from colvlm_msgs.image_codec import decode_image
+from colvlm_msgs.image_codec import DEFAULT_MAX_PIXELS, ImageTooLarge, decode_image
 
 # encoding -> (channels, cv2 conversion to BGR or None when it already is BGR)
 ENCODINGS = {
@@ -28,20 +28,24 @@ def _as_bytes_array(data: object) -> np.ndarray:
     return np.asarray(data, dtype=np.uint8).reshape(-1)
 
 
-def image_from_ros(msg: object) -> np.ndarray:
+def image_from_ros(msg: object, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The (H, W, 3) uint8 BGR image in a sensor_msgs Image or CompressedImage-like msg.
 
     Compressed images are decoded whatever their format says (the file bytes tell);
-    ImageDecodeError (a ValueError) when they are corrupt. Raw images honour step (row
-    padding); unsupported encodings raise ValueError naming them.
+    ImageDecodeError (a ValueError) when they are corrupt, ImageTooLarge (one) when their
+    header declares more than max_pixels. Raw images honour step (row padding); unsupported
+    encodings raise ValueError naming them.
     """
     if hasattr(msg, 'format') and not hasattr(msg, 'encoding'):
-        return decode_image(_as_bytes_array(msg.data).tobytes())
+        return decode_image(_as_bytes_array(msg.data).tobytes(), max_pixels)
     encoding = str(msg.encoding)
     if encoding not in ENCODINGS:
         raise ValueError(f'image encoding must be one of {tuple(ENCODINGS)}, got {encoding!r}')
     channels, conversion = ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height * width > max_pixels:
+        raise ImageTooLarge(f'image {width}x{height} {encoding} is over the limit of '
+                            f'{max_pixels} pixels')
     data = _as_bytes_array(msg.data)
     row_bytes = width * channels
     if height < 1 or width < 1 or step < row_bytes or data.size < height * step:

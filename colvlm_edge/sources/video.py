@@ -13,6 +13,7 @@ from typing import Optional, Union
 import cv2
 
 from colvlm_edge.sources.frame import Frame, FrameSource, IndexClock, LiveClock
+from colvlm_msgs.image_codec import DEFAULT_MAX_PIXELS, ImageTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ class VideoSource(FrameSource):
     kind = 'video'
 
     def __init__(self, source: Union[int, str, Path], frame_id: str = 'camera',
-                 fps: Optional[float] = None, start_ns: Optional[int] = None) -> None:
+                 fps: Optional[float] = None, start_ns: Optional[int] = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         super().__init__()
         self.frame_id = frame_id
         self.live = isinstance(source, int) or '://' in str(source)
@@ -39,9 +41,17 @@ class VideoSource(FrameSource):
                 raise FileNotFoundError(f'video file {str(source)!r} does not exist')
         self.source = source
         self._capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+        name = str(source)
         if not self._capture.isOpened():
             self._capture.release()
-            raise ValueError(f'cannot open video source {source!r} with cv2.VideoCapture')
+            raise ValueError(f'cannot open {name!r} with cv2.VideoCapture: not a video file, '
+                             'camera or stream it can read')
+        width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > max_pixels:
+            self._capture.release()
+            raise ImageTooLarge(f'video source {name!r} has {width}x{height} frames, over '
+                                f'decode.max_pixels {max_pixels}')
         if self.live:
             self._live_clock = LiveClock(start_ns)
         else:

@@ -408,7 +408,8 @@ class DdsNode(port.WireTypesNode):
                 reader.get_matched_publication_data(sample.sample_info.publication_handle),
                 'clientid')
             try:
-                response = handler(_copy_fields(sample, service_type.Request))
+                with port.serving_caller(f'{guid:016x}'):
+                    response = handler(_copy_fields(sample, service_type.Request))
             except Exception as error:
                 self.logger.error(f'service {full} handler failed: {error!r}')
                 response = service_type.Response()  # success=false where it has one

@@ -147,14 +147,15 @@ class MemoryServiceServer(port.ServiceServer):
         self.node, self.service = node, service
         self._type, self._handler = service_type, handler
 
-    def handle(self, request_data: bytes) -> Future:
+    def handle(self, request_data: bytes, caller: str = '') -> Future:
         """The serialized response, computed on the serving node's pool."""
-        return self.node._pool.submit(self._serve, request_data)
+        return self.node._pool.submit(self._serve, request_data, caller)
 
-    def _serve(self, request_data: bytes) -> bytes:
+    def _serve(self, request_data: bytes, caller: str) -> bytes:
         request = self._type.Request.deserialize(request_data)
         try:
-            response = self._handler(request)
+            with port.serving_caller(caller):
+                response = self._handler(request)
         except Exception as error:
             self.node.logger.error(f'service {self.service} handler failed: {error!r}')
             response = self._type.Response()  # success=false where it has one
@@ -173,7 +174,8 @@ class MemoryClient(port.Client):
         try:
             if server is None or server.node.closed:
                 raise RuntimeError('no server')
-            reply = server.handle(_encode(request))  # RuntimeError once its pool is shut
+            # RuntimeError once its pool is shut; each client is one caller, as on dds.
+            reply = server.handle(_encode(request), f'{self.node.name}:{id(self):x}')
         except RuntimeError:
             raise port.ServiceTimeout(f'service {self.service!r} is not available '
                                       f'(no server within {timeout:.1f} s)') from None

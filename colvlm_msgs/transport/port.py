@@ -12,8 +12,10 @@ from a subscription callback that the reply depends on.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+import contextlib
 import logging
+import threading
 import time
 
 from colvlm_msgs import names
@@ -143,3 +145,24 @@ class WireTypesNode(Node):
 
     def resolve_name(self, name: str) -> str:
         return names.resolve(name, self.namespace, self.name)
+
+
+_serving = threading.local()
+
+
+def caller_id() -> str:
+    """Who sent the request this thread is serving, for per-client limits: the client's request
+    writer GUID on dds, the calling client on the in-memory transport, '' where the backend
+    does not say (rclpy's service callbacks are not given the request header)."""
+    return getattr(_serving, 'caller', '')
+
+
+@contextlib.contextmanager
+def serving_caller(caller: str) -> Iterator[None]:
+    """Backends wrap a service handler in this so that `caller_id()` names its client."""
+    previous = getattr(_serving, 'caller', '')
+    _serving.caller = caller
+    try:
+        yield
+    finally:
+        _serving.caller = previous

@@ -13,8 +13,9 @@ import pytest
 from colvlm_edge.node import EdgeNode
 from colvlm_edge.sources import Frame
 from colvlm_msgs import stamps
-from colvlm_msgs.image_codec import decode_image
+from colvlm_msgs.image_codec import decode_image, encode_image
 from colvlm_msgs.transport.memory import MemoryBus, MemoryNode
+from tools.hostile_inputs import forged_jpeg
 
 SIZE = (320, 240)  # (w, h) px of the originals
 SECOND = 10**9
@@ -161,8 +162,61 @@ def test_crops_beyond_the_rate_limit_are_refused(rig):
     edge.read(SECOND)
     answers = [edge.crop(0, 0, 64, 64, SECOND) for _ in range(5)]
     assert [a.success for a in answers] == [True, True, True, False, False]
-    assert 'refused: more than 3 crop requests' in answers[-1].status_message
+    assert 'refused: over 3 crop requests' in answers[-1].status_message
     assert edge.edge.limiter.refused == 2
+
+
+def test_a_flood_of_crops_from_one_client_does_not_starve_another(rig):
+    edge = rig(**{'crop.max_requests': 5, 'crop.window_s': 600.0})
+    edge.read(SECOND)
+    flood = [edge.crop(0, 0, 10, 10, SECOND, output_width=16, output_height=16)
+             for _ in range(50)]
+    assert sum(a.success for a in flood) == 5
+    other = MemoryNode('asker', 'cam0', bus=edge.edge_node.bus)  # another client: own bucket
+    try:
+        client = other.create_client('colvlm/srv/CropRoi', 'colvlm/crop_roi')
+        request = other.service_type('colvlm/srv/CropRoi').Request()
+        stamps.fill(request.frame_stamp, SECOND)
+        request.roi.width, request.roi.height = 64, 64
+        answers = [client.call(request, timeout=TIMEOUT_S) for _ in range(5)]
+    finally:
+        other.shutdown()
+    assert all(a.success for a in answers)
+    assert edge.edge.limiter.refused == 45 and edge.edge.limiter.clients == 2
+
+
+def test_crops_are_limited_by_output_pixels_per_client(rig):
+    edge = rig(**{'crop.max_pixels_per_s': 64 * 64, 'crop.max_output_width': 128,
+                  'crop.max_output_height': 128, 'crop.window_s': 600.0})
+    edge.read(SECOND)
+    big = edge.crop(0, 0, 64, 64, SECOND, output_width=128, output_height=128)
+    assert big.success  # the largest crop passes on a full bucket
+    after = edge.crop(0, 0, 64, 64, SECOND, output_width=16, output_height=16)
+    assert not after.success and 'px/s for this client' in after.status_message
+
+
+def test_frame_requests_are_rate_limited_per_client(rig):
+    edge = rig(**{'crop.max_requests': 3, 'crop.window_s': 600.0,
+                  'publish.mode': 'on_request'})
+    edge.read(SECOND)
+    answers = [edge.request_frame() for _ in range(10)]
+    assert [a.success for a in answers] == [True] * 3 + [False] * 7
+    assert 'refused: over 3 frame requests' in answers[-1].status_message
+    assert edge.edge.uplink.messages['global'] == 3  # no re-publish for a refused one
+
+
+def test_a_topic_frame_declaring_too_many_pixels_is_refused_and_counted(rig):
+    edge = rig(**{'decode.max_pixels': 100 * 100})
+    message = edge.node.message_type('sensor_msgs/msg/CompressedImage')(
+        format='jpeg', data=list(forged_jpeg(13000, 13000)))
+    stamps.fill(message.header.stamp, SECOND)
+    edge.edge.on_image_message(message)
+    assert edge.edge.buffer.frames == 0 and edge.edge.figures()['refused images'] == 1
+    small = edge.node.message_type('sensor_msgs/msg/CompressedImage')(
+        format='jpeg', data=list(encode_image(noise_image(100, 100), 'jpeg', 80)))
+    stamps.fill(small.header.stamp, 2 * SECOND)
+    edge.edge.on_image_message(small)
+    assert edge.edge.buffer.frames == 1
 
 
 def test_a_published_original_is_gone_once_newer_ones_fill_the_buffer(rig):

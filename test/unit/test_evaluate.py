@@ -7,14 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from colvlm_bench.evaluate import InProcessEdge, Record, auroc, summarize
+from colvlm_bench.evaluate import FolderFrames, InProcessEdge, Record, auroc, summarize
 from colvlm_bench.glyphvqa.questions import Question
 from colvlm_edge.global_encoder import GlobalEncoderConfig
 from colvlm_msgs.constants import Decision
 from colvlm_msgs.geometry import Box
-from colvlm_msgs.image_codec import decode_image
+from colvlm_msgs.image_codec import decode_image, encode_image
 from colvlm_server.gate import GateConfig, measure
 from colvlm_server.pipeline import CropUnavailable, PassResult, PipelineResult
+from tools.hostile_inputs import png_bomb
 
 
 def test_auroc_matches_hand_counts():
@@ -79,3 +80,17 @@ def test_policy_lists_name_layers_explicitly():
     for bad in ('', 'layer', 'entropy,,pixels'):
         with pytest.raises(ValueError, match='--policy must be among'):
             parse_policies(bad)
+
+
+def test_eval_reads_originals_by_their_header_size_first(tmp_path):
+    (tmp_path / 'ok.png').write_bytes(encode_image(np.zeros((12, 16, 3), np.uint8), 'png', 1))
+    (tmp_path / 'bomb.png').write_bytes(png_bomb(7000, 7000))  # 49 MP of zeros, ~50 kB
+    (tmp_path / 'cut.png').write_bytes((tmp_path / 'ok.png').read_bytes()[:40])
+    frames = FolderFrames(tmp_path)
+    assert frames.original('ok.png').shape == (12, 16, 3)
+    with pytest.raises(OSError, match='bomb.png: .*7000x7000.*over the limit'):
+        frames.original('bomb.png')
+    with pytest.raises(OSError, match='cut.png'):
+        frames.original('cut.png')
+    with pytest.raises(OSError):
+        frames.original('missing.png')

@@ -1,17 +1,25 @@
-"""colvlm_msgs.image_codec: round trips, validation messages, image_transport formats."""
+"""colvlm_msgs.image_codec: round trips, validation messages, image_transport formats, and
+the size read from the header before any decode."""
+
+import io
 
 import cv2
 import numpy as np
+from PIL import Image
 import pytest
 
 from colvlm_msgs.image_codec import (
     CODECS,
+    DEFAULT_MAX_PIXELS,
     ImageDecodeError,
+    ImageTooLarge,
     decode_image,
     encode_image,
     format_string,
+    image_size,
     parse_format,
 )
+from tools.hostile_inputs import forged_jpeg, png_bomb
 
 
 def textured(height=120, width=160, seed=0):
@@ -68,15 +76,58 @@ def test_corrupt_bytes_raise_one_line_decode_error(data):
     assert '\n' not in str(caught.value)
 
 
-def test_truncated_jpeg_raises_or_decodes_to_bgr():
+def test_a_truncated_jpeg_is_refused_not_half_decoded():
     data = encode_image(textured(), 'jpeg', 90)
-    # libjpeg may fill a truncated tail with grey instead of failing; either is acceptable,
-    # but never an exception of another type or a malformed array.
-    try:
-        image = decode_image(data[:len(data) // 3])
-    except ImageDecodeError:
-        return
-    assert image.shape == (120, 160, 3)
+    # libjpeg would fill the missing tail with grey and publish that as a frame.
+    with pytest.raises(ImageDecodeError, match='truncated'):
+        decode_image(data[:len(data) // 3])
+    assert decode_image(data + b'\0' * 100).shape == (120, 160, 3)  # padding is fine
+
+
+@pytest.mark.parametrize('codec, quality', [('jpeg', 90), ('png', 6), ('webp', 80),
+                                            ('webp', 101)])  # 101: cv2's lossless webp
+def test_the_header_tells_the_size_of_every_codec(codec, quality):
+    flag = {'jpeg': cv2.IMWRITE_JPEG_QUALITY, 'png': cv2.IMWRITE_PNG_COMPRESSION,
+            'webp': cv2.IMWRITE_WEBP_QUALITY}[codec]
+    ok, buffer = cv2.imencode(f'.{"jpg" if codec == "jpeg" else codec}', textured(37, 53),
+                              [flag, quality])
+    assert ok and image_size(buffer.tobytes()) == (53, 37)
+
+
+@pytest.mark.parametrize('kind', ['BMP', 'TIFF', 'PPM'])
+def test_other_folder_formats_are_sized_by_their_header_too(kind):
+    file = io.BytesIO()
+    Image.fromarray(textured(37, 53)).save(file, kind)
+    assert image_size(file.getvalue()) == (53, 37)
+    assert decode_image(file.getvalue()).shape == (37, 53, 3)
+
+
+def test_a_small_jpeg_declaring_a_huge_size_is_refused_before_decoding():
+    data = forged_jpeg(30000, 30000)
+    assert len(data) < 1000 and image_size(data) == (30000, 30000)
+    with pytest.raises(ImageTooLarge) as caught:
+        decode_image(data)  # 2.7 GB if decoded: refused from the 9 header bytes
+    assert '30000x30000' in str(caught.value) and str(DEFAULT_MAX_PIXELS) in str(caught.value)
+    assert isinstance(caught.value, ImageDecodeError) and '\n' not in str(caught.value)
+
+
+def test_a_png_zlib_bomb_is_refused_by_its_header():
+    bomb = png_bomb(7000, 7000)  # 49 MP of zeros in about 50 kB
+    with pytest.raises(ImageTooLarge, match='7000x7000'):
+        decode_image(bomb)
+    with pytest.raises(ImageTooLarge):
+        decode_image(encode_image(textured(), 'png', 6), max_pixels=160 * 120 - 1)
+    assert decode_image(encode_image(textured(), 'png', 6), max_pixels=160 * 120).shape == (
+        120, 160, 3)
+
+
+@pytest.mark.parametrize('data', [b'\xff\xd8\xff\xda' + b'\0' * 20,  # a scan before any frame
+                                  b'\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR' + b'\0' * 8,  # 0x0
+                                  b'\x89PNG\r\n\x1a\n not really an image',  # no IHDR
+                                  b'RIFF\0\0\0\0WEBPVP8 ' + b'\0' * 20])
+def test_headers_without_a_size_are_refused(data):
+    with pytest.raises(ImageDecodeError, match='no readable size'):
+        decode_image(data)
 
 
 def test_grey_and_alpha_pngs_decode_to_bgr():

@@ -1,6 +1,7 @@
 """colvlm_edge.sources: folder, video and rosbag2 sources, open_source, image_from_ros."""
 
 import logging
+import os
 from types import SimpleNamespace
 
 import cv2
@@ -18,7 +19,8 @@ from colvlm_edge.sources import (
     open_source,
 )
 from colvlm_edge.sources import _pick as pick_source
-from colvlm_msgs.image_codec import ImageDecodeError, encode_image
+from colvlm_msgs.image_codec import ImageDecodeError, ImageTooLarge, encode_image
+from tools.hostile_inputs import corrupt_sqlite_bag, forged_jpeg
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 S = 1_000_000_000  # ns per s
@@ -116,7 +118,55 @@ def test_folder_source_errors(tmp_path):
     with pytest.raises(ValueError, match='has no images'):
         FolderSource(tmp_path)
     (tmp_path / 'x.png').write_bytes(b'broken')
-    assert list(FolderSource(tmp_path, loop=True)) == []  # never spins on a bad-only folder
+    with pytest.raises(ValueError, match='no decodable image among 1 file'):
+        list(FolderSource(tmp_path, loop=True))  # says so, never spins on a bad-only folder
+
+
+def test_folder_source_refuses_an_image_declaring_too_many_pixels(tmp_path, caplog):
+    cv2.imwrite(str(tmp_path / 'a.png'), pattern(10))
+    (tmp_path / 'b_bomb.jpg').write_bytes(forged_jpeg(13000, 13000))  # 507 MB if decoded
+    with caplog.at_level(logging.WARNING):
+        source = FolderSource(tmp_path)
+        frames = list(source)
+    assert len(frames) == 1 and source.refused == 1 and source.dropped == 0
+    (line,) = [r.getMessage() for r in caplog.records if 'b_bomb.jpg' in r.getMessage()]
+    assert line.startswith('refusing ') and '13000x13000' in line
+
+
+@pytest.mark.skipif(not hasattr(os, 'mkfifo'), reason='needs POSIX links and pipes')
+def test_folder_source_skips_link_loops_devices_and_pipes_with_a_count(tmp_path, caplog):
+    cv2.imwrite(str(tmp_path / 'a.png'), pattern(10))
+    (tmp_path / 'loop.png').symlink_to(tmp_path / 'loop.png')
+    (tmp_path / 'device.png').symlink_to(os.devnull)
+    os.mkfifo(tmp_path / 'pipe.jpg')  # reading it would block the source forever
+    (tmp_path / 'dangling.png').symlink_to(tmp_path / 'gone.png')
+    with caplog.at_level(logging.WARNING):
+        source = FolderSource(tmp_path)
+        frames = list(source)
+    assert len(frames) == 1 and source.dropped == 4
+    warned = ' '.join(r.getMessage() for r in caplog.records)
+    for name in ('loop.png', 'device.png', 'pipe.jpg', 'dangling.png'):
+        assert name in warned
+
+
+def test_a_single_image_file_is_a_source_and_a_truncated_one_is_refused(tmp_path):
+    data = encode_image(pattern(10, 64, 64), 'jpeg', 90)
+    (tmp_path / 'one.jpg').write_bytes(data)
+    (tmp_path / 'cut.jpg').write_bytes(data[:len(data) // 2])
+    source = open_source(str(tmp_path / 'one.jpg'))
+    assert isinstance(source, FolderSource) and len(list(source)) == 1
+    cut = open_source(str(tmp_path / 'cut.jpg'))  # never the video reader's half a frame
+    with pytest.raises(ValueError, match="image '.*cut.jpg': no decodable image"):
+        list(cut)
+    assert cut.dropped == 1
+
+
+def test_a_file_no_reader_opens_is_one_line_naming_it(tmp_path):
+    (tmp_path / 'a.txt').write_text('not a video')
+    with pytest.raises(ValueError) as caught:
+        open_source(str(tmp_path / 'a.txt'))
+    message = str(caught.value)
+    assert 'a.txt' in message and 'PosixPath' not in message and '\n' not in message
 
 
 # --- rosbag2 -------------------------------------------------------------------------------
@@ -284,3 +334,35 @@ def test_index_clock_anchors_at_the_first_stamp_not_at_creation():
     assert first >= before  # not 0.2 s older than the frame it stamps
     assert clock.stamp(3) - first == 300_000_000
     assert IndexClock(fps=10.0, start_ns=7).stamp(1) == 100_000_007
+
+
+
+def test_bag_source_refuses_an_image_declaring_too_many_pixels(tmp_path):
+    bag = tmp_path / 'bag'
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        connection = writer.add_connection('/cam/image/compressed',
+                                           'sensor_msgs/msg/CompressedImage', typestore=TYPESTORE)
+        bomb = TYPESTORE.types['sensor_msgs/msg/CompressedImage'](
+            header=ros_header(S), format='jpeg',
+            data=np.frombuffer(forged_jpeg(30000, 30000), np.uint8).copy())
+        for log_ns, message in ((S, bomb), (2 * S, ros_compressed(pattern(5), 'png', 2 * S))):
+            writer.write(connection, log_ns, TYPESTORE.serialize_cdr(message, connection.msgtype))
+    with BagSource(bag) as source:
+        frames = list(source)
+    assert [f.stamp_ns for f in frames] == [2 * S] and source.refused == 1
+
+
+def test_a_raw_image_over_the_limit_is_refused_before_reshaping():
+    with pytest.raises(ImageTooLarge, match='8x6'):
+        image_from_ros(raw_msg(pattern(1), 'bgr8'), max_pixels=47)
+    assert image_from_ros(raw_msg(pattern(1), 'bgr8'), max_pixels=48).shape == (6, 8, 3)
+
+
+def test_a_bag_corrupted_mid_file_raises_out_of_the_source(tmp_path):
+    """The source does not hide it: colvlm_edge.source_runner reports it (test_source_runner)."""
+    source = BagSource(corrupt_sqlite_bag(tmp_path / 'bag'))
+    read = []
+    with pytest.raises(Exception, match='malformed'):
+        for frame in source:
+            read.append(frame)
+    assert 0 < len(read) < 30
