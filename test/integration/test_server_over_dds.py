@@ -49,16 +49,21 @@ class Client:
         self._ask = self.node.create_client('colvlm/srv/Ask', 'colvlm/ask')
 
     def _frame(self, stamp) -> dict:
-        return self.frames.setdefault(stamps.to_ns(stamp), {'bytes': 0})
+        return self.frames.setdefault(stamps.to_ns(stamp), {'bytes': 0, 'parts': {}})
+
+    def _count(self, frame: dict, part: str, message) -> None:
+        # A frame the edge publishes again (the server's request_frame) is the same bytes.
+        frame['parts'][part] = self.node.serialized_size(message)
+        frame['bytes'] = sum(frame['parts'].values())
 
     def _on_image(self, message) -> None:
         with self._lock:
-            self._frame(message.header.stamp)['bytes'] += self.node.serialized_size(message)
+            self._count(self._frame(message.header.stamp), 'image', message)
 
     def _on_geometry(self, message) -> None:
         with self._lock:
             frame = self._frame(message.header.stamp)
-            frame['bytes'] += self.node.serialized_size(message)
+            self._count(frame, 'geometry', message)
             frame['width'], frame['height'] = message.original_width, message.original_height
 
     def _on_layer(self, message) -> None:
