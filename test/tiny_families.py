@@ -1,0 +1,64 @@
+"""Random-init miniatures of the VLM families colvlm supports, saved to disk with a processor
+that works offline (the tiny word tokenizer, Glyph-VQA's words): the real transformers model
+and processor classes, tiny hidden sizes, 1-2 layers, small images. Test helpers only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _tokenizer(*extra_tokens: str):
+    from colvlm_bench.glyphvqa.scene import TASK_WORDS, TEXT_ALPHABET
+    from colvlm_models.tiny_vlm import build_tokenizer
+
+    tokenizer = build_tokenizer(TASK_WORDS, TEXT_ALPHABET)
+    if extra_tokens:
+        tokenizer.add_special_tokens({'additional_special_tokens': ['<image>', *extra_tokens]})
+    return tokenizer
+
+
+def _text_sizes(tokenizer) -> dict:
+    return dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                bos_token_id=tokenizer.bos_token_id)
+
+
+def save_tiny_qwen2_5_vl(path: Path) -> Path:
+    """Qwen2.5-VL: 14 px patches merged 2x2 (28 px per token), dynamic resolution, 2 layers."""
+    import torch
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+    )
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
+
+    from colvlm_models.tiny_vlm import CHAT_TEMPLATE, CLIP_MEAN, CLIP_STD
+
+    tokenizer = _tokenizer('<|vision_start|>', '<|vision_end|>')
+    image_processor = Qwen2VLImageProcessorPil(
+        min_pixels=56 * 56, max_pixels=224 * 224, patch_size=14, merge_size=2,
+        temporal_patch_size=2, image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+    # Saved piece by piece: the processor's own save wants a video processor.
+    # Qwen's template brackets each image, so two images' tokens never run together.
+    tokenizer.chat_template = CHAT_TEMPLATE.replace(
+        '<image>\n', '<|vision_start|><image><|vision_end|>')
+    tokenizer.save_pretrained(path)
+    image_processor.save_pretrained(path)
+    text = _text_sizes(tokenizer)
+    text['rope_parameters'] = {'rope_type': 'default', 'rope_theta': 10000.0,
+                               'mrope_section': [2, 2, 4]}
+    config = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2,
+                           out_hidden_size=64, patch_size=14, spatial_merge_size=2,
+                           temporal_patch_size=2, window_size=56, fullatt_block_indexes=[0]),
+        image_token_id=tokenizer.convert_tokens_to_ids('<image>'),
+        vision_start_token_id=tokenizer.convert_tokens_to_ids('<|vision_start|>'),
+        vision_end_token_id=tokenizer.convert_tokens_to_ids('<|vision_end|>'),
+        tie_word_embeddings=False)
+    torch.manual_seed(0)
+    Qwen2_5_VLForConditionalGeneration(config).save_pretrained(path)
+    return path
