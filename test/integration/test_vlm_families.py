@@ -1,0 +1,72 @@
+"""Each VLM family colvlm supports, as a random-init miniature saved to disk, answers a
+Glyph-VQA frame through the whole two-stage path: the gate's scores, ViCrop's attention at the
+family's image positions mapped onto the global frame, the crop as a second image, tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tiny_families import save_tiny_qwen2_5_vl
+
+from colvlm_models.vlm import TransformersVlm
+from colvlm_msgs.constants import Decision, Status
+
+FAMILIES = {'qwen2_5_vl': save_tiny_qwen2_5_vl}
+FRAME = (112, 112)  # global frame (width, height) px
+
+
+@pytest.fixture(scope='module', params=sorted(FAMILIES))
+def backend(request, tmp_path_factory) -> TransformersVlm:
+    path = FAMILIES[request.param](tmp_path_factory.mktemp(request.param))
+    return TransformersVlm(str(path), progress=False, max_new_tokens=3, image_size=FRAME)
+
+
+@pytest.fixture(scope='module')
+def glyph_frame():
+    from colvlm_bench.evaluate import InProcessEdge
+    from colvlm_bench.glyphvqa import render_scene
+    from colvlm_edge.global_encoder import GlobalEncoderConfig
+
+    scene = render_scene(np.random.default_rng(3), 640, 480)
+    edge = InProcessEdge(GlobalEncoderConfig(width=FRAME[0], height=FRAME[1]))
+    return scene, edge, edge.frame(scene.image, stamp_ns=1)
+
+
+@pytest.mark.parametrize('policy', ['global', 'entropy', 'always'])
+def test_family_answers_a_glyph_frame_through_each_policy(backend, glyph_frame, policy):
+    from colvlm_server.gate import make_policy
+    from colvlm_server.pipeline import TwoStagePipeline
+
+    scene, edge, frame = glyph_frame
+    result = TwoStagePipeline(backend).answer('What color is the circle?', frame, edge,
+                                              make_policy(policy))
+    assert result.status == Status.OK, result.reason
+    assert result.first is not None and result.first.gate is not None
+    assert result.first.input_tokens > backend.tokens_per_image > 0
+    if policy == 'global':
+        assert result.decision == Decision.GLOBAL and result.second is None
+    if result.decision == Decision.LOCAL_CROP:
+        height, width = scene.image.shape[:2]
+        roi = result.roi
+        assert 0 <= roi.x0 < roi.x1 <= width and 0 <= roi.y0 < roi.y1 <= height
+        assert result.roi_result is not None
+        # The crop came in as a second image: more image tokens, more input positions.
+        assert result.second.input_tokens > result.first.input_tokens
+        assert result.crop_bytes > 0
+    if policy == 'always':
+        assert result.decision == Decision.LOCAL_CROP
+        assert not result.roi_result.fallback, result.roi_result.reason
+
+
+def test_attention_lands_on_the_backend_grid_whatever_the_frame_size(backend):
+    """A dynamic-resolution family's token grid follows the image; the backend maps it onto
+    its own grid, which ViCrop lays over the whole global frame."""
+    rng = np.random.default_rng(0)
+    for height, width in ((112, 112), (84, 168)):
+        image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        attention = backend.image_attention(image, 'Write a general description of the image.',
+                                            backend.num_layers - 1)
+        assert attention.shape[1] == backend.grid[0] * backend.grid[1]
+        assert np.isfinite(attention).all() and (attention >= 0).all()
+    grad = backend.gradient_attention(image, 'What color is the circle?', 0)
+    assert grad.shape == backend.grid and np.isfinite(grad).all()
