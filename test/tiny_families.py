@@ -62,3 +62,34 @@ def save_tiny_qwen2_5_vl(path: Path) -> Path:
     torch.manual_seed(0)
     Qwen2_5_VLForConditionalGeneration(config).save_pretrained(path)
     return path
+
+
+def save_tiny_idefics3(path: Path) -> Path:
+    """Idefics3 (SmolVLM's architecture): a 112 px frame split into 2x2 tiles of 56 px plus a
+    56 px global sub-image; 7 px patches, pixel shuffle by 2: 16 tokens (4x4) a sub-image."""
+    import torch
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+    from transformers.models.idefics3.image_processing_pil_idefics3 import (
+        Idefics3ImageProcessorPil,
+    )
+
+    from colvlm_models.tiny_vlm import CHAT_TEMPLATE
+
+    tiles = [f'<row_{i + 1}_col_{j + 1}>' for i in range(6) for j in range(6)]
+    tokenizer = _tokenizer('<fake_token_around_image>', '<global-img>', '<end_of_utterance>',
+                           *tiles)
+    image_processor = Idefics3ImageProcessorPil(
+        size={'longest_edge': 112}, max_image_size={'longest_edge': 56},
+        do_image_splitting=True, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=16,
+                      chat_template=CHAT_TEMPLATE).save_pretrained(path)
+    text = _text_sizes(tokenizer)
+    text['model_type'] = 'llama'
+    config = Idefics3Config(
+        text_config=text, scale_factor=2,
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2, image_size=56, patch_size=7),
+        image_token_id=tokenizer.convert_tokens_to_ids('<image>'), tie_word_embeddings=False)
+    torch.manual_seed(0)
+    Idefics3ForConditionalGeneration(config).save_pretrained(path)
+    return path
