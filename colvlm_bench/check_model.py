@@ -100,12 +100,13 @@ def run(args: argparse.Namespace) -> int:
 
 def check_stages(backend, question: str, layer: int | None) -> tuple[list[Stage], dict]:
     """Each stage's outcome, and what was chosen ({'layer', 'method', 'threshold'})."""
+    import numpy as np
+
     from colvlm_bench.evaluate import InProcessEdge
     from colvlm_bench.glyphvqa import render_scene
     from colvlm_edge.global_encoder import GlobalEncoderConfig
     from colvlm_server.gate import make_policy
     from colvlm_server.pipeline import TwoStagePipeline
-    import numpy as np
 
     width, height = backend.image_size
     scene = render_scene(np.random.default_rng(0), 640, 480)
@@ -128,8 +129,9 @@ def check_stages(backend, question: str, layer: int | None) -> tuple[list[Stage]
 
 
 def _first_pass(backend, frame, question: str, layer: int) -> Stage:
-    from colvlm_server.gate import GateConfig, measure
     import numpy as np
+
+    from colvlm_server.gate import GateConfig, measure
 
     try:
         generation, ms = _timed(backend.generate, [frame.image], question,
