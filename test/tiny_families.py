@@ -93,3 +93,43 @@ def save_tiny_idefics3(path: Path) -> Path:
     torch.manual_seed(0)
     Idefics3ForConditionalGeneration(config).save_pretrained(path)
     return path
+
+
+def save_tiny_gemma3(path: Path) -> Path:
+    """Gemma 3: a SigLIP tower at 56 px with 7 px patches, pooled to 16 tokens (4x4) an image
+    between <start_of_image> and <end_of_image>; a 2-layer Gemma 3 decoder."""
+    import torch
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3Processor,
+        PreTrainedTokenizerFast,
+    )
+    from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
+
+    from colvlm_models.tiny_vlm import CHAT_TEMPLATE
+
+    words = _tokenizer('<start_of_image>', '<end_of_image>')
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=words.backend_tokenizer, bos_token='<s>', eos_token='</s>',
+        unk_token='<unk>', pad_token='<pad>', padding_side='left', model_max_length=1024,
+        extra_special_tokens={'image_token': '<image>', 'boi_token': '<start_of_image>',
+                              'eoi_token': '<end_of_image>'},
+        chat_template=CHAT_TEMPLATE.replace('<image>\n', '<start_of_image>'))
+    image_processor = Gemma3ImageProcessorPil(size={'height': 56, 'width': 56},
+                                              image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=16,
+                    chat_template=tokenizer.chat_template).save_pretrained(path)
+    text = _text_sizes(tokenizer)
+    text.update(head_dim=16, query_pre_attn_scalar=16, sliding_window=64)
+    config = Gemma3Config(
+        text_config=text, mm_tokens_per_image=16,
+        vision_config=dict(model_type='siglip_vision_model', hidden_size=32,
+                           intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=56, patch_size=7),
+        boi_token_index=tokenizer.convert_tokens_to_ids('<start_of_image>'),
+        eoi_token_index=tokenizer.convert_tokens_to_ids('<end_of_image>'),
+        image_token_index=tokenizer.convert_tokens_to_ids('<image>'))
+    torch.manual_seed(0)
+    Gemma3ForConditionalGeneration(config).save_pretrained(path)
+    return path

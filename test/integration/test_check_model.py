@@ -4,12 +4,13 @@ grid and layer, every stage works, and --write-settings leaves a colvlm.yaml col
 from __future__ import annotations
 
 import pytest
-from tiny_families import save_tiny_idefics3, save_tiny_qwen2_5_vl
+from tiny_families import save_tiny_gemma3, save_tiny_idefics3, save_tiny_qwen2_5_vl
 
 from colvlm_bench.cli import main as colvlm_main
 from colvlm_models.settings import SETTINGS_FILE, model_settings
 
-BUILDERS = {'qwen_vl': save_tiny_qwen2_5_vl, 'idefics3': save_tiny_idefics3}
+BUILDERS = {'qwen_vl': save_tiny_qwen2_5_vl, 'idefics3': save_tiny_idefics3,
+            'generic': save_tiny_gemma3}
 
 
 @pytest.mark.parametrize('family', sorted(BUILDERS))

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_families import save_tiny_idefics3, save_tiny_qwen2_5_vl
+from tiny_families import save_tiny_gemma3, save_tiny_idefics3, save_tiny_qwen2_5_vl
 
 from colvlm_models.vlm import TransformersVlm
 from colvlm_msgs.constants import Decision, Status
 
-FAMILIES = {'qwen2_5_vl': save_tiny_qwen2_5_vl, 'idefics3': save_tiny_idefics3}
+FAMILIES = {'qwen2_5_vl': save_tiny_qwen2_5_vl, 'idefics3': save_tiny_idefics3,
+            'gemma3': save_tiny_gemma3}
 FRAME = (112, 112)  # global frame (width, height) px
 
 
