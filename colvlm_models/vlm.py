@@ -205,6 +205,12 @@ class TransformersVlm(VlmBackend):
         """Check the accelerations against this model and load what they need; ValueError
         naming the parameter, ModelLoadError for a draft that cannot be loaded."""
         acc = self.acceleration
+        if acc.custom_decode and self.family.name != 'generic':
+            # The custom loop decodes from embeddings with 1-D positions: Qwen-VL's 3-D RoPE
+            # and Idefics3's connector are not followed there.
+            what = 'tokens.keep_ratio' if acc.selects_tokens else 'decode.speculative'
+            raise ValueError(f'{what}: not supported for model {self.model_id!r} '
+                             f'({self.family.name} family); LLaVA-style models only')
         if acc.selects_tokens:
             layers = getattr(self._language_model, 'layers', None)
             if layers is None or not attention:

@@ -71,3 +71,14 @@ def test_attention_lands_on_the_backend_grid_whatever_the_frame_size(backend):
         assert np.isfinite(attention).all() and (attention >= 0).all()
     grad = backend.gradient_attention(image, 'What color is the circle?', 0)
     assert grad.shape == backend.grid and np.isfinite(grad).all()
+
+
+def test_qwen_refuses_the_llava_only_decoding_loop(tmp_path):
+    """Token selection and speculative decoding run from embeddings with 1-D positions, which
+    Qwen-VL's 3-D RoPE does not follow: refused at load, naming the parameter."""
+    from colvlm_models.accelerate import Acceleration
+
+    path = save_tiny_qwen2_5_vl(tmp_path / 'qwen')
+    with pytest.raises(ValueError, match=r'decode\.speculative.*qwen_vl family'):
+        TransformersVlm(str(path), progress=False, image_size=FRAME,
+                        acceleration=Acceleration(speculative='prompt_lookup'))
