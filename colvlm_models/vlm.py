@@ -4,9 +4,10 @@
 every answer token (for the gate), the attention of the last input position to the first
 image's tokens at one decoder layer, plain or weighted by the answer's gradient (for ViCrop),
 and token / FLOP accounting.
-`TransformersVlm` implements it for image-text-to-text models in transformers (LLaVA-1.5 and
-the bundled tiny LLaVA first; Qwen2-VL style processors work through the same calls), through
-the model's own processor, chat template and image-token handling. Images come in as the
+`TransformersVlm` implements it for image-text-to-text models in transformers (LLaVA-1.5,
+LLaVA-NeXT, Gemma 3, Qwen2/2.5/3-VL, Idefics3/SmolVLM), through the model's own processor,
+chat template and image-token handling; where each family keeps the tokens of the whole frame,
+and their grid, is its adapter's business (colvlm_models/families.py). Images come in as the
 edge sends them: (H, W, 3) uint8 BGR, or as `VisualTokens`: an image's visual tokens computed
 elsewhere (the edge's vision tower, through the token-layer codec), which the backend puts
 into the image's positions of the language model's input embeddings, as the model itself does
