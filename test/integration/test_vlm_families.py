@@ -82,3 +82,23 @@ def test_qwen_refuses_the_llava_only_decoding_loop(tmp_path):
     with pytest.raises(ValueError, match=r'decode\.speculative.*qwen_vl family'):
         TransformersVlm(str(path), progress=False, image_size=FRAME,
                         acceleration=Acceleration(speculative='prompt_lookup'))
+
+
+def test_a_wide_global_frame_gives_a_box_inside_the_original(backend):
+    """A global frame wider than the backend's probe size: the family's grid (Qwen-VL's follows
+    the frame) is laid over the whole frame, so the box stays inside the original."""
+    from colvlm_bench.evaluate import InProcessEdge
+    from colvlm_bench.glyphvqa import render_scene
+    from colvlm_edge.global_encoder import GlobalEncoderConfig
+    from colvlm_server.gate import make_policy
+    from colvlm_server.pipeline import TwoStagePipeline
+
+    scene = render_scene(np.random.default_rng(5), 1024, 576)
+    edge = InProcessEdge(GlobalEncoderConfig(width=168, height=112))
+    frame = edge.frame(scene.image, stamp_ns=2)
+    result = TwoStagePipeline(backend).answer('What color is the square?', frame, edge,
+                                              make_policy('always'))
+    assert (result.status, result.decision) == (Status.OK, Decision.LOCAL_CROP), result.reason
+    roi = result.roi
+    assert 0 <= roi.x0 < roi.x1 <= 1024 and 0 <= roi.y0 < roi.y1 <= 576
+    assert result.roi_result.map.shape == backend.grid
