@@ -21,12 +21,13 @@ VERBS = {
     'record': 'colvlm_bench.record_cli',
     'replay': 'colvlm_bench.replay_cli',
     'demo': 'colvlm_bench.demo_cli',
+    'check-model': 'colvlm_bench.check_model',
 }
 
 ALLOW_DOWNLOAD_FLAG = '--allow-download'
 ALLOW_DOWNLOAD_ENV = 'COLVLM_ALLOW_DOWNLOAD'  # as colvlm_models.vlm reads it
 # The verbs that load a model take --allow-download (main() reads it before any import).
-MODEL_VERBS = ('edge', 'server', 'eval', 'replay', 'demo')
+MODEL_VERBS = ('edge', 'server', 'eval', 'replay', 'demo', 'check-model')
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a Unix tool whose reader left exits with
 
 

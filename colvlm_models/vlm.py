@@ -4,9 +4,10 @@
 every answer token (for the gate), the attention of the last input position to the first
 image's tokens at one decoder layer, plain or weighted by the answer's gradient (for ViCrop),
 and token / FLOP accounting.
-`TransformersVlm` implements it for image-text-to-text models in transformers (LLaVA-1.5 and
-the bundled tiny LLaVA first; Qwen2-VL style processors work through the same calls), through
-the model's own processor, chat template and image-token handling. Images come in as the
+`TransformersVlm` implements it for image-text-to-text models in transformers (LLaVA-1.5,
+LLaVA-NeXT, Gemma 3, Qwen2/2.5/3-VL, Idefics3/SmolVLM), through the model's own processor,
+chat template and image-token handling; where each family keeps the tokens of the whole frame,
+and their grid, is its adapter's business (colvlm_models/families.py). Images come in as the
 edge sends them: (H, W, 3) uint8 BGR, or as `VisualTokens`: an image's visual tokens computed
 elsewhere (the edge's vision tower, through the token-layer codec), which the backend puts
 into the image's positions of the language model's input embeddings, as the model itself does
@@ -22,7 +23,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 import logging
-import math
 import os
 from pathlib import Path
 import re
@@ -38,6 +38,7 @@ from colvlm_models.accelerate import (
     quantize_int8,
     select_image_positions,
 )
+from colvlm_models.families import family_for, fit_grid, load_processor
 from colvlm_msgs.constants import first_line
 
 LOG = logging.getLogger('colvlm.vlm')
@@ -159,7 +160,7 @@ class TransformersVlm(VlmBackend):
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f'max_new_tokens must be an int >= 1, got {max_new_tokens!r}')
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
         from transformers.utils import logging as hf_logging
 
         import colvlm_models.glyph_tower  # noqa: F401  registers the bundled tower's classes
@@ -174,7 +175,7 @@ class TransformersVlm(VlmBackend):
         else:
             hf_logging.disable_progress_bar()
         try:
-            self.processor = AutoProcessor.from_pretrained(path)
+            self.processor = load_processor(path)
             # Eager attention is the only implementation that returns attention weights.
             self.model = AutoModelForImageTextToText.from_pretrained(
                 path, dtype=getattr(torch, dtype),
@@ -189,6 +190,7 @@ class TransformersVlm(VlmBackend):
         self.num_layers = int(text_config.num_hidden_layers)
         self.image_token_id = int(getattr(config, 'image_token_id', None)
                                   or config.image_token_index)
+        self.family = family_for(config, self.processor, self.image_token_id)
         language_model = self.model.get_decoder() if hasattr(self.model, 'get_decoder') \
             else self.model.language_model
         self._decoder_params = sum(p.numel() for p in language_model.parameters())
@@ -204,6 +206,12 @@ class TransformersVlm(VlmBackend):
         """Check the accelerations against this model and load what they need; ValueError
         naming the parameter, ModelLoadError for a draft that cannot be loaded."""
         acc = self.acceleration
+        if acc.custom_decode and self.family.name != 'generic':
+            # The custom loop decodes from embeddings with 1-D positions: Qwen-VL's 3-D RoPE
+            # and Idefics3's connector are not followed there.
+            what = 'tokens.keep_ratio' if acc.selects_tokens else 'decode.speculative'
+            raise ValueError(f'{what}: not supported for model {self.model_id!r} '
+                             f'({self.family.name} family); LLaVA-style models only')
         if acc.selects_tokens:
             layers = getattr(self._language_model, 'layers', None)
             if layers is None or not attention:
@@ -263,22 +271,13 @@ class TransformersVlm(VlmBackend):
         else:
             width = height = 336
         inputs = self._inputs([np.zeros((height, width, 3), np.uint8)], 'x')
-        tokens = int((inputs['input_ids'][0] == self.image_token_id).sum())
-        self.tokens_per_image = tokens
-        side = math.isqrt(tokens)
-        grid_thw = inputs.get('image_grid_thw')
-        vision = getattr(self.model.config, 'vision_config', None)
-        if grid_thw is not None:  # Qwen2-VL: patches merged 2x2 into tokens
-            merge = int(getattr(processor, 'merge_size', 2))
-            rows, cols = int(grid_thw[0][1]) // merge, int(grid_thw[0][2]) // merge
-        elif getattr(self.model.config, 'image_grid_pinpoints', None) and vision is not None:
-            # LLaVA-NeXT: the whole image's base grid comes first, then the any-res tiles.
-            rows = cols = int(vision.image_size) // int(vision.patch_size)
-        elif side * side == tokens:
-            rows = cols = side
-        else:
-            raise ModelLoadError(f'model {self.model_id!r}: {tokens} image tokens per image do '
-                                 'not form a square grid; ViCrop cannot place them')
+        self.tokens_per_image = int((inputs['input_ids'][0] == self.image_token_id).sum())
+        try:
+            _, (rows, cols) = self.family.image_layout(inputs, 1)
+        except (ValueError, KeyError) as error:
+            raise ModelLoadError(f'model {self.model_id!r} ({self.family.name} family): '
+                                 f'{first_line(error, with_type=False)}; ViCrop cannot place '
+                                 'its image tokens') from None
         return (width, height), (rows, cols)
 
     # -- prompts ----------------------------------------------------------------------------
@@ -387,19 +386,24 @@ class TransformersVlm(VlmBackend):
         return {'input_ids': input_ids, 'attention_mask': inputs['attention_mask'],
                 'inputs_embeds': embeds}
 
-    def _image0_positions(self, input_ids) -> np.ndarray:
-        positions = (input_ids[0] == self.image_token_id).nonzero().flatten().cpu().numpy()
-        return positions[:self.grid[0] * self.grid[1]]
+    def _image0_positions(self, inputs: dict, n_images: int) -> tuple[np.ndarray, tuple]:
+        """(N,) positions of image 0's whole-frame tokens and the (rows, cols) they form in
+        this call (a dynamic-resolution family's grid follows the image's size)."""
+        if 'image_grid_thw' not in inputs and self.family.name == 'qwen_vl':
+            raise ValueError(f'model {self.model_id!r}: no image grid in its inputs')
+        return self.family.image_layout(inputs, n_images)
 
-    def _last_position_attention(self, attentions, layer: int, input_ids) -> np.ndarray:
+    def _last_position_attention(self, attentions, layer: int, inputs: dict,
+                                 n_images: int) -> np.ndarray:
         if not 0 <= layer < self.num_layers:
             raise ValueError(f'attention layer must be in 0..{self.num_layers - 1}, got {layer}')
         weights = attentions[layer]  # (1, heads, L, L)
         if weights is None:
             raise RuntimeError(f'model {self.model_id!r} returned no attention weights; load it '
                                'with attention=True (eager attention)')
-        positions = self._image0_positions(input_ids)
-        return weights[0, :, -1, positions].float().cpu().numpy()  # (heads, N)
+        positions, grid = self._image0_positions(inputs, n_images)
+        attention = weights[0, :, -1, positions].float().cpu().numpy()  # (heads, N)
+        return fit_grid(attention, grid, self.grid)
 
     # -- VlmBackend -------------------------------------------------------------------------
     def generate(self, images: Sequence[np.ndarray], question: str, *,
@@ -432,7 +436,7 @@ class TransformersVlm(VlmBackend):
         attention = None
         if attention_layer is not None:
             attention = self._last_position_attention(output.attentions[0], attention_layer,
-                                                      input_ids)
+                                                      inputs, len(images))
         n_input = int(input_ids.shape[1])
         n_output = int(len(new_tokens))
         return Generation(
@@ -452,7 +456,8 @@ class TransformersVlm(VlmBackend):
                 input_ids = inputs['input_ids']
             output = self.model(**inputs, output_attentions=True, return_dict=True,
                                 logits_to_keep=1)
-        return self._last_position_attention(output.attentions, layer, input_ids)
+        return self._last_position_attention(output.attentions, layer,
+                                             {**inputs, 'input_ids': input_ids}, 1)
 
     def gradient_attention(self, image: np.ndarray, prompt: str, layer: int) -> np.ndarray:
         # Zhang et al., "MLLMs Know Where to Look" (ICLR 2025, arXiv:2502.17422), its
@@ -489,11 +494,11 @@ class TransformersVlm(VlmBackend):
                                    f'at layer {layer}; grad_att needs eager attention')
             answer = torch.log_softmax(output.logits[0, -1].float(), dim=-1).max()
             (gradient,) = torch.autograd.grad(answer, weights)
-        positions = self._image0_positions(input_ids)
+        positions, grid = self._image0_positions({**inputs, 'input_ids': input_ids}, 1)
         attention = weights.detach()[0, :, -1, positions].float()  # (heads, N)
         slope = gradient[0, :, -1, positions].float()  # (heads, N) ∂v/∂A
         weighted = (attention * slope.clamp(min=0)).mean(dim=0)  # (N,) row-major grid
-        return weighted.reshape(self.grid).cpu().numpy()
+        return fit_grid(weighted[None].cpu().numpy(), grid, self.grid).reshape(self.grid)
 
     # -- accelerated generation -------------------------------------------------------------
     def _generate_accelerated(self, images: Sequence, question: str,
@@ -537,8 +542,8 @@ class TransformersVlm(VlmBackend):
                                      skip_special_tokens=True).strip()
         attention = None
         if attention_layer is not None:
-            attention = self._kept_attention(decoded.attentions, attention_layer, input_ids,
-                                             kept)
+            attention = self._kept_attention(decoded.attentions, attention_layer,
+                                             {**embedded, 'input_ids': input_ids}, kept)
         kept_ids = input_ids[0, kept]
         n_input, n_output = int(len(kept)), len(decoded.tokens)
         flops = 2.0 * self._decoder_params * (n_input + decoded.positions) + selection_flops
@@ -588,7 +593,7 @@ class TransformersVlm(VlmBackend):
         keep[torch.from_numpy(chosen)] = True
         return keep.nonzero().flatten().to(self.device)
 
-    def _kept_attention(self, attentions, layer: int, input_ids, kept) -> np.ndarray:
+    def _kept_attention(self, attentions, layer: int, inputs: dict, kept) -> np.ndarray:
         """(heads, N): the last position's attention to image 0's tokens on the full grid;
         tokens that selection dropped get 0 (ViCrop's RoI is placed among the kept ones)."""
         weights = attentions[layer]  # (1, heads, L', L')
@@ -596,10 +601,10 @@ class TransformersVlm(VlmBackend):
             raise RuntimeError(f'model {self.model_id!r} returned no attention weights; load it '
                                'with attention=True (eager attention)')
         row = weights[0, :, -1, :].float().cpu().numpy()  # (heads, L')
-        grid_positions = self._image0_positions(input_ids)  # (N,) original positions
+        grid_positions, grid = self._image0_positions(inputs, 1)  # (N,) original positions
         index = {int(p): k for k, p in enumerate(grid_positions)}
         full = np.zeros((row.shape[0], len(grid_positions)), np.float32)
         for column, position in enumerate(kept.tolist()):
             if position in index:
                 full[:, index[position]] = row[:, column]
-        return full
+        return fit_grid(full, grid, self.grid)

@@ -1,0 +1,147 @@
+"""What differs between VLM families on the way to ViCrop: which input positions hold the first
+image's tokens that cover the whole frame, and the (rows, cols) grid they form.
+
+`TransformersVlm` asks its family's `Family` for `image_layout(inputs)` on each call and reads
+the attention at those positions; the grid then maps onto the global frame's geometry, row-major,
+the whole frame in every cell row (colvlm_server/vicrop.py). The families:
+- `generic`: LLaVA-1.5 style, one fixed square grid per image (the first rows*cols image
+  tokens); LLaVA-NeXT's whole-image base grid comes first, before its any-res tiles.
+- `qwen_vl` (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): dynamic resolution; the grid is the processor's
+  `image_grid_thw` of image 0 divided by the vision tower's spatial merge (2x2 patches a token).
+- `idefics3` (Idefics3, SmolVLM): image splitting; each image is its tiles then a global
+  sub-image (after the `<global-img>` token) that shows the whole frame: that one is read.
+Images, several of them, go to every family the same way: one image entry each in the chat
+template's content, pixels through the processor. Families know nothing about gates or crops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Family:
+    """The generic layout: image 0's tokens are the first rows*cols image-token positions."""
+
+    name = 'generic'
+
+    def __init__(self, config, processor, image_token_id: int) -> None:
+        self.config = config
+        self.processor = processor
+        self.image_token_id = image_token_id
+        self._grid: tuple[int, int] | None = None
+
+    def _image_positions(self, input_ids) -> np.ndarray:
+        """(M,) int positions of every image token of the first sequence."""
+        return (input_ids[0] == self.image_token_id).nonzero().flatten().cpu().numpy()
+
+    def grid(self, inputs: dict, n_images: int) -> tuple[int, int]:
+        """Fixed per model: worked out on the first call (the backend's one-image probe)."""
+        if self._grid is not None:
+            return self._grid
+        vision = getattr(self.config, 'vision_config', None)
+        if getattr(self.config, 'image_grid_pinpoints', None) and vision is not None:
+            side = int(vision.image_size) // int(vision.patch_size)
+        else:
+            tokens = len(self._image_positions(inputs['input_ids'])) // max(n_images, 1)
+            side = math.isqrt(tokens)
+            if side * side != tokens:
+                raise ValueError(f'{tokens} image tokens per image do not form a square grid')
+        self._grid = (side, side)
+        return self._grid
+
+    def image_layout(self, inputs: dict, n_images: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """((N,) positions of image 0's whole-frame tokens, row-major; (rows, cols))."""
+        rows, cols = self.grid(inputs, n_images)
+        return self._image_positions(inputs['input_ids'])[:rows * cols], (rows, cols)
+
+
+class QwenVlFamily(Family):
+    name = 'qwen_vl'
+
+    def grid(self, inputs: dict, n_images: int) -> tuple[int, int]:
+        vision = getattr(self.config, 'vision_config', None)
+        merge = int(getattr(vision, 'spatial_merge_size', 2))
+        _, height, width = (int(v) for v in inputs['image_grid_thw'][0])
+        return height // merge, width // merge  # patches -> merged tokens
+
+
+class Idefics3Family(Family):
+    name = 'idefics3'
+
+    def grid(self, inputs: dict, n_images: int) -> tuple[int, int]:
+        tokens = int(getattr(self.processor, 'image_seq_len', 0))
+        side = math.isqrt(tokens)
+        if side * side != tokens:
+            raise ValueError(f'{tokens} tokens per sub-image do not form a square grid')
+        return side, side
+
+    def image_layout(self, inputs: dict, n_images: int) -> tuple[np.ndarray, tuple[int, int]]:
+        rows, cols = self.grid(inputs, n_images)
+        input_ids = inputs['input_ids']
+        positions = self._image_positions(input_ids)
+        tokenizer = getattr(self.processor, 'tokenizer', None)
+        marker = tokenizer.convert_tokens_to_ids('<global-img>') if tokenizer else None
+        if marker is not None and marker != tokenizer.unk_token_id:
+            markers = (input_ids[0] == marker).nonzero().flatten().cpu().numpy()
+            if len(markers):  # split image 0: its global sub-image follows the first marker
+                positions = positions[positions > markers[0]]
+        return positions[:rows * cols], (rows, cols)
+
+
+FAMILIES = {'qwen2_vl': QwenVlFamily, 'qwen2_5_vl': QwenVlFamily, 'qwen3_vl': QwenVlFamily,
+            'idefics3': Idefics3Family, 'smolvlm': Idefics3Family}
+
+
+def family_for(config, processor, image_token_id: int) -> Family:
+    """The family adapter for a loaded model's config (generic when its type is not listed)."""
+    return FAMILIES.get(config.model_type, Family)(config, processor, image_token_id)
+
+
+def fit_grid(attention: np.ndarray, source: tuple[int, int],
+             target: tuple[int, int]) -> np.ndarray:
+    """(heads, R*C) float32: (heads, r*c) attention over a `source` grid resampled (bilinear,
+    cell centres) onto the `target` grid; both grids span the same whole frame. A dynamic-
+    resolution family's grid follows each image's size, the backend's grid is fixed."""
+    if tuple(source) == tuple(target):
+        return attention
+    heads = attention.shape[0]
+    maps = attention.reshape(heads, *source).astype(np.float64)
+
+    def axis(values: np.ndarray, old: int, new: int, along: int) -> np.ndarray:
+        where = (np.arange(new) + 0.5) * old / new - 0.5  # target centres in source cells
+        return np.apply_along_axis(
+            lambda line: np.interp(where, np.arange(old), line), along, values)
+
+    maps = axis(maps, source[0], target[0], 1)
+    maps = axis(maps, source[1], target[1], 2)
+    return maps.reshape(heads, -1).astype(np.float32)
+
+
+class _NoVideo(dict):
+    """Stands for a processor's video processor where torchvision (which transformers needs
+    for every video processor) is not installed: colvlm passes images only."""
+
+    def to_dict(self) -> dict:
+        return {}
+
+
+def load_processor(path: str):
+    """AutoProcessor for `path`; a processor that also declares a video processor (Qwen-VL's)
+    loads without torchvision, with the video part stubbed out."""
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(path)
+    except ImportError as error:
+        if 'torchvision' not in str(error).lower():
+            raise
+    from transformers import processing_utils
+
+    # transformers type-checks each sub-processor against a class it defines only with
+    # torchvision; without it, the check would fail on any stand-in.
+    module = processing_utils.transformers_module
+    if not hasattr(module, 'VideoProcessorMixin'):
+        module.VideoProcessorMixin = object
+    return AutoProcessor.from_pretrained(path, video_processor=_NoVideo())

@@ -1,0 +1,42 @@
+"""`colvlm check-model` on tiny random-init models of each family: the report names the family,
+grid and layer, every stage works, and --write-settings leaves a colvlm.yaml colvlm reads."""
+
+from __future__ import annotations
+
+import pytest
+from tiny_families import save_tiny_gemma3, save_tiny_idefics3, save_tiny_qwen2_5_vl
+
+from colvlm_bench.cli import main as colvlm_main
+from colvlm_models.settings import SETTINGS_FILE, model_settings
+
+BUILDERS = {'qwen_vl': save_tiny_qwen2_5_vl, 'idefics3': save_tiny_idefics3,
+            'generic': save_tiny_gemma3}
+
+
+@pytest.mark.parametrize('family', sorted(BUILDERS))
+def test_check_model_reports_every_stage_and_writes_settings(family, tmp_path, capsys):
+    path = BUILDERS[family](tmp_path / family)
+    code = colvlm_main(['check-model', str(path), '--image-size', '112x112',
+                        '--write-settings'])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f'({family} family, 2 decoder layers)' in out
+    assert '4x4 image tokens over a 112x112 frame' in out
+    assert 'eager attention came back' in out and 'FAILED' not in out
+    for stage in ('gate', 'vicrop', 'crop', 'grad_att'):
+        assert any(line.startswith(f'{stage} ') and ' ok ' in line
+                   for line in out.splitlines()), stage
+    assert (path / SETTINGS_FILE).is_file()
+    settings = model_settings(path)
+    assert settings['vicrop.method'] == 'rel_att' and settings['vicrop.layer'] == 1
+
+
+def test_check_model_names_a_missing_model_in_one_line(tmp_path, capsys):
+    assert colvlm_main(['check-model', str(tmp_path / 'no-such-model')]) == 2
+    err = capsys.readouterr().err.strip()
+    assert 'no-such-model' in err and len(err.splitlines()) == 1
+
+
+def test_check_model_rejects_a_bad_image_size(capsys):
+    assert colvlm_main(['check-model', 'bundled', '--image-size', 'big']) == 2
+    assert '--image-size' in capsys.readouterr().err

@@ -1,0 +1,104 @@
+"""Each VLM family colvlm supports, as a random-init miniature saved to disk, answers a
+Glyph-VQA frame through the whole two-stage path: the gate's scores, ViCrop's attention at the
+family's image positions mapped onto the global frame, the crop as a second image, tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tiny_families import save_tiny_gemma3, save_tiny_idefics3, save_tiny_qwen2_5_vl
+
+from colvlm_models.vlm import TransformersVlm
+from colvlm_msgs.constants import Decision, Status
+
+FAMILIES = {'qwen2_5_vl': save_tiny_qwen2_5_vl, 'idefics3': save_tiny_idefics3,
+            'gemma3': save_tiny_gemma3}
+FRAME = (112, 112)  # global frame (width, height) px
+
+
+@pytest.fixture(scope='module', params=sorted(FAMILIES))
+def backend(request, tmp_path_factory) -> TransformersVlm:
+    path = FAMILIES[request.param](tmp_path_factory.mktemp(request.param))
+    return TransformersVlm(str(path), progress=False, max_new_tokens=3, image_size=FRAME)
+
+
+@pytest.fixture(scope='module')
+def glyph_frame():
+    from colvlm_bench.evaluate import InProcessEdge
+    from colvlm_bench.glyphvqa import render_scene
+    from colvlm_edge.global_encoder import GlobalEncoderConfig
+
+    scene = render_scene(np.random.default_rng(3), 640, 480)
+    edge = InProcessEdge(GlobalEncoderConfig(width=FRAME[0], height=FRAME[1]))
+    return scene, edge, edge.frame(scene.image, stamp_ns=1)
+
+
+@pytest.mark.parametrize('policy', ['global', 'entropy', 'always'])
+def test_family_answers_a_glyph_frame_through_each_policy(backend, glyph_frame, policy):
+    from colvlm_server.gate import make_policy
+    from colvlm_server.pipeline import TwoStagePipeline
+
+    scene, edge, frame = glyph_frame
+    result = TwoStagePipeline(backend).answer('What color is the circle?', frame, edge,
+                                              make_policy(policy))
+    assert result.status == Status.OK, result.reason
+    assert result.first is not None and result.first.gate is not None
+    assert result.first.input_tokens > backend.tokens_per_image > 0
+    if policy == 'global':
+        assert result.decision == Decision.GLOBAL and result.second is None
+    if result.decision == Decision.LOCAL_CROP:
+        height, width = scene.image.shape[:2]
+        roi = result.roi
+        assert 0 <= roi.x0 < roi.x1 <= width and 0 <= roi.y0 < roi.y1 <= height
+        assert result.roi_result is not None
+        # The crop came in as a second image: more image tokens, more input positions.
+        assert result.second.input_tokens > result.first.input_tokens
+        assert result.crop_bytes > 0
+    if policy == 'always':
+        assert result.decision == Decision.LOCAL_CROP
+        assert not result.roi_result.fallback, result.roi_result.reason
+
+
+def test_attention_lands_on_the_backend_grid_whatever_the_frame_size(backend):
+    """A dynamic-resolution family's token grid follows the image; the backend maps it onto
+    its own grid, which ViCrop lays over the whole global frame."""
+    rng = np.random.default_rng(0)
+    for height, width in ((112, 112), (84, 168)):
+        image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        attention = backend.image_attention(image, 'Write a general description of the image.',
+                                            backend.num_layers - 1)
+        assert attention.shape[1] == backend.grid[0] * backend.grid[1]
+        assert np.isfinite(attention).all() and (attention >= 0).all()
+    grad = backend.gradient_attention(image, 'What color is the circle?', 0)
+    assert grad.shape == backend.grid and np.isfinite(grad).all()
+
+
+def test_qwen_refuses_the_llava_only_decoding_loop(tmp_path):
+    """Token selection and speculative decoding run from embeddings with 1-D positions, which
+    Qwen-VL's 3-D RoPE does not follow: refused at load, naming the parameter."""
+    from colvlm_models.accelerate import Acceleration
+
+    path = save_tiny_qwen2_5_vl(tmp_path / 'qwen')
+    with pytest.raises(ValueError, match=r'decode\.speculative.*qwen_vl family'):
+        TransformersVlm(str(path), progress=False, image_size=FRAME,
+                        acceleration=Acceleration(speculative='prompt_lookup'))
+
+
+def test_a_wide_global_frame_gives_a_box_inside_the_original(backend):
+    """A global frame wider than the backend's probe size: the family's grid (Qwen-VL's follows
+    the frame) is laid over the whole frame, so the box stays inside the original."""
+    from colvlm_bench.evaluate import InProcessEdge
+    from colvlm_bench.glyphvqa import render_scene
+    from colvlm_edge.global_encoder import GlobalEncoderConfig
+    from colvlm_server.gate import make_policy
+    from colvlm_server.pipeline import TwoStagePipeline
+
+    scene = render_scene(np.random.default_rng(5), 1024, 576)
+    edge = InProcessEdge(GlobalEncoderConfig(width=168, height=112))
+    frame = edge.frame(scene.image, stamp_ns=2)
+    result = TwoStagePipeline(backend).answer('What color is the square?', frame, edge,
+                                              make_policy('always'))
+    assert (result.status, result.decision) == (Status.OK, Decision.LOCAL_CROP), result.reason
+    roi = result.roi
+    assert 0 <= roi.x0 < roi.x1 <= 1024 and 0 <= roi.y0 < roi.y1 <= 576
+    assert result.roi_result.map.shape == backend.grid

@@ -1,0 +1,55 @@
+"""The family adapters' pure parts: attention resampled between grids, and which image tokens
+each family says cover the whole frame (token ids laid out as each processor lays them)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from colvlm_models.families import Family, Idefics3Family, QwenVlFamily, family_for, fit_grid
+
+IMAGE = 7
+
+
+def test_fit_grid_keeps_a_matching_grid_and_moves_a_peak_proportionally():
+    attention = np.arange(32, dtype=np.float32).reshape(2, 16)
+    assert fit_grid(attention, (4, 4), (4, 4)) is attention
+    peak = np.zeros((1, 2 * 4), np.float32)
+    peak[0, 1 * 4 + 3] = 1.0  # bottom-right cell of a 2x4 grid
+    fitted = fit_grid(peak, (2, 4), (4, 8)).reshape(4, 8)
+    assert fitted.shape == (4, 8) and np.unravel_index(fitted.argmax(), fitted.shape) == (3, 7)
+
+
+def test_qwen_grid_is_the_merged_image_grid_of_image_0():
+    config = SimpleNamespace(model_type='qwen2_5_vl',
+                             vision_config=SimpleNamespace(spatial_merge_size=2))
+    ids = torch.tensor([[1, *[IMAGE] * 6, 2, *[IMAGE] * 4, 3]])
+    inputs = {'input_ids': ids, 'image_grid_thw': torch.tensor([[1, 4, 6], [1, 4, 4]])}
+    family = family_for(config, None, IMAGE)
+    assert isinstance(family, QwenVlFamily)
+    positions, grid = family.image_layout(inputs, 2)
+    assert grid == (2, 3) and positions.tolist() == list(range(1, 7))
+
+
+def test_idefics3_reads_image_0s_global_sub_image_not_its_tiles():
+    tokenizer = SimpleNamespace(unk_token_id=0,
+                                convert_tokens_to_ids=lambda token: {'<global-img>': 9}[token])
+    processor = SimpleNamespace(image_seq_len=4, tokenizer=tokenizer)
+    tile, glob = [5, *[IMAGE] * 4], [9, *[IMAGE] * 4]
+    ids = torch.tensor([[1, *tile, *tile, *glob, 2, *glob, 3]])  # image 0: 2 tiles; image 1
+    family = family_for(SimpleNamespace(model_type='idefics3'), processor, IMAGE)
+    assert isinstance(family, Idefics3Family)
+    positions, grid = family.image_layout({'input_ids': ids}, 2)
+    assert grid == (2, 2) and positions.tolist() == [12, 13, 14, 15]
+
+
+def test_generic_grid_is_square_and_fixed_after_the_probe():
+    family = family_for(SimpleNamespace(model_type='llava'), None, IMAGE)
+    assert type(family) is Family
+    probe = {'input_ids': torch.tensor([[1, *[IMAGE] * 9, 2]])}
+    assert family.image_layout(probe, 1)[1] == (3, 3)
+    two = {'input_ids': torch.tensor([[1, *[IMAGE] * 9, 2, *[IMAGE] * 9]])}
+    positions, grid = family.image_layout(two, 2)
+    assert grid == (3, 3) and positions.tolist() == list(range(1, 10))
