@@ -15,7 +15,27 @@ import sys
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-_domain_ids = itertools.count((os.getpid() * 7) % 100)
+
+
+def _domain_slice() -> range:
+    """The DDS domain ids this test process may use: 101..230 (away from the default 0 and
+    inside Cyclone DDS's port range), split into disjoint slices between parallel workers
+    (pytest-xdist's -n), so tests running at the same time never share a domain."""
+    workers = max(1, int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1') or 1))
+    worker = os.environ.get('PYTEST_XDIST_WORKER', 'gw0')
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    size = 130 // workers
+    return range(101 + index * size, 101 + (index + 1) * size)
+
+
+_DOMAINS = _domain_slice()
+if int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1') or 1) > 1:
+    # Parallel workers share the cores: one math thread each (torch, OpenCV, BLAS), set
+    # before any of them loads, instead of every worker starting one thread per core.
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    os.environ.setdefault('MKL_NUM_THREADS', '1')
+# Start at a pid-dependent place, so two runs at once (two checkouts) rarely meet either.
+_domain_ids = itertools.count(os.getpid() * 7)
 
 # Tests never touch a model hub, and find each other on loopback only.
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -50,8 +70,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _private_domain(monkeypatch) -> dict[str, str]:
-    # 101..230: away from the default 0 and inside Cyclone DDS's port range.
-    domain_id = 101 + next(_domain_ids) % 130
+    domain_id = _DOMAINS[next(_domain_ids) % len(_DOMAINS)]
     monkeypatch.setenv('ROS_DOMAIN_ID', str(domain_id))
     monkeypatch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     monkeypatch.setenv('COLVLM_TRANSPORT', 'dds')

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up .venv from a fresh clone (once) and runs one task in it.
-#   bash tools/dev.sh test [PYTEST ARGS...]   the test suite (what CI runs)
+#   bash tools/dev.sh test [PYTEST ARGS...]   the test suite (what CI runs; 2 workers)
 #   bash tools/dev.sh demo [--out DIR]         the end-to-end demo
 #   bash tools/dev.sh shell                    a shell inside the environment
 set -euo pipefail
@@ -30,7 +30,9 @@ case "$task" in
     if [ "$(id -u)" = 0 ] && ! command -v nft >/dev/null && command -v apt-get >/dev/null; then
       apt-get install -y -qq nftables >/dev/null 2>&1 || echo "colvlm: could not install nftables" >&2
     fi
-    exec "$venv/bin/python" -m pytest "$@" ;;
+    # Two workers (pytest-xdist), whole files per worker so module fixtures load once; each
+    # worker gets its own DDS domains (test/conftest.py). COLVLM_TEST_WORKERS=0 runs serially.
+    exec "$venv/bin/python" -m pytest -n "${COLVLM_TEST_WORKERS:-2}" --dist loadfile "$@" ;;
   demo) exec "$venv/bin/colvlm" demo "$@" ;;
   shell) exec bash --rcfile <(echo "source '$venv/bin/activate'") -i ;;
   *) echo "usage: bash tools/dev.sh test|demo|shell [ARGS...]" >&2; exit 2 ;;

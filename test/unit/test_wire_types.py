@@ -65,7 +65,7 @@ def plain(value):
 @pytest.mark.parametrize('name', ['sensor_msgs/msg/CompressedImage', 'colvlm/msg/TokenLayer',
                                   'colvlm/srv/RequestLayers_Response', 'colvlm/msg/Answer'])
 def test_large_payloads_serialize_like_rosbags(name, store):
-    message = random_message(name, random.Random(7), cls_for, size=4000)
+    message = random_message(name, random.Random(7), cls_for, size=1500)
     if hasattr(message, 'data'):
         message.data = list(random.Random(1).randbytes(1_000_000))
     reference = bytes(store.serialize_cdr(to_rosbags(message, name, store), name))
