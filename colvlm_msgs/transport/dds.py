@@ -8,13 +8,13 @@ ROS_AUTOMATIC_DISCOVERY_RANGE honoured. Like rmw_cyclonedds, the participant pub
 nodes and the GIDs of their readers and writers on `ros_discovery_info` (Jazzy's
 rmw_dds_common types), so that `ros2 node list` and `ros2 node info` on a ROS 2 machine name
 these nodes; not where ROS_DISTRO names Humble or older, whose 24-byte GIDs would misread
-it. Each reader has a thread; service handlers run on a small pool so that one may block on
-a call to another node.
+it. Each reader has a thread that takes its samples at once and another that runs its
+callbacks (dds_readers.py); service handlers run on a pool of port.SERVICE_THREADS so that
+one may block on a call to another node.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 import itertools
@@ -24,18 +24,10 @@ import secrets
 import threading
 import time
 
-from cyclonedds.core import (
-    InstanceState,
-    Policy,
-    Qos,
-    ReadCondition,
-    SampleState,
-    ViewState,
-    WaitSet,
-)
+from cyclonedds.core import Policy, Qos
 from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.pub import DataWriter
-from cyclonedds.sub import DataReader, InvalidSample
+from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
@@ -43,21 +35,21 @@ from colvlm_msgs import names
 from colvlm_msgs.params import ParameterTable
 from colvlm_msgs.qos import QosProfile, profile
 from colvlm_msgs.transport import port
+from colvlm_msgs.transport.dds_readers import (
+    POLL_S,
+    DropLog,
+    LateReplies,
+    ReaderThread,
+    user_data_value,
+)
 from colvlm_msgs.transport.discovery import discovery_config, domain_id_from_environment
 from colvlm_msgs.transport.logs import node_logger
 from colvlm_msgs.typesupport import HEADER_GUID, HEADER_SEQUENCE, default_typesupport
 
-_POLL_S = 0.1                        # how often reader threads look at the shutdown flag
-# Samples taken off one reader and not yet handed to its callback; beyond it they are dropped
-# and counted (a bound against a flooding peer, far above any queue the nodes keep).
-_BACKLOG_MAX = 4096
-# rmw waits 100 ms; 60 new callers at once (issue 19 probe 4) are discovered more slowly than
-# that, and a reply written before its reader matched was dropped: wait longer.
-_REPLY_READER_WAIT_S = 5.0
-# Service handlers may block (an ask waits for its answer; queue.max_size + 1 of them at once)
-# and a reply may wait for discovery: enough workers that BUSY replies still go out.
-_SERVICE_WORKERS = 32
-_ANY_SAMPLE = SampleState.Any | ViewState.Any | InstanceState.Any
+# Service handlers at once per node: an ask blocks its handler until answered (the server
+# keeps at most half of them waiting, port.SERVICE_THREADS), crops and frames do not.
+_SERVICE_QUEUE = 2 * port.SERVICE_THREADS  # requests handed to the pool and not yet done
+_KEEP_ALL_BACKLOG = 1024  # samples waiting for callbacks on a keep-all reader
 _GRAPH_TOPIC = 'ros_discovery_info'  # no rt/ prefix: rmw avoids ROS conventions for it
 # rmw_cyclonedds' own QoS for it: reliable, transient local, the newest sample only.
 _GRAPH_QOS = QosProfile(_GRAPH_TOPIC, durability='transient_local', depth=1)
@@ -174,79 +166,6 @@ def _copy_fields(source, cls: type, **extra):
                            if name not in extra})
 
 
-def _user_data_value(endpoint, key: str) -> str | None:
-    """The value of `key=...;` in a discovered endpoint's USER_DATA, or None."""
-    try:
-        raw = endpoint.qos[Policy.Userdata].data
-    except (KeyError, AttributeError, TypeError):
-        return None
-    for item in raw.decode('ascii', 'replace').rstrip('\0').split(';'):
-        name, _, value = item.partition('=')
-        if name == key:
-            return value
-    return None
-
-
-class _ReaderThread:
-    """Takes samples one at a time so that one malformed sample costs only itself, and at once:
-    a reader whose thread spent milliseconds per callback lost samples from its history in a
-    burst (issue 19: 123 of 200 queries), so one thread only takes them into a bounded
-    in-process backlog and another runs the callbacks."""
-
-    def __init__(self, reader: DataReader, on_sample: Callable, on_error: Callable,
-                 stop: threading.Event, name: str, on_overflow: Callable | None = None):
-        self.reader = reader
-        self._on_sample, self._on_error, self._stop = on_sample, on_error, stop
-        self._on_overflow = on_overflow
-        self._backlog: deque = deque()
-        self._ready = threading.Condition()
-        self._waitset = WaitSet(reader.participant)
-        self._waitset.attach(ReadCondition(reader, _ANY_SAMPLE))
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._dispatcher = threading.Thread(target=self._dispatch, name=f'{name} callbacks',
-                                            daemon=True)
-        self._thread.start()
-        self._dispatcher.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if self._waitset.wait(duration(seconds=_POLL_S)) == 0:
-                continue
-            while not self._stop.is_set():
-                try:
-                    samples = self.reader.take(N=1)
-                except Exception as error:  # a sample that does not decode
-                    self._on_error(error)
-                    continue
-                if not samples:
-                    break
-                if isinstance(samples[0], InvalidSample):
-                    continue  # an instance-state change (a writer left), not data
-                self._queue(samples[0])
-
-    def _queue(self, sample) -> None:
-        with self._ready:
-            if len(self._backlog) >= _BACKLOG_MAX:  # bounded: a flood costs its own samples
-                if self._on_overflow is not None:
-                    self._on_overflow()
-                return
-            self._backlog.append(sample)
-            self._ready.notify()
-
-    def _dispatch(self) -> None:
-        while not self._stop.is_set():
-            with self._ready:
-                if not self._backlog:
-                    self._ready.wait(_POLL_S)
-                    continue
-                sample = self._backlog.popleft()
-            self._on_sample(sample)
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
-        self._dispatcher.join(timeout)
-
-
 class DdsPublisher(port.Publisher):
     def __init__(self, writer: DataWriter, topic: str):
         self.writer, self.topic = writer, topic
@@ -309,7 +228,7 @@ class DdsClient(port.Client):
         self._sequence = itertools.count(1)
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()
-        node._add_reader(self._reader, self._on_reply, f'{service} replies')
+        node._add_reader(self._reader, self._on_reply, f'{service} replies', qos)
 
     def _on_reply(self, sample) -> None:
         if getattr(sample, HEADER_GUID) != self._guid:
@@ -372,29 +291,35 @@ class DdsNode(port.WireTypesNode):
         self._participant.add_node(self, self.namespace, self.name)
         self._types = default_typesupport()
         self._stop = threading.Event()
-        self._readers: list[_ReaderThread] = []
+        self._readers: list[ReaderThread] = []
         self._timers: list[DdsTimer] = []
-        self._pool = ThreadPoolExecutor(max_workers=_SERVICE_WORKERS,
+        self._pool = ThreadPoolExecutor(max_workers=port.SERVICE_THREADS,
                                         thread_name_prefix=f'{name}-service')
+        self._queued = threading.BoundedSemaphore(_SERVICE_QUEUE)  # requests in the pool
+        self._replies = LateReplies(self._stop, self.logger)
 
     def serialized_size(self, message) -> int:
         return len(message.serialize(use_version_2=False))
 
     # Endpoints
-    def _add_reader(self, reader: DataReader, on_sample: Callable, what: str,
+    def _add_reader(self, reader: DataReader, on_sample: Callable, what: str, qos: QosProfile,
                     counter: port.Subscription | None = None) -> None:
+        malformed = DropLog(self.logger, f'dropped a malformed sample on {what}')
+        behind = DropLog(self.logger, f'dropped a sample on {what}')
+        limit = qos.depth if qos.history == 'keep_last' else _KEEP_ALL_BACKLOG
+
         def on_error(error: Exception) -> None:
             if counter is not None:
                 counter.dropped += 1
-            self.logger.warning(f'dropped a malformed sample on {what}: {error}')
+            malformed.drop(str(error))
 
         def on_overflow() -> None:
             if counter is not None:
                 counter.dropped += 1
-            self.logger.warning(f'dropped a sample on {what}: {_BACKLOG_MAX} wait for callbacks')
+            behind.drop(f'{limit} (the {qos.name!r} depth) were waiting for callbacks')
 
-        self._readers.append(_ReaderThread(reader, on_sample, on_error, self._stop,
-                                           f'{self.name}:{what}', on_overflow))
+        self._readers.append(ReaderThread(reader, on_sample, on_error, self._stop,
+                                          f'{self.name}:{what}', limit, on_overflow))
 
     def create_publisher(self, msg_type: str, topic: str, qos) -> port.Publisher:
         info = self._types.message(msg_type)
@@ -416,6 +341,7 @@ class DdsNode(port.WireTypesNode):
             qos=_qos(profile(qos, self.qos_profiles), f'typehash={info.type_hash};'))
         self._participant.associate(self, reader=reader)
         subscription = DdsSubscription(full)
+        qos = profile(qos, self.qos_profiles)
 
         def on_sample(sample) -> None:
             del sample.sample_info
@@ -425,7 +351,7 @@ class DdsNode(port.WireTypesNode):
                 subscription.dropped += 1
                 self.logger.error(f'callback on {full} failed: {error!r}')
 
-        self._add_reader(reader, on_sample, full, subscription)
+        self._add_reader(reader, on_sample, full, qos, subscription)
         return subscription
 
     def create_service(self, srv_type: str, name: str, handler: Callable) -> port.ServiceServer:
@@ -447,7 +373,7 @@ class DdsNode(port.WireTypesNode):
 
         def serve(sample) -> None:
             guid, sequence = getattr(sample, HEADER_GUID), getattr(sample, HEADER_SEQUENCE)
-            client_id = _user_data_value(
+            client_id = user_data_value(
                 reader.get_matched_publication_data(sample.sample_info.publication_handle),
                 'clientid')
             try:
@@ -456,29 +382,31 @@ class DdsNode(port.WireTypesNode):
             except Exception as error:
                 self.logger.error(f'service {full} handler failed: {error!r}')
                 response = service_type.Response()  # success=false where it has one
-            if not self._wait_for_reply_reader(writer, client_id):
-                self.logger.warning(f"service {full}: the caller's reply reader never matched; "
-                                    'reply dropped')
-                return
-            with reply_lock:
-                writer.write(_copy_fields(response, service_type.response_wire,
-                                          **{HEADER_GUID: guid, HEADER_SEQUENCE: sequence}))
+            # rmw replies only once the caller's reply reader matched; LateReplies waits.
+            self._replies.send(writer, reply_lock, client_id, _copy_fields(
+                response, service_type.response_wire,
+                **{HEADER_GUID: guid, HEADER_SEQUENCE: sequence}))
 
-        self._add_reader(reader, lambda sample: self._pool.submit(serve, sample), full)
+        self._add_reader(reader, lambda sample: self._submit(serve, sample), full, qos)
         return DdsServiceServer(full)
 
-    def _wait_for_reply_reader(self, writer: DataWriter, client_id: str | None) -> bool:
-        """Whether the caller's reply reader is matched (rmw's check before replying)."""
-        if client_id is None:
-            return True  # a caller that does not say who it is: assume it listens
-        deadline = _deadline(_REPLY_READER_WAIT_S)
-        while _remaining(deadline) > 0 and not self._stop.is_set():
-            for handle in writer.get_matched_subscriptions():
-                endpoint = writer.get_matched_subscription_data(handle)
-                if endpoint is not None and _user_data_value(endpoint, 'clientid') == client_id:
-                    return True
-            self._stop.wait(0.01)
-        return False
+    def _submit(self, serve: Callable, sample) -> None:
+        """Hand a request to the pool; with _SERVICE_QUEUE there already, wait (its reader's
+        backlog then keeps the newest `services` depth, dropping the oldest)."""
+        while not self._queued.acquire(timeout=POLL_S):
+            if self._stop.is_set():
+                return
+
+        def run() -> None:
+            try:
+                serve(sample)
+            finally:
+                self._queued.release()
+
+        try:
+            self._pool.submit(run)
+        except RuntimeError:  # the pool is shut: the node is shutting down
+            self._queued.release()
 
     def create_client(self, srv_type: str, name: str) -> port.Client:
         return DdsClient(self, self._types.service(srv_type), self.resolve_name(name))
@@ -509,6 +437,7 @@ class DdsNode(port.WireTypesNode):
         for timer in self._timers:  # their threads end now, not a period later
             timer.cancel()
         for reader in self._readers:
-            reader.join(timeout=2 * _POLL_S + 1)
+            reader.join(timeout=2 * POLL_S + 1)
+        self._replies.join(timeout=2 * POLL_S + 1)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._participant.remove_node(self)

@@ -220,7 +220,8 @@ class MemoryNode(port.WireTypesNode):
         self._stopped = threading.Event()
         self._subscriptions: list[MemorySubscription] = []
         self._timers: list[MemoryTimer] = []
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f'{name}-service')
+        self._pool = ThreadPoolExecutor(max_workers=port.SERVICE_THREADS,
+                                        thread_name_prefix=f'{name}-service')
 
     @property
     def closed(self) -> bool:

@@ -5,8 +5,10 @@ implement it: `ros` (rclpy), `dds` (Cyclone DDS speaking rmw_cyclonedds' wire) a
 (nodes of one process on a shared bus, for tests). Threading contract, the same on all:
 callbacks may run on threads other than the caller's and concurrently with each other (one
 subscription's callbacks in order, one at a time); a service handler may block (for example
-on a client call to another node); `Client.call` blocks its caller and must not be called
-from a subscription callback that the reply depends on.
+on a client call to another node), and a node runs SERVICE_THREADS handlers at once: one
+whose handlers wait long (the server's asks) keeps at most half of them waiting;
+`Client.call` blocks its caller and must not be called from a subscription callback that
+the reply depends on.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import time
 from colvlm_msgs import names
 from colvlm_msgs.params import ParameterTable
 from colvlm_msgs.qos import QosProfile
+
+# Service handlers a node runs at once, on every backend (the ros backend's executor threads).
+SERVICE_THREADS = 32
 
 
 class ServiceTimeout(TimeoutError):

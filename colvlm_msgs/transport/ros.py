@@ -146,7 +146,8 @@ class RosNode(port.Node):
         self.namespace = self._node.get_namespace()
         self.logger = _Logger(self._node.get_logger())
         self._group = ReentrantCallbackGroup()
-        self._executor = MultiThreadedExecutor(num_threads=8)
+        # Service handlers may block (an ask waits for its answer): as many as the other backends.
+        self._executor = MultiThreadedExecutor(num_threads=port.SERVICE_THREADS)
         self._executor.add_node(self._node)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._executor.spin, name=f'{name}-executor',
