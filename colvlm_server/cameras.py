@@ -18,13 +18,8 @@ import time
 from colvlm_msgs import stamps
 from colvlm_msgs.constants import Status
 from colvlm_msgs.transport.port import Node, ServiceTimeout
-from colvlm_server.edge_link import (
-    FRAMES_KEPT,
-    EdgeCropSource,
-    EdgeLayerSource,
-    FrameStore,
-    LayerStore,
-)
+from colvlm_server.edge_link import EdgeCropSource, EdgeLayerSource
+from colvlm_server.held_frames import FRAMES_KEPT, FrameStore, LayerStore
 from colvlm_server.jobs import Rejected
 from colvlm_server.parameters import ServerConfig
 from colvlm_server.views import ViewScore, view_name
@@ -37,7 +32,8 @@ _RETRY_S = 0.05  # between request_frame calls the edge refused (no newer frame 
 class CameraLink:
     """One camera's edge as the server sees it; `prefix` is its namespace ('' for the node's)."""
 
-    def __init__(self, node: Node, prefix: str, config: ServerConfig, *, scores: bool):
+    def __init__(self, node: Node, prefix: str, config: ServerConfig, *, scores: bool,
+                 layers_per_frame: int = 0):
         prefix = prefix.rstrip('/')
         self.topics = {key: f'{prefix}/colvlm/{key}' if prefix else f'colvlm/{key}'
                        for key in _TOPICS}
@@ -46,8 +42,9 @@ class CameraLink:
         self.name = view_name(self.camera)  # '' for the root namespace
         self.aliases = {prefix.strip('/'), self.camera.strip('/'), self.name}
         self.config = config
-        self.frames = FrameStore(self.camera)
-        self.layers = LayerStore(self.camera)
+        self.frames = FrameStore(self.camera, max_bytes=config.frame_max_held_mb * 2**20)
+        self.layers = LayerStore(self.camera, per_frame=layers_per_frame,
+                                 max_bytes=config.layers_max_held_mb * 2**20)
         self.crops = EdgeCropSource(node, self.topics['crop_roi'], config)
         self.layer_source = EdgeLayerSource(node, self.topics['request_layers'], config)
         self._frame_type = node.service_type('colvlm/srv/RequestFrame')

@@ -37,8 +37,9 @@ class Job:
     link: object | None  # the camera asked about; None: select views (several cameras)
 
 
-def check_query(query, policy: str, question_max_chars: int) -> None:
-    """Rejected(BAD_REQUEST) naming what is wrong with `query` under `policy`, or nothing."""
+def check_query(query, policy: str, question_max_chars: int, layers: bool = True) -> None:
+    """Rejected(BAD_REQUEST) naming what is wrong with `query` under `policy`, or nothing;
+    `layers` False: this server has no token codec, so policy 'layers' cannot answer."""
     if not query.question.strip():
         raise Rejected(Status.BAD_REQUEST, 'empty question')
     if len(query.question) > question_max_chars:
@@ -48,6 +49,9 @@ def check_query(query, policy: str, question_max_chars: int) -> None:
     if policy not in SERVER_POLICIES:
         raise Rejected(Status.BAD_REQUEST, f'unknown policy {policy!r}; this server knows '
                                            f'{", ".join(SERVER_POLICIES)}')
+    if policy == 'layers' and not layers:
+        raise Rejected(Status.BAD_REQUEST, "policy 'layers' needs a token codec and this server "
+                                           'has none (layers.codec)')
     if query.max_new_tokens > MAX_NEW_TOKENS:
         raise Rejected(Status.BAD_REQUEST, f'max_new_tokens must be <= {MAX_NEW_TOKENS}, got '
                                            f'{query.max_new_tokens}')

@@ -20,14 +20,12 @@ import time
 
 from colvlm_msgs import stamps
 from colvlm_msgs.constants import Status, first_line, status_name
-from colvlm_msgs.geometry import geometry_from_message
-from colvlm_msgs.image_codec import ImageDecodeError, decode_image
-from colvlm_msgs.token_codec import EncodedLayer
-from colvlm_msgs.transport.port import Node
+from colvlm_msgs.transport.port import SERVICE_THREADS, Node
 from colvlm_server.answer_log import answer_line
 from colvlm_server.answers import echoed_question, fill_answer, new_answer, set_status
 from colvlm_server.cameras import CameraLink, find_link, score_views
 from colvlm_server.gate import make_policy
+from colvlm_server.intake import FrameIntake
 from colvlm_server.jobs import Job, JobQueue, Rejected, check_query
 from colvlm_server.parameters import SERVER_POLICIES, ServerConfig
 from colvlm_server.pipeline import PipelineResult, TwoStagePipeline
@@ -43,18 +41,22 @@ class ServerNode:
         self.node, self.config, self.pipeline = node, config, pipeline
         self.model_id = model_id or getattr(pipeline.backend, 'model_id', '')
         self.several = config.views.several
-        self.links = [CameraLink(node, prefix, config, scores=self.several)
+        self.layer_options = layer_options or LayerOptions({}, config.layers_step,
+                                                           config.layers_crop)
+        self.links = [CameraLink(node, prefix, config, scores=self.several,
+                                 layers_per_frame=self.layer_options.layer_count)
                       for prefix in config.views.cameras or (config.default_camera,)]
         self.camera = self.links[0].camera
         self._by_name = {link.name: link for link in self.links}
         self._scoring = ThreadPoolExecutor(len(self.links), thread_name_prefix='score') \
             if self.several else None
-        self.layer_options = layer_options or LayerOptions({}, config.layers_step,
-                                                           config.layers_crop)
         self.policies = {name: make_policy(name, config.gate) for name in SERVER_POLICIES}
         self.counts: dict[str, int] = {}
-        self.dropped_frames = 0
-        self._lock = threading.Lock()  # the counts and dropped_frames
+        self._lock = threading.Lock()  # the counts
+        self.intake = FrameIntake(config.frame_max_ahead_s, config.decode_max_pixels,
+                                  node.logger, node.now_ns, node.serialized_size)
+        # Each waiting ask holds a service thread: at most half of them wait, more are BUSY.
+        self._ask_slots = threading.Semaphore(SERVICE_THREADS // 2)
         self._answer_type = node.message_type('colvlm/msg/Answer')
         self._ask_type = node.service_type('colvlm/srv/Ask')
         self.jobs = JobQueue(config.queue_max_size, self._run)
@@ -65,46 +67,21 @@ class ServerNode:
         node.create_service('colvlm/srv/Ask', 'colvlm/ask', self.serve_ask)
         node.create_timer(config.status_period_s, self.log_status)
 
-    # Frames in
+    # Frames in: intake.py refuses, counts and stores; layers only where a codec reads them
     def _subscribe(self, link: CameraLink) -> None:
-        topics, node = link.topics, self.node
+        topics, node, intake = link.topics, self.node, self.intake
         node.create_subscription('sensor_msgs/msg/CompressedImage', topics['global/compressed'],
-                                 lambda message: self.on_image(message, link), 'frames')
+                                 lambda message: intake.image(message, link), 'frames')
         node.create_subscription('colvlm/msg/FrameGeometry', topics['global/geometry'],
-                                 lambda message: self.on_geometry(message, link), 'frame_info')
-        node.create_subscription('colvlm/msg/TokenLayer', topics['token_layers'],
-                                 lambda message: self.on_token_layer(message, link),
-                                 'token_layers')
+                                 lambda message: intake.geometry(message, link), 'frame_info')
+        if self.layer_options.codecs:
+            node.create_subscription('colvlm/msg/TokenLayer', topics['token_layers'],
+                                     lambda message: intake.layer(message, link),
+                                     'token_layers')
 
-    def on_image(self, message, link: CameraLink) -> None:
-        try:
-            # (h, w, 3) uint8 BGR; a header over decode.max_pixels is refused undecoded
-            image = decode_image(bytes(message.data), self.config.decode_max_pixels)
-        except ImageDecodeError as error:
-            self._drop_frame(f'{link.camera}: {error}')
-            return
-        self._add(link.frames.add_image, stamps.to_ns(message.header.stamp), image,
-                  message.header.frame_id, self.node.serialized_size(message))
-
-    def on_geometry(self, message, link: CameraLink) -> None:
-        self._add(link.frames.add_geometry, stamps.to_ns(message.header.stamp),
-                  geometry_from_message(message), self.node.serialized_size(message))
-
-    def on_token_layer(self, message, link: CameraLink) -> None:
-        """Held as it came: the pipeline checks layers against its codecs per query."""
-        link.layers.add(stamps.to_ns(message.header.stamp), EncodedLayer.from_message(message),
-                        self.node.serialized_size(message), message.header.frame_id)
-
-    def _add(self, add: Callable, *args) -> None:
-        try:
-            add(*args)
-        except ValueError as error:
-            self._drop_frame(str(error))
-
-    def _drop_frame(self, why: str) -> None:
-        with self._lock:
-            self.dropped_frames += 1
-        self.node.logger.warning(f'frame dropped: {why}')
+    @property
+    def dropped_frames(self) -> int:
+        return self.intake.dropped.count
 
     # Queries in
     def on_query(self, query) -> None:
@@ -118,16 +95,26 @@ class ServerNode:
             answered.append(answer)
             done.set()
 
-        self.submit(request.query, reply)
-        done.wait()  # every path through submit() replies exactly once
+        if not self._ask_slots.acquire(blocking=False):
+            self.submit(request.query, reply, busy=f'{SERVICE_THREADS // 2} asks are waiting '
+                                                   'already (colvlm/query queues more)')
+            return self._ask_type.Response(answer=answered[0])
+        try:
+            self.submit(request.query, reply)
+            done.wait()  # every path through submit() replies exactly once
+        finally:
+            self._ask_slots.release()
         return self._ask_type.Response(answer=answered[0])
 
-    def submit(self, query, reply: Callable) -> None:
+    def submit(self, query, reply: Callable, busy: str = '') -> None:
         """Queue `query` for the worker, or answer it now (bad request, no frame, busy)."""
         job = Job(query, reply, time.perf_counter(), self.node.now_ns(),
                   query.policy or self.config.policy, None, None)
         try:
-            check_query(query, job.policy, self.config.question_max_chars)
+            check_query(query, job.policy, self.config.question_max_chars,
+                        layers=bool(self.layer_options.codecs))
+            if busy:
+                raise Rejected(Status.BUSY, busy)
             job.link = find_link(self.links, query, self.several)
             # Several cameras' edges publish on request: their newest frames are fetched by
             # the worker; a frame named by stamp must be held already.
@@ -235,4 +222,4 @@ class ServerNode:
         self.node.logger.info(
             f'answered: {counts or "nothing"}; queue {self.jobs.waiting()}/'
             f'{self.config.queue_max_size}; frames {"; ".join(frames)}; dropped '
-            f'frames {self.dropped_frames}')
+            f'frames {self.dropped_frames}; stamped ahead {self.intake.ahead.count}')

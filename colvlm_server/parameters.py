@@ -61,6 +61,13 @@ class ServerConfig:
     fresh_frame_timeout_s: float = parameter(
         'frame.fresh_timeout_s', 2.0, 'wait for a frame asked of the edge (fresh_frame, or '
         'none held fresh) at most this long', unit='s', min=0.01, max=600.0)
+    frame_max_ahead_s: float = parameter(
+        'frame.max_ahead_s', 2.0, "a frame or token layer stamped more than this ahead of the "
+        "server's clock is refused and counted (an edge whose clock jumped, a hostile peer); "
+        '0 = off', unit='s', min=0.0, max=86400.0)
+    frame_max_held_mb: int = parameter(
+        'frame.max_held_mb', 256, 'decoded global frames held per camera at most, complete or '
+        'waiting for their geometry; the first arrived go first', unit='MB', min=1, max=65536)
     decode_max_pixels: int = parameter(
         'decode.max_pixels', DEFAULT_MAX_PIXELS, 'largest image (frame or crop) decoded, by the '
         'size its header declares', unit='px', min=1, max=2**31)
@@ -80,6 +87,9 @@ class ServerConfig:
         unit='s', min=0.01, max=600.0)
     layers_crop: bool = parameter('layers.crop', False, 'after all layers, a still unsure '
                                   'answer asks the edge for an RoI crop')
+    layers_max_held_mb: int = parameter(
+        'layers.max_held_mb', 16, 'token layers held per camera at most (serialized); the '
+        'first arrived frame goes first', unit='MB', min=1, max=4096)
     queue_max_size: int = parameter('queue.max_size', 4, 'queries waiting for the model at '
                                     'most; more are answered busy', min=1, max=10_000)
     question_max_chars: int = parameter('question.max_chars', 500, 'longest question '

@@ -62,6 +62,11 @@ class LayerOptions:
         if not isinstance(self.step, int) or self.step < 1:
             raise ValueError(f'layers step must be an int >= 1, got {self.step!r}')
 
+    @property
+    def layer_count(self) -> int:
+        """The most layers a codec splits a frame into; 0 without codecs."""
+        return max((codec.layer_count for codec in self.codecs.values()), default=0)
+
 
 def load_codecs(paths: Sequence[str | Path]) -> dict[str, TokenCodec]:
     """codec_id -> codec for each artifact; ValueError naming a file that is not one."""

@@ -8,9 +8,8 @@ ROS_AUTOMATIC_DISCOVERY_RANGE honoured. Like rmw_cyclonedds, the participant pub
 nodes and the GIDs of their readers and writers on `ros_discovery_info` (Jazzy's
 rmw_dds_common types), so that `ros2 node list` and `ros2 node info` on a ROS 2 machine name
 these nodes; not where ROS_DISTRO names Humble or older, whose 24-byte GIDs would misread
-it. Each reader has a thread that takes its samples at once and another that runs its
-callbacks (dds_readers.py); service handlers run on a pool of port.SERVICE_THREADS so that
-one may block on a call to another node.
+it. Each reader has a thread; service handlers run on a small pool so that one may block on
+a call to another node.
 """
 
 from __future__ import annotations
@@ -277,6 +276,11 @@ def _remaining(deadline: float) -> float:
 
 
 class DdsNode(port.WireTypesNode):
+    """A node on the process's participant. Each reader has a thread that takes samples at
+    once and another that runs the callbacks (dds_readers.py); service handlers run on a pool
+    of port.SERVICE_THREADS; replies wait for their caller's reply reader on a thread of
+    their own."""
+
     backend = 'dds'
 
     def __init__(self, name: str, namespace: str = '', domain_id: int | None = None,

@@ -13,9 +13,12 @@ from node_harness import TIMEOUT_S, UNSURE, Rig, ScriptedVlm, status
 import numpy as np
 import pytest
 
+from colvlm_models.tiny_vlm import bundled_model_path
 from colvlm_msgs import stamps
 from colvlm_msgs.constants import Decision, Status
+from colvlm_msgs.token_codec import TokenCodec
 from colvlm_msgs.typesupport import message_class
+from colvlm_server.token_layers import LayerOptions
 
 
 @pytest.fixture
@@ -130,12 +133,22 @@ def test_an_ended_source_is_answered_about_the_edges_last_frame(rig):
 
 
 def test_an_edge_without_token_layers_is_named_as_the_cause(rig):
-    setup = rig(**{'frame.fresh_timeout_s': 0.3})
+    codec = TokenCodec.load(bundled_model_path() / 'token_codec_tower.npz')
+    setup = rig(layer_options=LayerOptions({codec.codec_id: codec}),
+                **{'frame.fresh_timeout_s': 0.3})
     setup.feed()  # a global frame, but this edge sends no token layers
     answer = setup.ask(policy='layers')
     assert status(answer) == 'NO_FRAME', answer.status_message
     assert 'did not arrive within 0.3 s (does the edge run with layers.enabled?)' in \
         answer.status_message
+
+
+def test_a_server_without_a_token_codec_refuses_layers_and_does_not_subscribe(rig):
+    setup = rig()
+    answer = setup.ask(policy='layers')
+    assert status(answer) == 'BAD_REQUEST'
+    assert "policy 'layers' needs a token codec" in answer.status_message
+    assert not setup.bus.subscriptions('/cam0/colvlm/token_layers')
 
 
 def test_a_held_frame_is_answered_at_once_without_asking_the_edge(rig):
