@@ -83,6 +83,10 @@ class ArrivalTable:
             expired += 1
         return expired
 
+    def stamps(self) -> list[int]:
+        """The stamps held, first arrived first."""
+        return list(self._items)
+
     def newest_stamp(self) -> int | None:
         return max(self._items) if self._items else None
 
@@ -114,7 +118,7 @@ class FrameStore:
             except ValueError as error:
                 raise ValueError(f'frame {stamp_ns} of {self.camera}: image of {error}') \
                     from None
-            self._fit()
+            self._fit(stamp_ns)
 
     def add_geometry(self, stamp_ns: int, geometry: GlobalGeometry, size: int) -> None:
         with self._changed:
@@ -137,17 +141,19 @@ class FrameStore:
             self._frames.put(stamp_ns, (frame, frame_id), image.nbytes)
         except ValueError as error:
             raise ValueError(f'frame {stamp_ns} of {self.camera}: image of {error}') from None
-        self._fit()
+        self._fit(stamp_ns)
         self.completed += 1
         self._changed.notify_all()
 
-    def _fit(self) -> None:
+    def _fit(self, arrived_ns: int) -> None:
         """Images waiting for their geometry go first, then the first arrived frames, until
-        what is held fits in max_bytes (the newest frame always stays)."""
-        while self._images.bytes + self._frames.bytes > self._frames.max_bytes and self._images:
-            self._images.pop_first()
-        while self._frames.bytes > self._frames.max_bytes and len(self._frames) > 1:
-            self._frames.pop_first()
+        what is held fits in max_bytes; never the image or frame that just arrived."""
+        for table in (self._images, self._frames):
+            for stamp_ns in table.stamps():
+                if self._images.bytes + self._frames.bytes <= self._frames.max_bytes:
+                    return
+                if stamp_ns != arrived_ns:
+                    table.pop(stamp_ns)
 
     def _expire(self) -> None:
         self.expired += self._images.expire(UNPAIRED_S) + self._geometries.expire(UNPAIRED_S)
