@@ -5,7 +5,7 @@ test/integration/test_abuse.py runs the same probes and checks what they must ho
 asserts behaviour, never memory or time). The edge's probes (bombs, folder, bag, crop flood)
 are tools/abuse_edge.py; `--probes` takes theirs too.
 
-    python -m tools.abuse [--probes future,burst,asks,layers] [--callers 60]
+    python -m tools.abuse [--probes future,burst,asks,layers] [--callers 60] [--transport ros]
 
 future  a frame (image and geometry) stamped a day ahead published among the edge's own:
         questions answered about it (must be none) and the server's refusal lines.
@@ -59,11 +59,11 @@ CALLER_PROCESSES = 6
 class Pair:
     """A server and a synthetic edge in NAMESPACE, and a probing node of this process."""
 
-    def __init__(self, env: dict, *server_params: str):
-        params = [arg for value in server_params for arg in ('-p', value)]
-        self.server = colvlm(env, 'server', '--namespace', NAMESPACE, '-p', 'status.period_s=1',
-                             *params)
-        self.edge = colvlm(env, 'edge', '--source', 'synthetic', '--namespace', NAMESPACE,
+    def __init__(self, env: dict, transport: str = 'dds'):
+        nodes_env = {**env, 'COLVLM_TRANSPORT': transport}  # this process's node: dds
+        self.server = colvlm(nodes_env, 'server', '--namespace', NAMESPACE,
+                             '-p', 'status.period_s=1')
+        self.edge = colvlm(nodes_env, 'edge', '--source', 'synthetic', '--namespace', NAMESPACE,
                            '-p', 'source.fps=5', '-p', 'status.period_s=5')
         self.node = _node('prober')
         self.sampler: RssSampler | None = None
@@ -262,9 +262,9 @@ def probe_layers(pair: Pair, count: int = LAYERS, size: int = LAYER_BYTES) -> di
             'answer after': _status(answer), **pair.counts(), **pair.rss(baseline)}
 
 
-def run_probes(chosen: list[str], env: dict, callers: int) -> dict:
+def run_probes(chosen: list[str], env: dict, callers: int, transport: str = 'dds') -> dict:
     """Each chosen probe's figures, against one server and edge pair."""
-    pair, figures = Pair(env), {}
+    pair, figures = Pair(env, transport), {}
     try:
         pair.start()
         figures['server RSS at start MB'] = round(pair.sampler.rss_mb(), 1)
@@ -285,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--probes', default=','.join(PROBES),
                         help=f'comma-separated, of {PROBES + EDGE_PROBES}')
     parser.add_argument('--callers', type=int, default=60, help='processes of probe asks')
+    parser.add_argument('--transport', choices=('dds', 'ros'), default='dds',
+                        help="the server's and the edge's (ros: in a sourced ROS 2 "
+                             'environment); the probes speak dds')
     parser.add_argument('--ask-child', type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ask_child:
@@ -295,8 +298,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f'unknown probe(s) {unknown}; choose from {PROBES + EDGE_PROBES}')
     server_probes = [p for p in chosen if p in PROBES]
     if server_probes:
+        inherited = os.environ.get('PYTHONPATH', '')  # a sourced ROS 2's, for --transport ros
         env = probe_env(200 + os.getpid() % 30)
-        for name, value in run_probes(server_probes, env, args.callers).items():
+        if args.transport == 'ros' and inherited:
+            env['PYTHONPATH'] = f'{REPO_ROOT}{os.pathsep}{inherited}'
+        figures = run_probes(server_probes, env, args.callers, args.transport)
+        for name, value in figures.items():
             print(f'{name}: {value}', flush=True)
     edge_probes = [p for p in chosen if p in EDGE_PROBES]
     if edge_probes:

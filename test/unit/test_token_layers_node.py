@@ -96,7 +96,7 @@ def test_bad_layers_are_reported_and_the_server_keeps_serving(rig, changes, expe
     setup = rig()
     layers = setup.client.create_publisher('colvlm/msg/TokenLayer', 'colvlm/token_layers',
                                            'token_layers')
-    # Stamped now, so it is the newest frame the server holds, not the first one evicted.
+    # The server forgets frames by arrival, so any stamp would be held; near now, as tests keep.
     stamp = time.time_ns()
     layers.publish(_bad_layer(stamp, **changes))
     _held(setup, stamp)
