@@ -155,7 +155,7 @@ class LateReplies:
     def __init__(self, stop: threading.Event, logger: logging.Logger):
         self._stop = stop
         self._pending: deque[_Reply] = deque()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._drops = DropLog(logger, 'service replies dropped')
         self._thread = threading.Thread(target=self._run, name='colvlm-late-replies',
                                         daemon=True)
@@ -174,10 +174,12 @@ class LateReplies:
                 self._pending.popleft()
                 self._drops.drop(f'{LATE_REPLIES_MAX} wait for their callers to be discovered')
             self._pending.append(reply)
+            self._lock.notify()
 
     def _run(self) -> None:
         while not self._stop.wait(0.01):
-            with self._lock:
+            with self._lock:  # idle until a reply waits
+                self._lock.wait_for(lambda: self._pending or self._stop.is_set(), POLL_S)
                 pending = list(self._pending)
             done = [reply for reply in pending if self._settle(reply)]
             if done:

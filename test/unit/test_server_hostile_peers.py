@@ -99,29 +99,34 @@ def test_max_ahead_0_takes_any_stamp(rig):
     assert setup.server.intake.ahead.count == 0
 
 
+def _codec() -> TokenCodec:
+    return TokenCodec.load(bundled_model_path() / 'token_codec_tower.npz')
+
+
 def _codec_rig(rig) -> Rig:
-    codec = TokenCodec.load(bundled_model_path() / 'token_codec_tower.npz')
+    codec = _codec()
     return rig(layer_options=LayerOptions({codec.codec_id: codec}))
 
 
-def _layer(codec_id: str, stamp_ns: int, index: int):
+def _layers(codec: TokenCodec, stamp_ns: int, indices) -> list:
     from colvlm_msgs.typesupport import message_class
 
-    codec = TokenCodec.load(bundled_model_path() / 'token_codec_tower.npz')
-    layer = dataclasses.replace(codec.encode(np.zeros((64, 128), np.float32))[0],
-                                layer_index=index, codec_id=codec_id)
-    return token_layer_message(message_class('colvlm/msg/TokenLayer'), layer, stamp_ns, 'camera')
+    good = codec.encode(np.zeros((64, 128), np.float32))[0]
+    return [token_layer_message(message_class('colvlm/msg/TokenLayer'),
+                                dataclasses.replace(good, layer_index=index), stamp_ns,
+                                'camera') for index in indices]
 
 
 def test_a_frame_holds_at_most_the_codecs_layers_and_none_from_the_future(rig):
     setup = _codec_rig(rig)
-    codec_id = next(iter(setup.layer_options.codecs))
+    codec = next(iter(setup.layer_options.codecs.values()))
     publisher = setup.client.create_publisher('colvlm/msg/TokenLayer', 'colvlm/token_layers',
                                               'token_layers')
     stamp_ns = time.time_ns()
-    for index in range(10):  # a peer repeating layers of one frame
-        publisher.publish(_layer(codec_id, stamp_ns, index % 4))
-    publisher.publish(_layer(codec_id, stamp_ns + HOUR_NS, 0))
+    # A peer repeating the layers of one frame, then one stamped an hour ahead.
+    for message in [*_layers(codec, stamp_ns, [i % 4 for i in range(10)]),
+                    *_layers(codec, stamp_ns + HOUR_NS, [0])]:
+        publisher.publish(message)
     intake = setup.server.intake
     wait_until(lambda: intake.dropped.count + intake.ahead.count == 7)
     assert intake.ahead.count == 1 and intake.dropped.count == 6
