@@ -51,7 +51,12 @@ _POLL_S = 0.1                        # how often reader threads look at the shut
 # Samples taken off one reader and not yet handed to its callback; beyond it they are dropped
 # and counted (a bound against a flooding peer, far above any queue the nodes keep).
 _BACKLOG_MAX = 4096
-_REPLY_READER_WAIT_S = 1.0           # rmw waits 100 ms; local threads may need longer
+# rmw waits 100 ms; 60 new callers at once (issue 19 probe 4) are discovered more slowly than
+# that, and a reply written before its reader matched was dropped: wait longer.
+_REPLY_READER_WAIT_S = 5.0
+# Service handlers may block (an ask waits for its answer; queue.max_size + 1 of them at once)
+# and a reply may wait for discovery: enough workers that BUSY replies still go out.
+_SERVICE_WORKERS = 32
 _ANY_SAMPLE = SampleState.Any | ViewState.Any | InstanceState.Any
 _GRAPH_TOPIC = 'ros_discovery_info'  # no rt/ prefix: rmw avoids ROS conventions for it
 # rmw_cyclonedds' own QoS for it: reliable, transient local, the newest sample only.
@@ -369,7 +374,8 @@ class DdsNode(port.WireTypesNode):
         self._stop = threading.Event()
         self._readers: list[_ReaderThread] = []
         self._timers: list[DdsTimer] = []
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f'{name}-service')
+        self._pool = ThreadPoolExecutor(max_workers=_SERVICE_WORKERS,
+                                        thread_name_prefix=f'{name}-service')
 
     def serialized_size(self, message) -> int:
         return len(message.serialize(use_version_2=False))
