@@ -23,6 +23,14 @@ def new_answer(answer_type: type, query, policy: str, camera: str, model_id: str
         renyi_alpha=gate.renyi_alpha)
 
 
+def echoed_question(question: str, max_chars: int) -> str:
+    """The question an answer repeats: a refused over-long one only in part (issue 19: a 1 MB
+    question came back whole), its length said."""
+    if len(question) <= max_chars:
+        return question
+    return f'{question[:max_chars]}... ({len(question)} characters)'
+
+
 def set_status(answer, status: Status, message: str) -> None:
     """A query answered without a model answer (rejected, failed): status, message, no text."""
     answer.status, answer.status_message = int(status), message

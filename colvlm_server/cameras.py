@@ -138,6 +138,8 @@ class CameraLink:
 def find_link(links: list[CameraLink], query, several: bool) -> CameraLink | None:
     """The camera `query` is about; None when views are to be selected; else Rejected."""
     wanted = query.camera.strip('/')
+    if query.camera and not wanted:  # '/' names no camera; it is not "the only one"
+        raise Rejected(Status.BAD_REQUEST, f'camera {query.camera!r} names no camera')
     if not wanted and several and stamps.to_ns(query.frame_stamp):
         raise Rejected(Status.BAD_REQUEST, 'a frame_stamp names a frame of one camera: set '
                                            "the query's camera too (this server has several)")

@@ -25,7 +25,7 @@ from colvlm_msgs.image_codec import ImageDecodeError, decode_image
 from colvlm_msgs.token_codec import EncodedLayer
 from colvlm_msgs.transport.port import Node
 from colvlm_server.answer_log import answer_line
-from colvlm_server.answers import fill_answer, new_answer, set_status
+from colvlm_server.answers import echoed_question, fill_answer, new_answer, set_status
 from colvlm_server.cameras import CameraLink, find_link, score_views
 from colvlm_server.gate import make_policy
 from colvlm_server.jobs import Job, JobQueue, Rejected, check_query
@@ -199,6 +199,7 @@ class ServerNode:
         answer = new_answer(self._answer_type, job.query, job.policy, camera, self.model_id,
                             self.config.gate)
         set_status(answer, rejection.status, str(rejection))
+        answer.question = echoed_question(answer.question, self.config.question_max_chars)
         self._send(job, answer)
 
     def _send(self, job: Job, answer) -> None:

@@ -14,6 +14,7 @@ a call to another node.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 import itertools
@@ -47,7 +48,15 @@ from colvlm_msgs.transport.logs import node_logger
 from colvlm_msgs.typesupport import HEADER_GUID, HEADER_SEQUENCE, default_typesupport
 
 _POLL_S = 0.1                        # how often reader threads look at the shutdown flag
-_REPLY_READER_WAIT_S = 1.0           # rmw waits 100 ms; local threads may need longer
+# Samples taken off one reader and not yet handed to its callback; beyond it they are dropped
+# and counted (a bound against a flooding peer, far above any queue the nodes keep).
+_BACKLOG_MAX = 4096
+# rmw waits 100 ms; 60 new callers at once (issue 19 probe 4) are discovered more slowly than
+# that, and a reply written before its reader matched was dropped: wait longer.
+_REPLY_READER_WAIT_S = 5.0
+# Service handlers may block (an ask waits for its answer; queue.max_size + 1 of them at once)
+# and a reply may wait for discovery: enough workers that BUSY replies still go out.
+_SERVICE_WORKERS = 32
 _ANY_SAMPLE = SampleState.Any | ViewState.Any | InstanceState.Any
 _GRAPH_TOPIC = 'ros_discovery_info'  # no rt/ prefix: rmw avoids ROS conventions for it
 # rmw_cyclonedds' own QoS for it: reliable, transient local, the newest sample only.
@@ -179,16 +188,25 @@ def _user_data_value(endpoint, key: str) -> str | None:
 
 
 class _ReaderThread:
-    """Takes samples one at a time so that one malformed sample costs only itself."""
+    """Takes samples one at a time so that one malformed sample costs only itself, and at once:
+    a reader whose thread spent milliseconds per callback lost samples from its history in a
+    burst (issue 19: 123 of 200 queries), so one thread only takes them into a bounded
+    in-process backlog and another runs the callbacks."""
 
     def __init__(self, reader: DataReader, on_sample: Callable, on_error: Callable,
-                 stop: threading.Event, name: str):
+                 stop: threading.Event, name: str, on_overflow: Callable | None = None):
         self.reader = reader
         self._on_sample, self._on_error, self._stop = on_sample, on_error, stop
+        self._on_overflow = on_overflow
+        self._backlog: deque = deque()
+        self._ready = threading.Condition()
         self._waitset = WaitSet(reader.participant)
         self._waitset.attach(ReadCondition(reader, _ANY_SAMPLE))
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._dispatcher = threading.Thread(target=self._dispatch, name=f'{name} callbacks',
+                                            daemon=True)
         self._thread.start()
+        self._dispatcher.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -204,10 +222,29 @@ class _ReaderThread:
                     break
                 if isinstance(samples[0], InvalidSample):
                     continue  # an instance-state change (a writer left), not data
-                self._on_sample(samples[0])
+                self._queue(samples[0])
+
+    def _queue(self, sample) -> None:
+        with self._ready:
+            if len(self._backlog) >= _BACKLOG_MAX:  # bounded: a flood costs its own samples
+                if self._on_overflow is not None:
+                    self._on_overflow()
+                return
+            self._backlog.append(sample)
+            self._ready.notify()
+
+    def _dispatch(self) -> None:
+        while not self._stop.is_set():
+            with self._ready:
+                if not self._backlog:
+                    self._ready.wait(_POLL_S)
+                    continue
+                sample = self._backlog.popleft()
+            self._on_sample(sample)
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
+        self._dispatcher.join(timeout)
 
 
 class DdsPublisher(port.Publisher):
@@ -337,7 +374,8 @@ class DdsNode(port.WireTypesNode):
         self._stop = threading.Event()
         self._readers: list[_ReaderThread] = []
         self._timers: list[DdsTimer] = []
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f'{name}-service')
+        self._pool = ThreadPoolExecutor(max_workers=_SERVICE_WORKERS,
+                                        thread_name_prefix=f'{name}-service')
 
     def serialized_size(self, message) -> int:
         return len(message.serialize(use_version_2=False))
@@ -350,8 +388,13 @@ class DdsNode(port.WireTypesNode):
                 counter.dropped += 1
             self.logger.warning(f'dropped a malformed sample on {what}: {error}')
 
+        def on_overflow() -> None:
+            if counter is not None:
+                counter.dropped += 1
+            self.logger.warning(f'dropped a sample on {what}: {_BACKLOG_MAX} wait for callbacks')
+
         self._readers.append(_ReaderThread(reader, on_sample, on_error, self._stop,
-                                           f'{self.name}:{what}'))
+                                           f'{self.name}:{what}', on_overflow))
 
     def create_publisher(self, msg_type: str, topic: str, qos) -> port.Publisher:
         info = self._types.message(msg_type)

@@ -95,6 +95,27 @@ def test_reliable_topic_delivers_every_message_across_processes(node, dds_env):
     assert peer.close() == 0
 
 
+def test_a_burst_reaches_a_slow_callback_whole(node, dds_env):
+    """Issue 19: 200 queries in a burst to a callback spending ms each lost 123 of them from
+    the reader's history; samples are now taken off the reader at once."""
+    received: queue.Queue = queue.Queue()
+
+    def slow(message) -> None:
+        time.sleep(0.005)  # what answering BUSY costs the server
+        received.put(message)
+
+    node.create_subscription('colvlm/msg/Query', 'colvlm/query', slow, 'queries')
+    peer = Peer('talker', 'robot', dds_env)
+    peer.send('publish 1')  # once both sides have matched: the burst is what is tested
+    peer.expect('published')
+    assert [m.query_id for m in drain(received, 1)] == ['q0']
+    peer.send('publish 200')
+    peer.expect('published')
+    messages = drain(received, 200)
+    assert [m.query_id for m in messages] == [f'q{i}' for i in range(200)]
+    assert peer.close() == 0
+
+
 def test_service_call_and_topic_round_trip_across_processes(node, dds_env):
     peer = Peer('server', 'robot', dds_env)
     crop = node.service_type('colvlm/srv/CropRoi')

@@ -63,7 +63,7 @@ def test_typestore_knows_every_colvlm_interface_with_our_hashes():
 def test_offered_qos_follows_the_named_profiles():
     frames, answers = rosbags_qos(profile('frames')), rosbags_qos(profile('answers'))
     assert frames.reliability == QosReliability.BEST_EFFORT and frames.depth == 2
-    assert answers.reliability == QosReliability.RELIABLE and answers.depth == 50
+    assert answers.reliability == QosReliability.RELIABLE and answers.depth == 1000
     assert rosbags_qos(profile('status')).durability == QosDurability.TRANSIENT_LOCAL
 
 

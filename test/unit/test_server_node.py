@@ -93,6 +93,7 @@ def test_a_query_limits_its_own_tokens_without_touching_the_model(rig):
     ('x' * 10_000, {}, 'question of 10000 characters'),
     ('What colour?', {'policy': 'oracle'}, "unknown policy 'oracle'"),
     ('What colour?', {'camera': 'cam7'}, "unknown camera 'cam7'"),
+    ('What colour?', {'camera': '/'}, "camera '/' names no camera"),
     ('What colour?', {'max_new_tokens': 5000}, 'max_new_tokens must be <= 1024, got 5000'),
 ])
 def test_bad_requests_are_refused_and_serving_goes_on(rig, question, fields, why):
@@ -102,6 +103,7 @@ def test_bad_requests_are_refused_and_serving_goes_on(rig, question, fields, why
     assert status(answer) == 'BAD_REQUEST' and why in answer.status_message
     assert '\n' not in answer.status_message
     assert not answer.first_pass.ran and answer.uplink_bytes == 0
+    assert len(answer.question) < 1000  # an over-long question is not echoed whole
     assert status(setup.ask()) == 'OK'
 
 
