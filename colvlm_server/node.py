@@ -27,6 +27,7 @@ from colvlm_server.cameras import CameraLink, find_link, score_views
 from colvlm_server.gate import make_policy
 from colvlm_server.intake import FrameIntake
 from colvlm_server.jobs import Job, JobQueue, Rejected, check_query
+from colvlm_server.overlays import RoiOverlays
 from colvlm_server.parameters import SERVER_POLICIES, ServerConfig
 from colvlm_server.pipeline import PipelineResult, TwoStagePipeline
 from colvlm_server.token_layers import LayerOptions
@@ -61,6 +62,7 @@ class ServerNode:
         self._ask_type = node.service_type('colvlm/srv/Ask')
         self.jobs = JobQueue(config.queue_max_size, self._run)
         self._answers = node.create_publisher('colvlm/msg/Answer', 'colvlm/answer', 'answers')
+        self.overlays = RoiOverlays(node, config.debug_annotated_image)
         for link in self.links:
             self._subscribe(link)
         node.create_subscription('colvlm/msg/Query', 'colvlm/query', self.on_query, 'queries')
@@ -177,6 +179,7 @@ class ServerNode:
 
     def _fill(self, answer, result: PipelineResult, frame, frame_id: str) -> None:
         fill_answer(answer, result, frame.stamp_ns, frame_id)
+        self.overlays.publish(answer, frame)
         if result.status in (Status.CROP_UNAVAILABLE, Status.LAYERS_UNAVAILABLE):
             self.node.logger.warning(f'query {answer.query_id!r}: {result.reason}')
 

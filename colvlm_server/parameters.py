@@ -96,6 +96,10 @@ class ServerConfig:
                                         'accepted', unit='characters', min=1, max=1_000_000)
     status_period_s: float = parameter('status.period_s', 10.0, 'how often the answer counts '
                                        'are logged', unit='s', min=0.1, max=3600.0)
+    debug_annotated_image: bool = parameter(
+        'debug.annotated_image', False, 'also publish each answered global frame with its '
+        'ViCrop box and answer drawn on it, on colvlm/annotated/compressed (JPEG; one encode '
+        'per answer); the box alone is always on colvlm/roi')
 
     def __post_init__(self) -> None:
         check_fields(self)

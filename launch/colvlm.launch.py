@@ -1,7 +1,8 @@
 """ros2 launch colvlm colvlm.launch.py namespace:=cam0 source:=/path/to/images
 
 Edge and server together, in one namespace: edge.launch.py and server.launch.py with their
-arguments passed through (namespace, edge_config, server_config, source, model, transport).
+arguments passed through (namespace, edge_config, server_config, source, loop, fps, model,
+transport).
 """
 
 from launch import LaunchDescription
@@ -29,10 +30,13 @@ def generate_launch_description() -> LaunchDescription:
                               default_value=PathJoinSubstitution([share, 'config',
                                                                   'server.yaml'])),
         DeclareLaunchArgument('source', default_value=''),
+        DeclareLaunchArgument('loop', default_value=''),
+        DeclareLaunchArgument('fps', default_value=''),
         DeclareLaunchArgument('model', default_value=''),
         DeclareLaunchArgument('transport', default_value='ros'),
         _include('edge.launch.py', {'namespace': arg('namespace'), 'config': arg('edge_config'),
-                                    'source': arg('source'), 'transport': arg('transport')}),
+                                    'source': arg('source'), 'loop': arg('loop'),
+                                    'fps': arg('fps'), 'transport': arg('transport')}),
         _include('server.launch.py', {'namespace': arg('namespace'),
                                       'config': arg('server_config'), 'model': arg('model'),
                                       'transport': arg('transport')}),

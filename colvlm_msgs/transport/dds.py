@@ -5,11 +5,11 @@ request header, type names `pkg::msg::dds_::Name_`, XCDR1 only (rmw's readers ma
 nothing else), USER_DATA `typehash=RIHS01_...;` on endpoints and `clientid=`/`serviceid=`
 on service endpoints, `enclave=/;` on the participant, ROS_DOMAIN_ID and
 ROS_AUTOMATIC_DISCOVERY_RANGE honoured. Like rmw_cyclonedds, the participant publishes its
-nodes and the GIDs of their readers and writers on `ros_discovery_info` (Jazzy's
-rmw_dds_common types), so that `ros2 node list` and `ros2 node info` on a ROS 2 machine name
-these nodes; not where ROS_DISTRO names Humble or older, whose 24-byte GIDs would misread
-it. Each reader has a thread; service handlers run on a small pool so that one may block on
-a call to another node.
+nodes and the GIDs of their readers and writers on `ros_discovery_info` (rmw_dds_common's
+types), so that `ros2 node list` and `ros2 node info` on a ROS 2 machine name these nodes:
+Jazzy's 16-byte GIDs, or with ROS_DISTRO humble (or older) Humble's 24-byte GIDs and no type
+hash (discovery.graph_types). Each reader has a thread; service handlers run on a small pool
+so that one may block on a call to another node.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 import itertools
 import logging
-import os
 import secrets
 import threading
 import time
@@ -41,7 +40,13 @@ from colvlm_msgs.transport.dds_readers import (
     ReaderThread,
     user_data_value,
 )
-from colvlm_msgs.transport.discovery import discovery_config, domain_id_from_environment
+from colvlm_msgs.transport.discovery import (
+    discovery_config,
+    domain_id_from_environment,
+    gid_data,
+    gid_size,
+    graph_types,
+)
 from colvlm_msgs.transport.logs import node_logger
 from colvlm_msgs.typesupport import HEADER_GUID, HEADER_SEQUENCE, default_typesupport
 
@@ -52,13 +57,6 @@ _KEEP_ALL_BACKLOG = 1024  # samples waiting for callbacks on a keep-all reader
 _GRAPH_TOPIC = 'ros_discovery_info'  # no rt/ prefix: rmw avoids ROS conventions for it
 # rmw_cyclonedds' own QoS for it: reliable, transient local, the newest sample only.
 _GRAPH_QOS = QosProfile(_GRAPH_TOPIC, durability='transient_local', depth=1)
-# Distributions whose Gid has 24 bytes under the same type name: they would misread ours.
-_GID24_DISTROS = ('foxy', 'galactic', 'humble')
-
-
-def _publishes_graph(environ=os.environ) -> bool:
-    return environ.get('ROS_DISTRO', '').strip().lower() not in _GID24_DISTROS
-
 
 class _Participant:
     """One DDS participant per process and domain, shared by its nodes (like an rcl context)."""
@@ -78,7 +76,7 @@ class _Participant:
         self._nodes: dict[object, tuple[str, str, list[bytes], list[bytes]]] = {}
         self._graph_lock = threading.Lock()
         self._graph_writer: DataWriter | None = None
-        self._graph_enabled = _publishes_graph()
+        self._gid_size = gid_size()  # Humble's 24 or Jazzy's 16, by ROS_DISTRO
 
     @classmethod
     def get(cls, domain_id: int) -> _Participant:
@@ -115,22 +113,21 @@ class _Participant:
             self._publish_graph()
 
     def _publish_graph(self) -> None:
-        if not self._graph_enabled:
-            return
-        types = default_typesupport()
+        types, size = graph_types(self._gid_size), self._gid_size
         info = types.message('rmw_dds_common/msg/ParticipantEntitiesInfo')
         node_info = types.message('rmw_dds_common/msg/NodeEntitiesInfo').cls
         gid = types.message('rmw_dds_common/msg/Gid').cls
         if self._graph_writer is None:
+            # Type hashes came with Iron: Humble's rmw neither sends nor reads them.
             self._graph_writer = DataWriter(
                 self.participant, self.topic(_GRAPH_TOPIC, info.cls),
-                qos=_qos(_GRAPH_QOS, f'typehash={info.type_hash};'))
+                qos=_qos(_GRAPH_QOS, f'typehash={info.type_hash};' if size == 16 else ''))
         self._graph_writer.write(info.cls(
-            gid=gid(data=list(self.participant.guid.bytes)),
+            gid=gid(data=gid_data(self.participant.guid.bytes, size)),
             node_entities_info_seq=[
                 node_info(node_namespace=namespace, node_name=name,
-                          reader_gid_seq=[gid(data=list(g)) for g in readers],
-                          writer_gid_seq=[gid(data=list(g)) for g in writers])
+                          reader_gid_seq=[gid(data=gid_data(g, size)) for g in readers],
+                          writer_gid_seq=[gid(data=gid_data(g, size)) for g in writers])
                 for namespace, name, readers, writers in self._nodes.values()]))
 
     def endpoint_id(self) -> str:

@@ -297,3 +297,45 @@ def test_nodes_and_their_endpoints_are_named_on_ros_discovery_info(node, dds_env
     assert own is not None and any(e.node_name == 'test_client' and e.node_namespace == '/robot'
                                    for e in own.node_entities_info_seq)
     assert peer.close() == 0
+
+
+def test_a_humble_process_names_its_nodes_with_24_byte_gids(dds_env):
+    # ROS_DISTRO=humble: ros_discovery_info as Humble's rmw_cyclonedds writes it, read raw
+    # here by a plain participant and decoded with rosbags' Humble types.
+    from cyclonedds._clayer import ddspy_take
+    from cyclonedds.core import Qos
+    from cyclonedds.domain import Domain, DomainParticipant
+    from cyclonedds.sub import DataReader
+    from cyclonedds.topic import Topic
+    from rosbags.typesys import Stores, get_typestore
+
+    from colvlm_msgs.transport.discovery import discovery_config, graph_types
+
+    domain_id = int(dds_env['ROS_DOMAIN_ID'])
+    domain = Domain(domain_id, discovery_config(dds_env))  # noqa: F841 (held: loopback)
+    participant = DomainParticipant(domain_id)
+    info_type = graph_types(24).message('rmw_dds_common/msg/ParticipantEntitiesInfo').cls
+    graph = DataReader(participant, Topic(participant, 'ros_discovery_info', info_type),
+                       qos=Qos(Policy.Reliability.Reliable(0), Policy.Durability.TransientLocal,
+                               Policy.History.KeepAll,
+                               Policy.DataRepresentation(use_cdrv0_representation=True)))
+    writers = BuiltinDataReader(participant, BuiltinTopicDcpsPublication)
+    peer = Peer('server', 'robot', {**dds_env, 'ROS_DISTRO': 'humble'})
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    entry = answer_writer = None
+    deadline = time.monotonic() + TIMEOUT_S
+    while (entry is None or answer_writer is None) and time.monotonic() < deadline:
+        for endpoint in writers.take(N=50):
+            if endpoint.topic_name == 'rt/robot/colvlm/answer':
+                answer_writer = endpoint
+        for raw, _info in ddspy_take(graph._ref, 0xFFFF, 50):
+            sample = store.deserialize_cdr(raw, 'rmw_dds_common/msg/ParticipantEntitiesInfo')
+            for candidate in sample.node_entities_info_seq:
+                if candidate.node_name == 'peer_server':
+                    info, entry = sample, candidate
+        time.sleep(0.05)
+    assert entry is not None and answer_writer is not None, peer.stderr()
+    assert len(info.gid.data) == 24 and bytes(info.gid.data[16:]) == bytes(8)
+    assert answer_writer.key.bytes + bytes(8) in {bytes(g.data) for g in entry.writer_gid_seq}
+    assert entry.node_namespace == '/robot'
+    assert peer.close() == 0

@@ -1,7 +1,8 @@
 """The server and the edge as their own processes over real DDS, end to end, on the bundled
 model: a two-stage answer with a crop of the original crosses the wire with both ends
-counting the same bytes, a layered answer asks the edge's colvlm/request_layers for more
-token layers, `colvlm ask` (run in this process) prints an answer and exits by its status,
+counting the same bytes and its box arrives on colvlm/roi as an ImageMarker on the global
+frame, a layered answer asks the edge's colvlm/request_layers for more token layers,
+`colvlm ask` (run in this process) prints an answer and exits by its status,
 and the server stops cleanly on SIGINT with its counts. One pair of processes serves every
 feature: starting them is most of the time. What the node answers in each situation (busy, no
 frame, stale, a lost edge, a failing model) is tested on the in-memory transport in
@@ -18,11 +19,15 @@ import threading
 import time
 import uuid
 
+from cdr_reference import reference_typestore
+from cyclonedds.core import Policy, Qos
+from cyclonedds.sub import DataReader
 from processes import START_TIMEOUT_S, colvlm
 
 from colvlm_models.tiny_vlm import bundled_model_path
 from colvlm_msgs import stamps
 from colvlm_msgs.constants import Decision, Status
+from colvlm_msgs.geometry import Box, geometry_from_message, roi_box
 from colvlm_msgs.token_codec import TokenCodec, payload_size
 from colvlm_msgs.transport import create_node
 
@@ -47,6 +52,13 @@ class Client:
                                       self._on_layer, 'token_layers')
         self.ask_type = self.node.service_type('colvlm/srv/Ask')
         self._ask = self.node.create_client('colvlm/srv/Ask', 'colvlm/ask')
+        # colvlm/roi read raw off the wire and decoded by rosbags, as a ROS 2 tool would.
+        participant = self.node._participant
+        self.roi_tap = DataReader(participant.participant, participant.topic(
+            f'rt/{NAMESPACE}/colvlm/roi',
+            self.node.message_type('visualization_msgs/msg/ImageMarker')),
+            qos=Qos(Policy.Reliability.Reliable(0), Policy.History.KeepAll,
+                    Policy.DataRepresentation(use_cdrv0_representation=True)))
 
     def _frame(self, stamp) -> dict:
         return self.frames.setdefault(stamps.to_ns(stamp), {'bytes': 0, 'parts': {}})
@@ -65,11 +77,26 @@ class Client:
             frame = self._frame(message.header.stamp)
             self._count(frame, 'geometry', message)
             frame['width'], frame['height'] = message.original_width, message.original_height
+            frame['geometry'] = geometry_from_message(message)
 
     def _on_layer(self, message) -> None:
         stamp = stamps.to_ns(message.header.stamp)
         with self._lock:
             self.layers[stamp] = self.layers.get(stamp, 0) + self.node.serialized_size(message)
+
+    def roi_marker(self, stamp):
+        """The first colvlm/roi marker stamped `stamp` that adds a box, as rosbags decodes it."""
+        from cyclonedds._clayer import ddspy_take  # raw bytes, as they crossed the wire
+
+        store, deadline = reference_typestore(), time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            for raw, _info in ddspy_take(self.roi_tap._ref, 0xFFFF, 50):
+                marker = store.deserialize_cdr(raw, 'visualization_msgs/msg/ImageMarker')
+                if marker.action == 0 and (marker.header.stamp.sec, marker.header.stamp.nanosec) \
+                        == (stamp.sec, stamp.nanosec):
+                    return marker
+            time.sleep(0.05)
+        raise AssertionError('no colvlm/roi marker for the answer')
 
     def ask(self, **fields):
         request = self.ask_type.Request()
@@ -102,6 +129,13 @@ def _check_crop(client: Client, edge) -> None:
     assert 0 < roi.x_offset + roi.width <= frame['width']
     assert 0 < roi.y_offset + roi.height <= frame['height']
     assert answer.uplink_global_bytes == frame['bytes']
+    # The box on colvlm/roi is the Answer's RoI on the global frame the edge published.
+    box = frame['geometry'].to_global(roi_box(roi)).intersection(
+        Box(0, 0, frame['geometry'].global_width, frame['geometry'].global_height))
+    marker = client.roi_marker(answer.frame_stamp)
+    assert [(p.x, p.y) for p in marker.points] == [
+        (box.x0, box.y0), (box.x1, box.y0), (box.x1, box.y1), (box.x0, box.y1)]
+    assert marker.header.frame_id == answer.header.frame_id
     assert answer.uplink_bytes == answer.uplink_global_bytes + answer.uplink_crop_bytes
     # The edge counts what it sent; the server counted the same reply.
     assert int(edge.wait_for(r'uplink: .*crop 1 msgs (\d+) B', TIMEOUT_S).group(1)) == \

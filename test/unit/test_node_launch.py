@@ -44,3 +44,12 @@ def test_one_node_whose_parameters_carry_the_file_and_the_given_override(
     assert node['additional_env']['COLVLM_TRANSPORT'] == 'dds'
     (node,) = _nodes(monkeypatch, name, **{option: given})
     assert node['parameters'] == ['my.yaml', {parameter: given}]
+
+
+def test_loop_and_fps_reach_the_edge_as_typed_parameters(monkeypatch):
+    (node,) = _nodes(monkeypatch, 'edge.launch.py', source='/data/frames', loop='true',
+                     fps='2.5')
+    assert node['parameters'] == ['my.yaml', {'source.uri': '/data/frames'},
+                                  {'source.loop': True}, {'source.fps': 2.5}]
+    with pytest.raises(ValueError, match="loop:='sometimes' must be true or false"):
+        _nodes(monkeypatch, 'edge.launch.py', loop='sometimes')
