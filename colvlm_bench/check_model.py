@@ -5,8 +5,10 @@ scene, encodes its global frame as the edge would, and runs the stages in turn: 
 with its answer-token scores (the gate), the attention it reads for ViCrop (which family, which
 decoder layer, which grid over the frame, whether eager attention came back), the generic
 prompt's map and the box (rel_att), the crop as a second image, and gradient-weighted attention
-(grad_att); each with its latency. `--write-settings` writes colvlm.yaml beside the model (its
-gate threshold kept, the ViCrop method and layer that worked).
+(grad_att); each with its latency. The `geometry` stage checks that the tokens read lie over
+the frame as ViCrop assumes (colvlm_models/grid_probe.py): a marked cell changes its own most.
+`--write-settings` writes colvlm.yaml beside the model (its gate threshold kept, the ViCrop
+method and layer that worked).
 
 Exit status: 0 when every stage worked, 1 when one failed (the report says which), 2 when the
 model cannot be loaded or the command line is wrong (one line on stderr).
@@ -115,7 +117,8 @@ def check_stages(backend, question: str, layer: int | None) -> tuple[list[Stage]
     pipeline = TwoStagePipeline(backend, attention_layer=layer, vicrop_method='rel_att')
     chosen = {'layer': pipeline.attention_layer, 'method': 'rel_att',
               'threshold': pipeline.gate.threshold}
-    stages = [_first_pass(backend, frame, question, chosen['layer'])]
+    stages = [_first_pass(backend, frame, question, chosen['layer']),
+              _grid_stage(backend, frame.image)]
     result, ms = _timed(pipeline.answer, question, frame, edge, make_policy('always'))
     # The stage's own time: the generic prompt's pass, the box and the crop, not the passes.
     passes = sum(p.latency_ms for p in (result.first, result.second) if p is not None)
@@ -123,7 +126,8 @@ def check_stages(backend, question: str, layer: int | None) -> tuple[list[Stage]
     stages.append(_crop_stage(result))
     grad = _grad_stage(backend, frame.image, question, chosen['layer'])
     stages.append(grad)
-    if not stages[1].ok and grad.ok:
+    vicrop = next(stage for stage in stages if stage.name == 'vicrop')
+    if not vicrop.ok and grad.ok:
         chosen['method'] = 'grad_att'
     return stages, chosen
 
@@ -147,6 +151,16 @@ def _first_pass(backend, frame, question: str, layer: int) -> Stage:
                  f'answer {generation.text!r}, min-entropy {gate.min_entropy:.3f} nats, '
                  f'{generation.input_tokens} input tokens ({generation.image_tokens} image); '
                  f'eager attention {"came back" if eager else "did NOT come back"}', ms)
+
+
+def _grid_stage(backend, image) -> Stage:
+    from colvlm_models.grid_probe import probe_grid
+
+    try:
+        probe, ms = _timed(probe_grid, backend, image)
+    except (RuntimeError, ValueError, NotImplementedError) as error:
+        return Stage('geometry', False, _one_line(error))
+    return Stage('geometry', probe.ok, probe.summary(), ms)
 
 
 def _vicrop_stage(result, ms: float, shape) -> Stage:

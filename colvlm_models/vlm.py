@@ -405,6 +405,32 @@ class TransformersVlm(VlmBackend):
         attention = weights[0, :, -1, positions].float().cpu().numpy()  # (heads, N)
         return fit_grid(attention, grid, self.grid)
 
+    def frame_tokens(self, image: np.ndarray,
+                     prompt: str = 'Describe the image.') -> tuple[np.ndarray, tuple[int, int]]:
+        """((N, hidden) float32, (rows, cols)): what the language model is given at the
+        positions ViCrop reads (image 0's whole-frame tokens, row-major on the family's own
+        grid for this image) for a one-image prompt; the decoder itself does not run."""
+        captured = {}
+
+        def before(module, args, kwargs):
+            captured['embeds'] = kwargs.get('inputs_embeds')
+            raise _Captured
+
+        inputs = self._inputs([image], prompt)
+        handle = self._language_model.register_forward_pre_hook(before, with_kwargs=True)
+        try:
+            with self._torch.inference_mode():
+                self.model(**inputs, return_dict=True)
+        except _Captured:
+            pass
+        finally:
+            handle.remove()
+        if captured.get('embeds') is None:
+            raise NotImplementedError(f'model {self.model_id!r} does not hand its decoder '
+                                      'input embeddings; its image tokens cannot be read')
+        positions, grid = self._image0_positions(inputs, 1)
+        return captured['embeds'][0, positions].float().cpu().numpy(), grid
+
     # -- VlmBackend -------------------------------------------------------------------------
     def generate(self, images: Sequence[np.ndarray], question: str, *,
                  attention_layer: int | None = None,

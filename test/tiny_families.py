@@ -131,5 +131,17 @@ def save_tiny_gemma3(path: Path) -> Path:
         eoi_token_index=tokenizer.convert_tokens_to_ids('<end_of_image>'),
         image_token_index=tokenizer.convert_tokens_to_ids('<image>'))
     torch.manual_seed(0)
-    Gemma3ForConditionalGeneration(config).save_pretrained(path)
+    model = Gemma3ForConditionalGeneration(config)
+    # Gemma 3 initialises its image projection to zeros (a checkpoint overwrites it): left so,
+    # every image token would be the same zero vector and no test could see the image.
+    projector = model.model.multi_modal_projector.mm_input_projection_weight
+    with torch.no_grad():
+        projector.normal_(0.0, 0.2)
+        # SigLIP's Xavier start on a 32-wide tower lets one random attention layer outweigh
+        # the residual, so a token no longer stands for its own patch, as a trained tower's
+        # does (ViCrop's premise); the text side's 0.02 keeps each patch in its token.
+        for module in model.model.vision_tower.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.normal_(0.0, 0.02)
+    model.save_pretrained(path)
     return path

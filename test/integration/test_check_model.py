@@ -23,7 +23,7 @@ def test_check_model_reports_every_stage_and_writes_settings(family, tmp_path, c
     assert f'({family} family, 2 decoder layers)' in out
     assert '4x4 image tokens over a 112x112 frame' in out
     assert 'eager attention came back' in out and 'FAILED' not in out
-    for stage in ('gate', 'vicrop', 'crop', 'grad_att'):
+    for stage in ('gate', 'geometry', 'vicrop', 'crop', 'grad_att'):
         assert any(line.startswith(f'{stage} ') and ' ok ' in line
                    for line in out.splitlines()), stage
     assert (path / SETTINGS_FILE).is_file()

@@ -4,6 +4,7 @@ family's image positions mapped onto the global frame, the crop as a second imag
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from tiny_families import save_tiny_gemma3, save_tiny_idefics3, save_tiny_qwen2_5_vl
@@ -102,3 +103,30 @@ def test_a_wide_global_frame_gives_a_box_inside_the_original(backend):
     roi = result.roi
     assert 0 <= roi.x0 < roi.x1 <= 1024 and 0 <= roi.y0 < roi.y1 <= 576
     assert result.roi_result.map.shape == backend.grid
+
+
+@pytest.mark.parametrize('size', [(112, 112), (168, 112)])
+def test_the_tokens_read_lie_over_the_frame_row_major(backend, glyph_frame, size):
+    """A marked cell of the frame changes its own token most among those ViCrop reads: the
+    adapter's positions, grid and order are the frame's (at a square and a wide frame)."""
+    from colvlm_models.grid_probe import probe_grid
+
+    width, height = size
+    image = cv2.resize(glyph_frame[0].image, (width, height), interpolation=cv2.INTER_AREA)
+    probe = probe_grid(backend, image)
+    assert probe.ok, probe.summary()
+    assert len(probe.marked) == 3
+
+
+def test_the_probe_catches_an_adapter_reading_a_tile(tmp_path):
+    """Idefics3 read as a generic family (its first 16 image tokens: the top-left tile, not the
+    global sub-image) fails the probe: a mark in another tile changes none of those tokens."""
+    from colvlm_models.families import Family
+    from colvlm_models.grid_probe import probe_grid
+
+    backend = TransformersVlm(str(save_tiny_idefics3(tmp_path / 'idefics3')), progress=False,
+                              image_size=FRAME)
+    backend.family = Family(backend.model.config, backend.processor, backend.image_token_id)
+    backend.family._grid = (4, 4)  # the first 16 image tokens, as a LLaVA-style square
+    probe = probe_grid(backend, np.full((112, 112, 3), 120, np.uint8))
+    assert not probe.ok and probe.found[0] is None, probe.summary()
