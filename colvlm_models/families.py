@@ -8,6 +8,10 @@ the whole frame in every cell row (colvlm_server/vicrop.py). The families:
   tokens); LLaVA-NeXT's whole-image base grid comes first, before its any-res tiles.
 - `qwen_vl` (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): dynamic resolution; the grid is the processor's
   `image_grid_thw` of image 0 divided by the vision tower's spatial merge (2x2 patches a token).
+- `gemma3` (Gemma 3): the generic layout (pooled square grid between <start_of_image> and
+  <end_of_image>), but only the model's own generate() decodes it (bidirectional image mask).
+- `gemma4` (Gemma 4): aspect-ratio-preserving resize; each image's patches are pooled k x k
+  into soft tokens, row-major; the grid is image 0's patch extent (`image_position_ids`) / k.
 - `idefics3` (Idefics3, SmolVLM): image splitting; each image is its tiles then a global
   sub-image (after the `<global-img>` token) that shows the whole frame: that one is read.
 Images, several of them, go to every family the same way: one image entry each in the chat
@@ -25,6 +29,10 @@ class Family:
     """The generic layout: image 0's tokens are the first rows*cols image-token positions."""
 
     name = 'generic'
+    needs = ''  # the processor output the grid is read from, where the family has one
+    # Whether accelerate.greedy_decode (1-D positions, a causal mask, image positions filled
+    # from the projector) computes what the model's own forward does for this family.
+    custom_decode = True
 
     def __init__(self, config, processor, image_token_id: int) -> None:
         self.config = config
@@ -59,6 +67,8 @@ class Family:
 
 class QwenVlFamily(Family):
     name = 'qwen_vl'
+    custom_decode = False
+    needs = 'image_grid_thw'
 
     def grid(self, inputs: dict, n_images: int) -> tuple[int, int]:
         vision = getattr(self.config, 'vision_config', None)
@@ -67,8 +77,32 @@ class QwenVlFamily(Family):
         return height // merge, width // merge  # patches -> merged tokens
 
 
+class Gemma3Family(Family):
+    """Gemma 3's layout is the generic one; its image tokens attend to each other both ways,
+    which the custom decoding loop's causal mask does not."""
+
+    name = 'gemma3'
+    custom_decode = False
+
+
+class Gemma4Family(Family):
+    name = 'gemma4'
+    custom_decode = False
+    needs = 'image_position_ids'
+
+    def grid(self, inputs: dict, n_images: int) -> tuple[int, int]:
+        positions = inputs['image_position_ids'][0]  # (max_patches, 2) patch (x, y); -1: pad
+        image_processor = getattr(self.processor, 'image_processor', None)
+        kernel = int(getattr(image_processor, 'pooling_kernel_size', None)
+                     or self.config.vision_config.pooling_kernel_size)
+        real = positions[(positions >= 0).all(dim=-1)]
+        width, height = (int(v) + 1 for v in real.max(dim=0).values)
+        return height // kernel, width // kernel  # patches -> pooled soft tokens
+
+
 class Idefics3Family(Family):
     name = 'idefics3'
+    custom_decode = False
 
     def grid(self, inputs: dict, n_images: int) -> tuple[int, int]:
         tokens = int(getattr(self.processor, 'image_seq_len', 0))
@@ -91,7 +125,8 @@ class Idefics3Family(Family):
 
 
 FAMILIES = {'qwen2_vl': QwenVlFamily, 'qwen2_5_vl': QwenVlFamily, 'qwen3_vl': QwenVlFamily,
-            'idefics3': Idefics3Family, 'smolvlm': Idefics3Family}
+            'idefics3': Idefics3Family, 'smolvlm': Idefics3Family, 'gemma3': Gemma3Family,
+            'gemma4': Gemma4Family}
 
 
 def family_for(config, processor, image_token_id: int) -> Family:

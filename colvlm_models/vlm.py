@@ -206,9 +206,10 @@ class TransformersVlm(VlmBackend):
         """Check the accelerations against this model and load what they need; ValueError
         naming the parameter, ModelLoadError for a draft that cannot be loaded."""
         acc = self.acceleration
-        if acc.custom_decode and self.family.name != 'generic':
-            # The custom loop decodes from embeddings with 1-D positions: Qwen-VL's 3-D RoPE
-            # and Idefics3's connector are not followed there.
+        if acc.custom_decode and not self.family.custom_decode:
+            # The custom loop decodes from embeddings with 1-D positions and a causal mask:
+            # Qwen-VL's 3-D RoPE, Gemma's image masks and Idefics3's connector are not
+            # followed there.
             what = 'tokens.keep_ratio' if acc.selects_tokens else 'decode.speculative'
             raise ValueError(f'{what}: not supported for model {self.model_id!r} '
                              f'({self.family.name} family); LLaVA-style models only')
@@ -389,8 +390,9 @@ class TransformersVlm(VlmBackend):
     def _image0_positions(self, inputs: dict, n_images: int) -> tuple[np.ndarray, tuple]:
         """(N,) positions of image 0's whole-frame tokens and the (rows, cols) they form in
         this call (a dynamic-resolution family's grid follows the image's size)."""
-        if 'image_grid_thw' not in inputs and self.family.name == 'qwen_vl':
-            raise ValueError(f'model {self.model_id!r}: no image grid in its inputs')
+        if self.family.needs and self.family.needs not in inputs:
+            raise ValueError(f'model {self.model_id!r}: no {self.family.needs} in its inputs '
+                             f'to read the image grid from')
         return self.family.image_layout(inputs, n_images)
 
     def _last_position_attention(self, attentions, layer: int, inputs: dict,

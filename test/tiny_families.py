@@ -145,3 +145,42 @@ def save_tiny_gemma3(path: Path) -> Path:
                 module.weight.normal_(0.0, 0.02)
     model.save_pretrained(path)
     return path
+
+
+def save_tiny_gemma4(path: Path) -> Path:
+    """Gemma 4: aspect-ratio-preserving resize to at most 70 soft tokens, 4 px patches pooled
+    3x3 (an 8x8 grid at a square frame, 6x10 at a wide one), a 2-layer Gemma 4 decoder."""
+    import torch
+    from transformers import Gemma4Config, Gemma4ForConditionalGeneration, PreTrainedTokenizerFast
+    from transformers.models.gemma4.image_processing_pil_gemma4 import Gemma4ImageProcessorPil
+
+    from colvlm_models.tiny_vlm import CHAT_TEMPLATE
+
+    # Gemma 4's processor wants audio markers too, even for images only.
+    markers = {'image_token': '<image>', 'boi_token': '<start_of_image>',
+               'eoi_token': '<end_of_image>', 'audio_token': '<audio>',
+               'boa_token': '<start_of_audio>', 'eoa_token': '<end_of_audio>'}
+    words = _tokenizer(*[token for token in markers.values() if token != '<image>'])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=words.backend_tokenizer, bos_token='<s>', eos_token='</s>',
+        unk_token='<unk>', pad_token='<pad>', padding_side='left', model_max_length=1024,
+        extra_special_tokens=markers, chat_template=CHAT_TEMPLATE)
+    # Saved piece by piece: the processor's own save wants video and audio processors.
+    tokenizer.save_pretrained(path)
+    Gemma4ImageProcessorPil(patch_size=4, max_soft_tokens=70,
+                            pooling_kernel_size=3).save_pretrained(path)
+    text = _text_sizes(tokenizer)
+    text.update(head_dim=16, global_head_dim=16, sliding_window=64,
+                hidden_size_per_layer_input=8, vocab_size_per_layer_input=len(tokenizer),
+                layer_types=['sliding_attention', 'full_attention'])
+    ids = {name: tokenizer.convert_tokens_to_ids(markers[token]) for name, token in (
+        ('image_token_id', 'image_token'), ('boi_token_id', 'boi_token'),
+        ('eoi_token_id', 'eoi_token'))}
+    config = Gemma4Config(
+        text_config=text, audio_config=None, **ids,
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2, num_key_value_heads=2, head_dim=16,
+                           patch_size=4, pooling_kernel_size=3, position_embedding_size=64))
+    torch.manual_seed(0)
+    Gemma4ForConditionalGeneration(config).save_pretrained(path)
+    return path

@@ -4,24 +4,31 @@ grid and layer, every stage works, and --write-settings leaves a colvlm.yaml col
 from __future__ import annotations
 
 import pytest
-from tiny_families import save_tiny_gemma3, save_tiny_idefics3, save_tiny_qwen2_5_vl
+from tiny_families import (
+    save_tiny_gemma3,
+    save_tiny_gemma4,
+    save_tiny_idefics3,
+    save_tiny_qwen2_5_vl,
+)
 
 from colvlm_bench.cli import main as colvlm_main
 from colvlm_models.settings import SETTINGS_FILE, model_settings
 
-BUILDERS = {'qwen_vl': save_tiny_qwen2_5_vl, 'idefics3': save_tiny_idefics3,
-            'generic': save_tiny_gemma3}
+# family: (builder, its grid over a 112x112 frame)
+BUILDERS = {'qwen_vl': (save_tiny_qwen2_5_vl, 4), 'idefics3': (save_tiny_idefics3, 4),
+            'gemma3': (save_tiny_gemma3, 4), 'gemma4': (save_tiny_gemma4, 8)}
 
 
 @pytest.mark.parametrize('family', sorted(BUILDERS))
 def test_check_model_reports_every_stage_and_writes_settings(family, tmp_path, capsys):
-    path = BUILDERS[family](tmp_path / family)
+    build, side = BUILDERS[family]
+    path = build(tmp_path / family)
     code = colvlm_main(['check-model', str(path), '--image-size', '112x112',
                         '--write-settings'])
     out = capsys.readouterr().out
     assert code == 0, out
     assert f'({family} family, 2 decoder layers)' in out
-    assert '4x4 image tokens over a 112x112 frame' in out
+    assert f'{side}x{side} image tokens over a 112x112 frame' in out
     assert 'eager attention came back' in out and 'FAILED' not in out
     for stage in ('gate', 'geometry', 'vicrop', 'crop', 'grad_att'):
         assert any(line.startswith(f'{stage} ') and ' ok ' in line

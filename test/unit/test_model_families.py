@@ -8,7 +8,14 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from colvlm_models.families import Family, Idefics3Family, QwenVlFamily, family_for, fit_grid
+from colvlm_models.families import (
+    Family,
+    Gemma4Family,
+    Idefics3Family,
+    QwenVlFamily,
+    family_for,
+    fit_grid,
+)
 
 IMAGE = 7
 
@@ -53,3 +60,17 @@ def test_generic_grid_is_square_and_fixed_after_the_probe():
     two = {'input_ids': torch.tensor([[1, *[IMAGE] * 9, 2, *[IMAGE] * 9]])}
     positions, grid = family.image_layout(two, 2)
     assert grid == (3, 3) and positions.tolist() == list(range(1, 10))
+
+
+def test_gemma4_grid_is_image_0s_patch_extent_pooled_by_the_kernel():
+    config = SimpleNamespace(model_type='gemma4',
+                             vision_config=SimpleNamespace(pooling_kernel_size=3))
+    xs, ys = np.meshgrid(np.arange(12), np.arange(6))  # a wide image: 6 x 12 patches
+    patches = np.stack([xs.ravel(), ys.ravel()], axis=-1)
+    padded = np.concatenate([patches, -np.ones((9, 2), int)])  # the processor pads with -1
+    ids = torch.tensor([[1, *[IMAGE] * 8, 2, *[IMAGE] * 8, 3]])
+    inputs = {'input_ids': ids, 'image_position_ids': torch.from_numpy(padded)[None]}
+    family = family_for(config, None, IMAGE)
+    assert isinstance(family, Gemma4Family) and family.needs == 'image_position_ids'
+    positions, grid = family.image_layout(inputs, 2)
+    assert grid == (2, 4) and positions.tolist() == list(range(1, 9))
