@@ -64,6 +64,43 @@ def save_tiny_qwen2_5_vl(path: Path) -> Path:
     return path
 
 
+def save_tiny_qwen3_vl(path: Path) -> Path:
+    """Qwen3-VL: 16 px patches merged 2x2 (32 px per token), learned position embeddings
+    interpolated to the grid, deepstack features from vision layer 0, 2 decoder layers."""
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
+
+    from colvlm_models.tiny_vlm import CHAT_TEMPLATE
+
+    tokenizer = _tokenizer('<|vision_start|>', '<|vision_end|>')
+    tokenizer.chat_template = CHAT_TEMPLATE.replace(
+        '<image>\n', '<|vision_start|><image><|vision_end|>')
+    tokenizer.save_pretrained(path)
+    Qwen2VLImageProcessorPil(
+        min_pixels=64 * 64, max_pixels=256 * 256, patch_size=16, merge_size=2,
+        temporal_patch_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(path)
+    text = _text_sizes(tokenizer)
+    text.update(head_dim=16, rope_parameters={
+        'rope_type': 'default', 'rope_theta': 10000.0, 'mrope_section': [2, 3, 3],
+        'mrope_interleaved': True})
+    config = Qwen3VLConfig(
+        text_config=text,
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2,
+                           out_hidden_size=64, patch_size=16, spatial_merge_size=2,
+                           temporal_patch_size=2, num_position_embeddings=64,
+                           deepstack_visual_indexes=[0]),
+        image_token_id=tokenizer.convert_tokens_to_ids('<image>'),
+        vision_start_token_id=tokenizer.convert_tokens_to_ids('<|vision_start|>'),
+        vision_end_token_id=tokenizer.convert_tokens_to_ids('<|vision_end|>'),
+        tie_word_embeddings=False)
+    torch.manual_seed(0)
+    Qwen3VLForConditionalGeneration(config).save_pretrained(path)
+    return path
+
+
 def save_tiny_idefics3(path: Path) -> Path:
     """Idefics3 (SmolVLM's architecture): a 112 px frame split into 2x2 tiles of 56 px plus a
     56 px global sub-image; 7 px patches, pixel shuffle by 2: 16 tokens (4x4) a sub-image."""

@@ -12,13 +12,15 @@ from tiny_families import (
     save_tiny_gemma4,
     save_tiny_idefics3,
     save_tiny_qwen2_5_vl,
+    save_tiny_qwen3_vl,
 )
 
 from colvlm_models.vlm import TransformersVlm
 from colvlm_msgs.constants import Decision, Status
 
-FAMILIES = {'qwen2_5_vl': save_tiny_qwen2_5_vl, 'idefics3': save_tiny_idefics3,
-            'gemma3': save_tiny_gemma3, 'gemma4': save_tiny_gemma4}
+FAMILIES = {'qwen2_5_vl': save_tiny_qwen2_5_vl, 'qwen3_vl': save_tiny_qwen3_vl,
+            'idefics3': save_tiny_idefics3, 'gemma3': save_tiny_gemma3,
+            'gemma4': save_tiny_gemma4}
 FRAME = (112, 112)  # global frame (width, height) px
 
 
