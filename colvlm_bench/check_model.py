@@ -90,8 +90,12 @@ def run(args: argparse.Namespace) -> int:
     rows, cols = backend.grid
     print(f'model      {backend.model_id} ({backend.family.name} family, '
           f'{backend.num_layers} decoder layers), loaded in {load_ms:.0f} ms')
+    x0, y0, x1, y1 = backend.family.frame_span(width, height)
+    cropped = '' if (x0, y0, x1, y1) == (0.0, 0.0, 1.0, 1.0) else (
+        f'; the model sees only x {x0:.2f}..{x1:.2f}, y {y0:.2f}..{y1:.2f} of it (its '
+        "processor centre-crops; ViCrop's map is 0 outside): a square frame shows it all")
     print(f'grid       {rows}x{cols} image tokens over a {width}x{height} frame; '
-          f'{backend.tokens_per_image} tokens per image')
+          f'{backend.tokens_per_image} tokens per image{cropped}')
     print(f'attention  read at decoder layer {chosen["layer"]} of 0..{backend.num_layers - 1}')
     for stage in stages:
         print(stage.line())

@@ -174,23 +174,38 @@ class TransformersVlm(VisualTokenPath, AcceleratedDecoding, VlmBackend):
                              f'to read the image grid from')
         return self.family.image_layout(inputs, n_images)
 
+    def _frame_span(self, image) -> tuple[float, float, float, float]:
+        """The part of `image` (pixels, or VisualTokens of an image_size frame) that its
+        token grid shows (Family.frame_span)."""
+        if isinstance(image, VisualTokens):
+            return self.family.frame_span(*self.image_size)
+        height, width = image.shape[:2]
+        return self.family.frame_span(width, height)
+
+    def _to_backend_grid(self, attention: np.ndarray, grid: tuple[int, int],
+                         image) -> np.ndarray:
+        """(heads, R*C): attention over image 0's own grid, laid over the whole frame on the
+        backend's grid (what ViCrop maps onto the global frame)."""
+        return fit_grid(attention, grid, self.grid, self._frame_span(image))
+
     def _last_position_attention(self, attentions, layer: int, inputs: dict,
-                                 n_images: int) -> np.ndarray:
+                                 images: Sequence) -> np.ndarray:
         if not 0 <= layer < self.num_layers:
             raise ValueError(f'attention layer must be in 0..{self.num_layers - 1}, got {layer}')
         weights = attentions[layer]  # (1, heads, L, L)
         if weights is None:
             raise RuntimeError(f'model {self.model_id!r} returned no attention weights; load it '
                                'with attention=True (eager attention)')
-        positions, grid = self._image0_positions(inputs, n_images)
+        positions, grid = self._image0_positions(inputs, len(images))
         attention = weights[0, :, -1, positions].float().cpu().numpy()  # (heads, N)
-        return fit_grid(attention, grid, self.grid)
+        return self._to_backend_grid(attention, grid, images[0])
 
     def frame_tokens(self, image: np.ndarray,
-                     prompt: str = 'Describe the image.') -> tuple[np.ndarray, tuple[int, int]]:
-        """((N, hidden) float32, (rows, cols)): what the language model is given at the
+                     prompt: str = 'Describe the image.') -> tuple[np.ndarray, tuple, tuple]:
+        """((N, hidden) float32, (rows, cols), span): what the language model is given at the
         positions ViCrop reads (image 0's whole-frame tokens, row-major on the family's own
-        grid for this image) for a one-image prompt; the decoder itself does not run."""
+        grid for this image, showing `span` of it: Family.frame_span) for a one-image prompt;
+        the decoder itself does not run."""
         captured = {}
 
         def before(module, args, kwargs):
@@ -210,7 +225,8 @@ class TransformersVlm(VisualTokenPath, AcceleratedDecoding, VlmBackend):
             raise NotImplementedError(f'model {self.model_id!r} does not hand its decoder '
                                       'input embeddings; its image tokens cannot be read')
         positions, grid = self._image0_positions(inputs, 1)
-        return captured['embeds'][0, positions].float().cpu().numpy(), grid
+        tokens = captured['embeds'][0, positions].float().cpu().numpy()
+        return tokens, grid, self._frame_span(image)
 
     # -- VlmBackend -------------------------------------------------------------------------
     def generate(self, images: Sequence[np.ndarray], question: str, *,
@@ -243,7 +259,7 @@ class TransformersVlm(VisualTokenPath, AcceleratedDecoding, VlmBackend):
         attention = None
         if attention_layer is not None:
             attention = self._last_position_attention(output.attentions[0], attention_layer,
-                                                      inputs, len(images))
+                                                      inputs, images)
         n_input = int(input_ids.shape[1])
         n_output = int(len(new_tokens))
         return Generation(
@@ -264,7 +280,7 @@ class TransformersVlm(VisualTokenPath, AcceleratedDecoding, VlmBackend):
             output = self.model(**inputs, output_attentions=True, return_dict=True,
                                 logits_to_keep=1)
         return self._last_position_attention(output.attentions, layer,
-                                             {**inputs, 'input_ids': input_ids}, 1)
+                                             {**inputs, 'input_ids': input_ids}, [image])
 
     def gradient_attention(self, image: np.ndarray, prompt: str, layer: int) -> np.ndarray:
         # Zhang et al., "MLLMs Know Where to Look" (ICLR 2025, arXiv:2502.17422), its
@@ -305,7 +321,8 @@ class TransformersVlm(VisualTokenPath, AcceleratedDecoding, VlmBackend):
         attention = weights.detach()[0, :, -1, positions].float()  # (heads, N)
         slope = gradient[0, :, -1, positions].float()  # (heads, N) ∂v/∂A
         weighted = (attention * slope.clamp(min=0)).mean(dim=0)  # (N,) row-major grid
-        return fit_grid(weighted[None].cpu().numpy(), grid, self.grid).reshape(self.grid)
+        return self._to_backend_grid(weighted[None].cpu().numpy(), grid,
+                                     image).reshape(self.grid)
 
     def _eos(self) -> set[int]:
         return set(np.atleast_1d(self.model.generation_config.eos_token_id or []).tolist())

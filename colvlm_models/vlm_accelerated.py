@@ -4,7 +4,8 @@ the same greedy answer contract as the model's own generate().
 
 A mixin: it reads the backend's `model`, `family`, `acceleration`, `device`, `_torch`,
 `model_id`, `num_layers`, `_language_model`, `_decoder_params`, `image_token_id`, `tokenizer`,
-`_inputs`, `_embedded_inputs`, `_image0_positions` and `_eos` (colvlm_models/vlm.py).
+`_inputs`, `_embedded_inputs`, `_image0_positions`, `_to_backend_grid` and `_eos`
+(colvlm_models/vlm.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from colvlm_models.accelerate import (
     select_image_positions,
 )
 from colvlm_models.backend import Captured, Generation, ModelLoadError, VisualTokens
-from colvlm_models.families import fit_grid
 from colvlm_msgs.constants import first_line
 
 
@@ -124,7 +124,8 @@ class AcceleratedDecoding:
         attention = None
         if attention_layer is not None:
             attention = self._kept_attention(decoded.attentions, attention_layer,
-                                             {**embedded, 'input_ids': input_ids}, kept)
+                                             {**embedded, 'input_ids': input_ids}, kept,
+                                             images[0])
         kept_ids = input_ids[0, kept]
         n_input, n_output = int(len(kept)), len(decoded.tokens)
         flops = 2.0 * self._decoder_params * (n_input + decoded.positions) + selection_flops
@@ -171,7 +172,8 @@ class AcceleratedDecoding:
         keep[torch.from_numpy(chosen)] = True
         return keep.nonzero().flatten().to(self.device)
 
-    def _kept_attention(self, attentions, layer: int, inputs: dict, kept) -> np.ndarray:
+    def _kept_attention(self, attentions, layer: int, inputs: dict, kept,
+                        image) -> np.ndarray:
         """(heads, N): the last position's attention to image 0's tokens on the full grid;
         tokens that selection dropped get 0 (ViCrop's RoI is placed among the kept ones)."""
         weights = attentions[layer]  # (1, heads, L', L')
@@ -185,4 +187,4 @@ class AcceleratedDecoding:
         for column, position in enumerate(kept.tolist()):
             if position in index:
                 full[:, index[position]] = row[:, column]
-        return fit_grid(full, grid, self.grid)
+        return self._to_backend_grid(full, grid, image)

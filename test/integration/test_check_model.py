@@ -47,3 +47,12 @@ def test_check_model_names_a_missing_model_in_one_line(tmp_path, capsys):
 def test_check_model_rejects_a_bad_image_size(capsys):
     assert colvlm_main(['check-model', 'bundled', '--image-size', 'big']) == 2
     assert '--image-size' in capsys.readouterr().err
+
+
+def test_check_model_says_when_the_processor_crops_a_wide_frame(capsys):
+    """The bundled model's CLIP processor sees the middle square of a 192x128 frame: the report
+    says so, and the geometry stage still passes over that middle."""
+    assert colvlm_main(['check-model', 'bundled', '--image-size', '192x128']) == 0
+    out = capsys.readouterr().out
+    assert 'the model sees only x 0.17..0.83, y 0.00..1.00 of it' in out
+    assert any(line.startswith('geometry ') and ' ok ' in line for line in out.splitlines())

@@ -140,3 +140,21 @@ def test_the_probe_catches_an_adapter_reading_a_tile(tmp_path):
     backend.family._grid = (4, 4)  # the first 16 image tokens, as a LLaVA-style square
     probe = probe_grid(backend, np.full((112, 112, 3), 120, np.uint8))
     assert not probe.ok and probe.found[0] is None, probe.summary()
+
+
+def test_a_centre_cropping_model_is_read_over_the_middle_of_a_wide_frame(glyph_frame):
+    """The bundled model's CLIP processor (LLaVA-1.5's) cuts the middle square out of a wide
+    frame: the probe finds the tokens there, and ViCrop's map is 0 over the sides the model
+    never saw instead of the middle's attention stretched over the whole frame. (Its trained
+    tower keeps each patch in its token; a random one of this recipe blurs them.)"""
+    from colvlm_models.grid_probe import probe_grid
+
+    backend = TransformersVlm('bundled', progress=False, max_new_tokens=2,
+                              image_size=(192, 128))
+    image = cv2.resize(glyph_frame[0].image, (192, 128), interpolation=cv2.INTER_AREA)
+    probe = probe_grid(backend, image)
+    assert probe.ok, probe.summary()
+    assert np.allclose(probe.span, (1 / 6, 0.0, 5 / 6, 1.0))
+    attention = backend.image_attention(image, 'Write a general description of the image.', 1)
+    columns = attention.reshape(-1, *backend.grid).sum(axis=(0, 1))  # (8,) over the frame
+    assert columns[0] == 0 and columns[-1] == 0 and columns[2:6].min() > 0

@@ -19,7 +19,7 @@ class CellMeans:
         height, width = image.shape[:2]
         cells = image.reshape(rows, height // rows, cols, width // cols, 3).mean(axis=(1, 3, 4))
         tokens = cells.T.ravel() if self.order == 'columns' else cells.ravel()
-        return np.roll(tokens, self.shift)[:, None], self.grid
+        return np.roll(tokens, self.shift)[:, None], self.grid, (0.0, 0.0, 1.0, 1.0)
 
 
 def test_cells_are_distinct_corners_and_a_middle():
@@ -48,7 +48,7 @@ def test_row_major_tokens_pass_and_transposed_or_shifted_ones_fail():
 def test_tokens_that_ignore_the_image_are_no_change():
     class Blind(CellMeans):
         def frame_tokens(self, image):
-            return np.zeros((16, 8)), (4, 4)
+            return np.zeros((16, 8)), (4, 4), (0.0, 0.0, 1.0, 1.0)
 
     probe = probe_grid(Blind((4, 4)), np.zeros((8, 8, 3), np.uint8))
     assert not probe.ok and probe.found == (None, None, None)
