@@ -110,7 +110,9 @@ class TransformersVlm(VisualTokenPath, AcceleratedDecoding, VlmBackend):
             self.model = AutoModelForImageTextToText.from_pretrained(
                 path, dtype=getattr(torch, dtype),
                 attn_implementation='eager' if attention else 'sdpa').to(self.device).eval()
-        except (OSError, ValueError, KeyError, RuntimeError) as error:
+        # ImportError: a processor that needs a package colvlm does not install (SmolVLM's
+        # num2words), named in the message.
+        except (OSError, ValueError, KeyError, RuntimeError, ImportError) as error:
             first = first_line(error, with_type=False)
             raise ModelLoadError(f'cannot load model {model!r} ({path}): {first}') from None
         self.tokenizer = getattr(self.processor, 'tokenizer', self.processor)

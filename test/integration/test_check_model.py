@@ -56,3 +56,36 @@ def test_check_model_says_when_the_processor_crops_a_wide_frame(capsys):
     out = capsys.readouterr().out
     assert 'the model sees only x 0.17..0.83, y 0.00..1.00 of it' in out
     assert any(line.startswith('geometry ') and ' ok ' in line for line in out.splitlines())
+
+
+def test_a_processor_needing_a_missing_package_is_one_line(tiny_llava_path, monkeypatch,
+                                                           capsys):
+    """SmolVLM's processor raises ImportError without num2words: one line naming the package
+    and the model, exit 2, as for any model that cannot be loaded (the server says the same)."""
+    import colvlm_models.vlm as vlm
+
+    def needs_a_package(path):
+        raise ImportError('Package `num2words` is required to run SmolVLM processor.')
+
+    monkeypatch.setattr(vlm, 'load_processor', needs_a_package)
+    assert colvlm_main(['check-model', str(tiny_llava_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'num2words' in err and 'cannot load model' in err
+
+
+def test_an_adapter_reading_the_wrong_tokens_fails_the_geometry_stage(tmp_path, monkeypatch,
+                                                                      capsys):
+    """Idefics3 read from its first tile instead of its global sub-image: every other stage
+    runs, the geometry stage says FAILED and the exit status is 1."""
+    from colvlm_models.families import Idefics3Family
+
+    def first_tile(self, inputs, n_images):
+        return self._image_positions(inputs['input_ids'])[:16], (4, 4)
+
+    monkeypatch.setattr(Idefics3Family, 'image_layout', first_tile)
+    path = save_tiny_idefics3(tmp_path / 'idefics3')
+    assert colvlm_main(['check-model', str(path), '--image-size', '112x112']) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith('geometry ') and 'FAILED' in line and 'no change' in line
+               for line in lines)
+    assert any(line.startswith('gate ') and ' ok ' in line for line in lines)
