@@ -78,6 +78,18 @@ def resolve_model(model: str) -> str:
                              f'{ALLOW_DOWNLOAD_ENV}=1 to fetch it') from None
 
 
+def _matmul_params(decoder, input_embeddings) -> int:
+    """The decoder's parameters that each position multiplies by, for 2 x N FLOPs: all but
+    lookup tables (Gemma 4's per-layer embeddings: as many as the decoder on its E2B); the
+    input embedding stays, standing for the LM head that shares or mirrors it."""
+    import torch
+
+    lookups = {id(p) for module in decoder.modules()
+               if isinstance(module, torch.nn.Embedding) and module is not input_embeddings
+               for p in module.parameters()}
+    return sum(p.numel() for p in decoder.parameters() if id(p) not in lookups)
+
+
 class TransformersVlm(VisualTokenPath, AcceleratedDecoding, VlmBackend):
     """A transformers image-text-to-text model with its AutoProcessor."""
 
@@ -125,7 +137,7 @@ class TransformersVlm(VisualTokenPath, AcceleratedDecoding, VlmBackend):
         self.family = family_for(config, self.processor, self.image_token_id)
         language_model = self.model.get_decoder() if hasattr(self.model, 'get_decoder') \
             else self.model.language_model
-        self._decoder_params = sum(p.numel() for p in language_model.parameters())
+        self._decoder_params = _matmul_params(language_model, self.model.get_input_embeddings())
         self._language_model = language_model
         self.image_size, self.grid = self._probe_geometry(image_size)
         self.acceleration = acceleration or Acceleration()

@@ -158,3 +158,16 @@ def test_a_centre_cropping_model_is_read_over_the_middle_of_a_wide_frame(glyph_f
     attention = backend.image_attention(image, 'Write a general description of the image.', 1)
     columns = attention.reshape(-1, *backend.grid).sum(axis=(0, 1))  # (8,) over the frame
     assert columns[0] == 0 and columns[-1] == 0 and columns[2:6].min() > 0
+
+
+def test_gemma4_flops_leave_out_its_per_layer_lookup_tables(tmp_path):
+    """Gemma 4's per-layer embeddings are looked up, not multiplied: counted as decoder
+    parameters they would double its E2B's FLOPs."""
+    backend = TransformersVlm(str(save_tiny_gemma4(tmp_path / 'gemma4')), progress=False,
+                              max_new_tokens=2, image_size=FRAME)
+    decoder = backend.model.get_decoder()
+    table = sum(p.numel() for p in decoder.embed_tokens_per_layer.parameters())
+    every = sum(p.numel() for p in decoder.parameters())
+    generation = backend.generate([np.full((112, 112, 3), 90, np.uint8)], 'What is written?')
+    positions = generation.input_tokens + generation.output_tokens
+    assert table > 0 and generation.flops == 2.0 * (every - table) * positions
