@@ -80,7 +80,7 @@ def resolve_model(model: str) -> str:
 
 def _matmul_params(decoder, input_embeddings) -> int:
     """The decoder's parameters that each position multiplies by, for 2 x N FLOPs: all but
-    lookup tables (Gemma 4's per-layer embeddings: as many as the decoder on its E2B); the
+    lookup tables (Gemma 4's per-layer embeddings: about the decoder's size by default); the
     input embedding stays, standing for the LM head that shares or mirrors it."""
     import torch
 
