@@ -171,3 +171,21 @@ def test_gemma4_flops_leave_out_its_per_layer_lookup_tables(tmp_path):
     generation = backend.generate([np.full((112, 112, 3), 90, np.uint8)], 'What is written?')
     positions = generation.input_tokens + generation.output_tokens
     assert table > 0 and generation.flops == 2.0 * (every - table) * positions
+
+
+@pytest.mark.parametrize('method', ['att', 'grad_att'])
+def test_family_crops_with_each_vicrop_map(backend, glyph_frame, method):
+    """The question's attention alone ('att') and the gradient-weighted one ('grad_att', one
+    more forward and backward pass) place the box inside the frame too."""
+    from colvlm_server.gate import make_policy
+    from colvlm_server.pipeline import TwoStagePipeline
+
+    scene, edge, frame = glyph_frame
+    pipeline = TwoStagePipeline(backend, vicrop_method=method)
+    result = pipeline.answer('What color is the circle?', frame, edge, make_policy('always'))
+    assert (result.status, result.decision) == (Status.OK, Decision.LOCAL_CROP), result.reason
+    height, width = scene.image.shape[:2]
+    roi = result.roi
+    assert 0 <= roi.x0 < roi.x1 <= width and 0 <= roi.y0 < roi.y1 <= height
+    assert result.roi_result.map.shape == backend.grid
+    assert result.second.input_tokens > result.first.input_tokens
