@@ -5,8 +5,10 @@ scene, encodes its global frame as the edge would, and runs the stages in turn: 
 with its answer-token scores (the gate), the attention it reads for ViCrop (which family, which
 decoder layer, which grid over the frame, whether eager attention came back), the generic
 prompt's map and the box (rel_att), the crop as a second image, and gradient-weighted attention
-(grad_att); each with its latency. `--write-settings` writes colvlm.yaml beside the model (its
-gate threshold kept, the ViCrop method and layer that worked).
+(grad_att); each with its latency. The `geometry` stage checks that the tokens read lie over
+the frame as ViCrop assumes (colvlm_models/grid_probe.py): a marked cell changes its own most.
+`--write-settings` writes colvlm.yaml beside the model (its gate threshold kept, the ViCrop
+method and layer that worked).
 
 Exit status: 0 when every stage worked, 1 when one failed (the report says which), 2 when the
 model cannot be loaded or the command line is wrong (one line on stderr).
@@ -88,8 +90,12 @@ def run(args: argparse.Namespace) -> int:
     rows, cols = backend.grid
     print(f'model      {backend.model_id} ({backend.family.name} family, '
           f'{backend.num_layers} decoder layers), loaded in {load_ms:.0f} ms')
+    x0, y0, x1, y1 = backend.family.frame_span(width, height)
+    cropped = '' if (x0, y0, x1, y1) == (0.0, 0.0, 1.0, 1.0) else (
+        f'; the model sees only x {x0:.2f}..{x1:.2f}, y {y0:.2f}..{y1:.2f} of it (its '
+        "processor centre-crops; ViCrop's map is 0 outside): a square frame shows it all")
     print(f'grid       {rows}x{cols} image tokens over a {width}x{height} frame; '
-          f'{backend.tokens_per_image} tokens per image')
+          f'{backend.tokens_per_image} tokens per image{cropped}')
     print(f'attention  read at decoder layer {chosen["layer"]} of 0..{backend.num_layers - 1}')
     for stage in stages:
         print(stage.line())
@@ -115,7 +121,8 @@ def check_stages(backend, question: str, layer: int | None) -> tuple[list[Stage]
     pipeline = TwoStagePipeline(backend, attention_layer=layer, vicrop_method='rel_att')
     chosen = {'layer': pipeline.attention_layer, 'method': 'rel_att',
               'threshold': pipeline.gate.threshold}
-    stages = [_first_pass(backend, frame, question, chosen['layer'])]
+    stages = [_first_pass(backend, frame, question, chosen['layer']),
+              _grid_stage(backend, frame.image)]
     result, ms = _timed(pipeline.answer, question, frame, edge, make_policy('always'))
     # The stage's own time: the generic prompt's pass, the box and the crop, not the passes.
     passes = sum(p.latency_ms for p in (result.first, result.second) if p is not None)
@@ -123,7 +130,8 @@ def check_stages(backend, question: str, layer: int | None) -> tuple[list[Stage]
     stages.append(_crop_stage(result))
     grad = _grad_stage(backend, frame.image, question, chosen['layer'])
     stages.append(grad)
-    if not stages[1].ok and grad.ok:
+    vicrop = next(stage for stage in stages if stage.name == 'vicrop')
+    if not vicrop.ok and grad.ok:
         chosen['method'] = 'grad_att'
     return stages, chosen
 
@@ -136,7 +144,7 @@ def _first_pass(backend, frame, question: str, layer: int) -> Stage:
     try:
         generation, ms = _timed(backend.generate, [frame.image], question,
                                 attention_layer=layer)
-    except (RuntimeError, ValueError) as error:
+    except Exception as error:  # a user's model may fail in any way: the report names it
         return Stage('gate', False, f'first pass failed: {_one_line(error)}')
     finite = generation.logits.size and np.isfinite(generation.logits).all()
     if not finite:
@@ -147,6 +155,16 @@ def _first_pass(backend, frame, question: str, layer: int) -> Stage:
                  f'answer {generation.text!r}, min-entropy {gate.min_entropy:.3f} nats, '
                  f'{generation.input_tokens} input tokens ({generation.image_tokens} image); '
                  f'eager attention {"came back" if eager else "did NOT come back"}', ms)
+
+
+def _grid_stage(backend, image) -> Stage:
+    from colvlm_models.grid_probe import probe_grid
+
+    try:
+        probe, ms = _timed(probe_grid, backend, image)
+    except Exception as error:  # a user's model may fail in any way: the report names it
+        return Stage('geometry', False, _one_line(error))
+    return Stage('geometry', probe.ok, probe.summary(), ms)
 
 
 def _vicrop_stage(result, ms: float, shape) -> Stage:
@@ -174,7 +192,7 @@ def _grad_stage(backend, image, question: str, layer: int) -> Stage:
 
     try:
         grad, ms = _timed(backend.gradient_attention, image, question, layer)
-    except (RuntimeError, ValueError, NotImplementedError) as error:
+    except Exception as error:  # a user's model may fail in any way: the report names it
         return Stage('grad_att', False, _one_line(error))
     ok = bool(np.isfinite(grad).all() and grad.shape == tuple(backend.grid))
     return Stage('grad_att', ok, f'{grad.shape[0]}x{grad.shape[1]} map, max {grad.max():.3g}',

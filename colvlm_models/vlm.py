@@ -5,7 +5,7 @@ every answer token (for the gate), the attention of the last input position to t
 image's tokens at one decoder layer, plain or weighted by the answer's gradient (for ViCrop),
 and token / FLOP accounting.
 `TransformersVlm` implements it for image-text-to-text models in transformers (LLaVA-1.5,
-LLaVA-NeXT, Gemma 3, Qwen2/2.5/3-VL, Idefics3/SmolVLM), through the model's own processor,
+LLaVA-NeXT, Gemma 3 and 4, Qwen2/2.5/3-VL, Idefics3/SmolVLM), through the model's own processor,
 chat template and image-token handling; where each family keeps the tokens of the whole frame,
 and their grid, is its adapter's business (colvlm_models/families.py). Images come in as the
 edge sends them: (H, W, 3) uint8 BGR, or as `VisualTokens`: an image's visual tokens computed
@@ -14,14 +14,14 @@ into the image's positions of the language model's input embeddings, as the mode
 with the tokens of pixels. LiteVLM's accelerations (`Acceleration`: visual-token selection,
 speculative decoding, int8 weights; colvlm_models/accelerate.py) are options of the backend.
 
-Backends know nothing about gates, crops or the wire.
+Backends know nothing about gates, crops or the wire. The contract lives in
+colvlm_models/backend.py, the visual-token path in vlm_tokens.py and the accelerated decoding
+in vlm_accelerated.py (mixins of `TransformersVlm`).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 import logging
 import os
 from pathlib import Path
@@ -30,92 +30,22 @@ import time
 
 import numpy as np
 
-from colvlm_models.accelerate import (
-    Acceleration,
-    DraftProposer,
-    answer_length,
-    greedy_decode,
-    quantize_int8,
-    select_image_positions,
+from colvlm_models.accelerate import Acceleration, answer_length
+from colvlm_models.backend import (  # noqa: F401  the project imports these from here
+    DTYPES,
+    TOKEN_SPLITS,
+    Captured,
+    Generation,
+    ModelLoadError,
+    VisualTokens,
+    VlmBackend,
 )
 from colvlm_models.families import family_for, fit_grid, load_processor
+from colvlm_models.vlm_accelerated import AcceleratedDecoding
+from colvlm_models.vlm_tokens import VisualTokenPath
 from colvlm_msgs.constants import first_line
 
 LOG = logging.getLogger('colvlm.vlm')
-DTYPES = ('float32', 'float16', 'bfloat16')
-TOKEN_SPLITS = ('tower', 'projector')  # the projector's input | its output (LLM embeddings)
-
-
-class ModelLoadError(RuntimeError):
-    """The model could not be loaded; the message names the model and the cause."""
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One greedy answer and what producing it cost."""
-
-    text: str
-    logits: np.ndarray  # (T, V) float32 raw logits per answer token; EOS only if T would be 0
-    input_tokens: int  # LLM input positions, image tokens included
-    image_tokens: int  # of input_tokens, those standing for images
-    output_tokens: int  # generated tokens, EOS included
-    flops: float  # estimated LLM FLOPs: 2 x decoder parameters x positions processed
-    seconds: float  # wall time of generate()
-    attention: np.ndarray | None = None  # (heads, N) last input position -> image 0 tokens
-    drafted_tokens: int = 0  # speculative decoding: tokens proposed for verification
-    accepted_tokens: int = 0  # of drafted_tokens, those the model confirmed
-
-
-@dataclass(frozen=True, eq=False)
-class VisualTokens:
-    """One image given as its visual tokens instead of its pixels."""
-
-    tokens: np.ndarray  # (N, D) float32, N = the model's tokens per image
-    split: str = 'tower'  # 'tower': the projector's input; 'projector': its output
-
-    def __post_init__(self) -> None:
-        if self.split not in TOKEN_SPLITS:
-            raise ValueError(f'split must be one of {TOKEN_SPLITS}, got {self.split!r}')
-
-
-class _Captured(Exception):
-    """Stops a forward pass once a hook has what it needs."""
-
-
-class VlmBackend(ABC):
-    """The model as the pipeline sees it."""
-
-    model_id: str
-    num_layers: int  # decoder layers
-    image_size: tuple[int, int]  # (width, height) px of the vision encoder input
-    grid: tuple[int, int]  # (rows, cols) of each image's tokens
-
-    @abstractmethod
-    def generate(self, images: Sequence[np.ndarray], question: str, *,
-                 attention_layer: int | None = None,
-                 max_new_tokens: int | None = None) -> Generation:
-        """Answer `question` about `images` (global first) in at most `max_new_tokens`
-        tokens (None: the backend's own limit); with `attention_layer`, also return the last
-        input position's attention to image 0 at that 0-based layer."""
-
-    @abstractmethod
-    def image_attention(self, image: np.ndarray, prompt: str, layer: int) -> np.ndarray:
-        """(heads, N): the last input position's attention to the image at `layer`, for a
-        one-image prompt (ViCrop's generic-prompt map)."""
-
-    def gradient_attention(self, image: np.ndarray, prompt: str, layer: int) -> np.ndarray:
-        """(rows, cols) float32 >= 0 over the image's token grid: the last input position's
-        attention to the image at `layer`, weighted by the gradient of the answer's first
-        token (ViCrop's grad-att), for a one-image prompt."""
-        raise NotImplementedError(f'backend {self.model_id!r} has no gradient-weighted '
-                                  'attention')
-
-    def visual_tokens(self, image: np.ndarray, split: str = 'tower') -> np.ndarray:
-        """(N, D) float32: the visual tokens of one (H, W, 3) uint8 BGR image at `split`,
-        which `generate` and `image_attention` accept back as `VisualTokens`."""
-        raise NotImplementedError(f'backend {self.model_id!r} has no visual-token path')
-
-
 ALLOW_DOWNLOAD_ENV = 'COLVLM_ALLOW_DOWNLOAD'  # '1': a hub id may be downloaded
 _HUB_ID = re.compile(r'[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?')
 
@@ -148,7 +78,19 @@ def resolve_model(model: str) -> str:
                              f'{ALLOW_DOWNLOAD_ENV}=1 to fetch it') from None
 
 
-class TransformersVlm(VlmBackend):
+def _matmul_params(decoder, input_embeddings) -> int:
+    """The decoder's parameters that each position multiplies by, for 2 x N FLOPs: all but
+    lookup tables (Gemma 4's per-layer embeddings: about the decoder's size by default); the
+    input embedding stays, standing for the LM head that shares or mirrors it."""
+    import torch
+
+    lookups = {id(p) for module in decoder.modules()
+               if isinstance(module, torch.nn.Embedding) and module is not input_embeddings
+               for p in module.parameters()}
+    return sum(p.numel() for p in decoder.parameters() if id(p) not in lookups)
+
+
+class TransformersVlm(VisualTokenPath, AcceleratedDecoding, VlmBackend):
     """A transformers image-text-to-text model with its AutoProcessor."""
 
     def __init__(self, model: str = 'bundled', *, device: str = 'cpu', dtype: str = 'float32',
@@ -180,7 +122,9 @@ class TransformersVlm(VlmBackend):
             self.model = AutoModelForImageTextToText.from_pretrained(
                 path, dtype=getattr(torch, dtype),
                 attn_implementation='eager' if attention else 'sdpa').to(self.device).eval()
-        except (OSError, ValueError, KeyError, RuntimeError) as error:
+        # ImportError: a processor that needs a package colvlm does not install (SmolVLM's
+        # num2words), named in the message.
+        except (OSError, ValueError, KeyError, RuntimeError, ImportError) as error:
             first = first_line(error, with_type=False)
             raise ModelLoadError(f'cannot load model {model!r} ({path}): {first}') from None
         self.tokenizer = getattr(self.processor, 'tokenizer', self.processor)
@@ -193,67 +137,13 @@ class TransformersVlm(VlmBackend):
         self.family = family_for(config, self.processor, self.image_token_id)
         language_model = self.model.get_decoder() if hasattr(self.model, 'get_decoder') \
             else self.model.language_model
-        self._decoder_params = sum(p.numel() for p in language_model.parameters())
+        self._decoder_params = _matmul_params(language_model, self.model.get_input_embeddings())
         self._language_model = language_model
         self.image_size, self.grid = self._probe_geometry(image_size)
         self.acceleration = acceleration or Acceleration()
         self._draft = None
         self._draft_params = 0
         self._set_up_acceleration(path, dtype, attention)
-
-    # -- accelerations -----------------------------------------------------------------------
-    def _set_up_acceleration(self, path: str, dtype: str, attention: bool) -> None:
-        """Check the accelerations against this model and load what they need; ValueError
-        naming the parameter, ModelLoadError for a draft that cannot be loaded."""
-        acc = self.acceleration
-        if acc.custom_decode and self.family.name != 'generic':
-            # The custom loop decodes from embeddings with 1-D positions: Qwen-VL's 3-D RoPE
-            # and Idefics3's connector are not followed there.
-            what = 'tokens.keep_ratio' if acc.selects_tokens else 'decode.speculative'
-            raise ValueError(f'{what}: not supported for model {self.model_id!r} '
-                             f'({self.family.name} family); LLaVA-style models only')
-        if acc.selects_tokens:
-            layers = getattr(self._language_model, 'layers', None)
-            if layers is None or not attention:
-                raise ValueError(f'tokens.keep_ratio: model {self.model_id!r} has no decoder '
-                                 'layers with eager attention to rank image tokens by')
-            if acc.select_layer >= self.num_layers:
-                raise ValueError(f'tokens.select_layer must be in 0..{self.num_layers - 1} for '
-                                 f'model {self.model_id!r}, got {acc.select_layer}')
-            self._layer_params = sum(p.numel() for p in layers[0].parameters())
-        if acc.quantize == 'int8' and self.device.type != 'cpu':
-            raise ValueError(f'quantize int8 runs on the CPU only, not on {self.device}')
-        if acc.speculative == 'draft':
-            self._draft = self._load_draft(acc.draft_model or f'{Path(path)}-draft', dtype)
-        if acc.quantize == 'int8':
-            quantize_int8(self._language_model)
-            if self._draft is not None:
-                quantize_int8(self._draft.get_decoder())
-
-    def _load_draft(self, draft_path: str, dtype: str):
-        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
-        torch = self._torch
-        try:
-            try:
-                draft = AutoModelForImageTextToText.from_pretrained(
-                    draft_path, dtype=getattr(torch, dtype), attn_implementation='sdpa')
-            except ValueError:  # a text-only draft
-                draft = AutoModelForCausalLM.from_pretrained(
-                    draft_path, dtype=getattr(torch, dtype), attn_implementation='sdpa')
-        except (OSError, ValueError, KeyError, RuntimeError) as error:
-            first = first_line(error, with_type=False)
-            raise ModelLoadError(f'cannot load decode.draft_model {draft_path!r}: '
-                                 f'{first}') from None
-        ours, theirs = self.model.config.get_text_config(), draft.config.get_text_config()
-        for name in ('vocab_size', 'hidden_size'):
-            if getattr(ours, name) != getattr(theirs, name):
-                raise ValueError(f'decode.draft_model {draft_path!r}: its {name} '
-                                 f"{getattr(theirs, name)} is not the model's "
-                                 f'{getattr(ours, name)}; a draft shares the tokenizer and '
-                                 'the embedding space')
-        draft = draft.to(self.device).eval()
-        self._draft_params = sum(p.numel() for p in draft.get_decoder().parameters())
-        return draft
 
     # -- model geometry ---------------------------------------------------------------------
     def _probe_geometry(self, image_size) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -289,121 +179,68 @@ class TransformersVlm(VlmBackend):
         inputs = self.processor(images=rgb, text=prompt, return_tensors='pt')
         return {k: v.to(self.device) if hasattr(v, 'to') else v for k, v in inputs.items()}
 
-    # -- visual tokens ----------------------------------------------------------------------
-    def _projector(self):
-        model = self.model
-        projector = getattr(getattr(model, 'model', model), 'multi_modal_projector', None)
-        if projector is None:
-            raise NotImplementedError(f'model {self.model_id!r} has no multi_modal_projector; '
-                                      'the visual-token path needs a LLaVA-style model')
-        return projector
-
-    def _image_features(self, pixel_values, split: str):
-        """(n_images, N, D) features at `split` for a batch of processed pixels.
-
-        Hooks on the projector read its input ('tower') or output ('projector'), so whatever
-        the family does before it (feature layer, CLS removal) is the model's own code; for
-        'tower' the pass stops at the projector. Families whose image positions are not
-        filled with the projector output as is (LLaVA-NeXT's tiles) are refused."""
-        if split not in TOKEN_SPLITS:
-            raise ValueError(f'split must be one of {TOKEN_SPLITS}, got {split!r}')
-        projector = self._projector()
-        captured = {}
-
-        def before(module, args):
-            captured['tower'] = args[0]
-            if split == 'tower':
-                raise _Captured
-
-        def after(module, args, output):
-            captured['projector'] = output
-
-        handles = [projector.register_forward_pre_hook(before),
-                   projector.register_forward_hook(after)]
-        try:
-            self.model.get_image_features(pixel_values=pixel_values)
-        except _Captured:
-            pass
-        finally:
-            for handle in handles:
-                handle.remove()
-        features = captured[split]
-        expected = (int(pixel_values.shape[0]), self.tokens_per_image)
-        if features.dim() != 3 or tuple(features.shape[:2]) != expected:
-            raise NotImplementedError(
-                f'model {self.model_id!r}: the projector sees {tuple(features.shape)} for '
-                f'{expected[0]} image(s) of {expected[1]} tokens; the visual-token path needs '
-                'one projector row per image position')
-        return features
-
-    def visual_tokens(self, image: np.ndarray, split: str = 'tower') -> np.ndarray:
-        rgb = np.ascontiguousarray(image[:, :, ::-1])
-        pixels = self.processor.image_processor(images=[rgb], return_tensors='pt')
-        pixel_values = pixels['pixel_values'].to(self.device, self.model.dtype)
-        with self._torch.inference_mode():
-            features = self._image_features(pixel_values, split)
-        return features[0].float().cpu().numpy()
-
-    def _embedded_inputs(self, images: Sequence, question: str,
-                         inputs: dict | None = None) -> dict:
-        """input_ids, attention_mask and inputs_embeds: the prompt's embeddings with each
-        image's positions filled by its projected tokens, given (VisualTokens) or computed
-        from pixels (`inputs`: the processor's output for them, when already made). Call
-        under inference_mode."""
-        torch = self._torch
-        width, height = self.image_size
-        blank = np.zeros((height, width, 3), np.uint8)
-        if inputs is None:
-            inputs = self._inputs([blank if isinstance(i, VisualTokens) else i for i in images],
-                                  question)
-        input_ids = inputs['input_ids']
-        rows = [k for k, image in enumerate(images) if not isinstance(image, VisualTokens)]
-        from_pixels = iter(self._image_features(inputs['pixel_values'][rows], 'projector')
-                           if rows else ())
-        hidden = int(self.model.config.get_text_config().hidden_size)
-        pieces = []
-        for k, image in enumerate(images):
-            if not isinstance(image, VisualTokens):
-                pieces.append(next(from_pixels))
-                continue
-            tokens = np.asarray(image.tokens, np.float32)
-            if tokens.ndim != 2 or tokens.shape[0] != self.tokens_per_image or (
-                    image.split == 'projector' and tokens.shape[1] != hidden):
-                raise ValueError(f'image {k}: visual tokens of shape {tokens.shape} do not fit '
-                                 f'{self.tokens_per_image} tokens at split {image.split!r}')
-            features = torch.from_numpy(tokens).to(self.device, self.model.dtype)
-            if image.split == 'tower':
-                try:
-                    features = self._projector()(features[None])[0]
-                except RuntimeError as error:
-                    raise ValueError(f'image {k}: tower tokens of shape {tokens.shape} do not '
-                                     f'fit the projector: {error}') from None
-            pieces.append(features)
-        features = torch.cat(pieces)  # (images * N, hidden)
-        embeds = self.model.get_input_embeddings()(input_ids)  # (1, L, hidden)
-        positions = input_ids[0] == self.image_token_id
-        embeds[0, positions] = features.to(embeds.dtype)
-        return {'input_ids': input_ids, 'attention_mask': inputs['attention_mask'],
-                'inputs_embeds': embeds}
-
+    # -- image tokens -----------------------------------------------------------------------
     def _image0_positions(self, inputs: dict, n_images: int) -> tuple[np.ndarray, tuple]:
         """(N,) positions of image 0's whole-frame tokens and the (rows, cols) they form in
         this call (a dynamic-resolution family's grid follows the image's size)."""
-        if 'image_grid_thw' not in inputs and self.family.name == 'qwen_vl':
-            raise ValueError(f'model {self.model_id!r}: no image grid in its inputs')
+        if self.family.needs and self.family.needs not in inputs:
+            raise ValueError(f'model {self.model_id!r}: no {self.family.needs} in its inputs '
+                             f'to read the image grid from')
         return self.family.image_layout(inputs, n_images)
 
+    def _frame_span(self, image) -> tuple[float, float, float, float]:
+        """The part of `image` (pixels, or VisualTokens of an image_size frame) that its
+        token grid shows (Family.frame_span)."""
+        if isinstance(image, VisualTokens):
+            return self.family.frame_span(*self.image_size)
+        height, width = image.shape[:2]
+        return self.family.frame_span(width, height)
+
+    def _to_backend_grid(self, attention: np.ndarray, grid: tuple[int, int],
+                         image) -> np.ndarray:
+        """(heads, R*C): attention over image 0's own grid, laid over the whole frame on the
+        backend's grid (what ViCrop maps onto the global frame)."""
+        return fit_grid(attention, grid, self.grid, self._frame_span(image))
+
     def _last_position_attention(self, attentions, layer: int, inputs: dict,
-                                 n_images: int) -> np.ndarray:
+                                 images: Sequence) -> np.ndarray:
         if not 0 <= layer < self.num_layers:
             raise ValueError(f'attention layer must be in 0..{self.num_layers - 1}, got {layer}')
         weights = attentions[layer]  # (1, heads, L, L)
         if weights is None:
             raise RuntimeError(f'model {self.model_id!r} returned no attention weights; load it '
                                'with attention=True (eager attention)')
-        positions, grid = self._image0_positions(inputs, n_images)
+        positions, grid = self._image0_positions(inputs, len(images))
         attention = weights[0, :, -1, positions].float().cpu().numpy()  # (heads, N)
-        return fit_grid(attention, grid, self.grid)
+        return self._to_backend_grid(attention, grid, images[0])
+
+    def frame_tokens(self, image: np.ndarray,
+                     prompt: str = 'Describe the image.') -> tuple[np.ndarray, tuple, tuple]:
+        """((N, hidden) float32, (rows, cols), span): what the language model is given at the
+        positions ViCrop reads (image 0's whole-frame tokens, row-major on the family's own
+        grid for this image, showing `span` of it: Family.frame_span) for a one-image prompt;
+        the decoder itself does not run."""
+        captured = {}
+
+        def before(module, args, kwargs):
+            captured['embeds'] = kwargs.get('inputs_embeds')
+            raise Captured
+
+        inputs = self._inputs([image], prompt)
+        handle = self._language_model.register_forward_pre_hook(before, with_kwargs=True)
+        try:
+            with self._torch.inference_mode():
+                self.model(**inputs, return_dict=True)
+        except Captured:
+            pass
+        finally:
+            handle.remove()
+        if captured.get('embeds') is None:
+            raise NotImplementedError(f'model {self.model_id!r} does not hand its decoder '
+                                      'input embeddings; its image tokens cannot be read')
+        positions, grid = self._image0_positions(inputs, 1)
+        tokens = captured['embeds'][0, positions].float().cpu().numpy()
+        return tokens, grid, self._frame_span(image)
 
     # -- VlmBackend -------------------------------------------------------------------------
     def generate(self, images: Sequence[np.ndarray], question: str, *,
@@ -436,7 +273,7 @@ class TransformersVlm(VlmBackend):
         attention = None
         if attention_layer is not None:
             attention = self._last_position_attention(output.attentions[0], attention_layer,
-                                                      inputs, len(images))
+                                                      inputs, images)
         n_input = int(input_ids.shape[1])
         n_output = int(len(new_tokens))
         return Generation(
@@ -457,7 +294,7 @@ class TransformersVlm(VlmBackend):
             output = self.model(**inputs, output_attentions=True, return_dict=True,
                                 logits_to_keep=1)
         return self._last_position_attention(output.attentions, layer,
-                                             {**inputs, 'input_ids': input_ids}, 1)
+                                             {**inputs, 'input_ids': input_ids}, [image])
 
     def gradient_attention(self, image: np.ndarray, prompt: str, layer: int) -> np.ndarray:
         # Zhang et al., "MLLMs Know Where to Look" (ICLR 2025, arXiv:2502.17422), its
@@ -498,113 +335,8 @@ class TransformersVlm(VlmBackend):
         attention = weights.detach()[0, :, -1, positions].float()  # (heads, N)
         slope = gradient[0, :, -1, positions].float()  # (heads, N) ∂v/∂A
         weighted = (attention * slope.clamp(min=0)).mean(dim=0)  # (N,) row-major grid
-        return fit_grid(weighted[None].cpu().numpy(), grid, self.grid).reshape(self.grid)
-
-    # -- accelerated generation -------------------------------------------------------------
-    def _generate_accelerated(self, images: Sequence, question: str,
-                              attention_layer: int | None, limit: int) -> Generation:
-        """generate() with token selection and/or speculative decoding: the same greedy
-        answer contract, from the prompt's embeddings, through accelerate.greedy_decode."""
-        torch = self._torch
-        acc = self.acceleration
-        if attention_layer is not None and not 0 <= attention_layer < self.num_layers:
-            raise ValueError(f'attention layer must be in 0..{self.num_layers - 1}, got '
-                             f'{attention_layer}')
-        with torch.inference_mode():
-            if any(isinstance(image, VisualTokens) for image in images):
-                started = time.perf_counter()
-                embedded = self._embedded_inputs(images, question)
-            else:
-                inputs = self._inputs(images, question)
-                started = time.perf_counter()
-                embedded = self._embedded_inputs(images, question, inputs)
-            input_ids = embedded['input_ids']  # (1, L)
-            embeds = embedded['inputs_embeds']  # (1, L, hidden)
-            full_length = int(input_ids.shape[1])
-            kept = torch.arange(full_length, device=self.device)  # (L',) original positions
-            selection_flops = 0.0
-            if acc.selects_tokens:
-                kept = self._select_tokens(embeds, input_ids)
-                embeds = embeds[:, kept]
-                selection_flops = 2.0 * self._layer_params * (acc.select_layer + 1) * full_length
-            context = None
-            if acc.speculative == 'prompt_lookup':
-                context = input_ids[0][input_ids[0] != self.image_token_id].tolist()
-            decoded = greedy_decode(
-                self.model, embeds, kept[None], max_new_tokens=limit,
-                eos=self._eos(), context=context,
-                draft=DraftProposer(self._draft) if self._draft is not None else None,
-                draft_tokens=acc.draft_tokens, output_attentions=attention_layer is not None)
-        seconds = time.perf_counter() - started
-        answer_steps = answer_length(decoded.tokens, self._eos())
-        logits = torch.stack(decoded.logits[:max(answer_steps, 1)])
-        text = self.tokenizer.decode(decoded.tokens[:answer_steps],
-                                     skip_special_tokens=True).strip()
-        attention = None
-        if attention_layer is not None:
-            attention = self._kept_attention(decoded.attentions, attention_layer,
-                                             {**embedded, 'input_ids': input_ids}, kept)
-        kept_ids = input_ids[0, kept]
-        n_input, n_output = int(len(kept)), len(decoded.tokens)
-        flops = 2.0 * self._decoder_params * (n_input + decoded.positions) + selection_flops
-        flops += 2.0 * self._draft_params * decoded.draft_positions
-        return Generation(
-            text=text, logits=logits.float().cpu().numpy(), input_tokens=n_input,
-            image_tokens=int((kept_ids == self.image_token_id).sum()), output_tokens=n_output,
-            flops=flops, seconds=seconds, attention=attention,
-            drafted_tokens=decoded.drafted, accepted_tokens=decoded.accepted)
+        return self._to_backend_grid(weighted[None].cpu().numpy(), grid,
+                                     image).reshape(self.grid)
 
     def _eos(self) -> set[int]:
         return set(np.atleast_1d(self.model.generation_config.eos_token_id or []).tolist())
-
-    def _select_tokens(self, embeds, input_ids):
-        """(L',) original positions kept: every text position and the image tokens the last
-        prompt position attends to most at decoder layer tokens.select_layer (FastV); the
-        decoder's first select_layer + 1 layers run on the full prompt to rank them."""
-        torch = self._torch
-        layer = self.acceleration.select_layer
-        captured = {}
-
-        def hook(module, args, output):
-            captured['weights'] = output[1]  # (1, heads, L, L) with eager attention
-            raise _Captured
-
-        attention = self._language_model.layers[layer].self_attn
-        handle = attention.register_forward_hook(hook)
-        length = int(input_ids.shape[1])
-        try:
-            self._language_model(inputs_embeds=embeds,
-                                 position_ids=torch.arange(length, device=self.device)[None],
-                                 output_attentions=True, use_cache=False)
-        except _Captured:
-            pass
-        finally:
-            handle.remove()
-        weights = captured.get('weights')
-        if weights is None:
-            raise RuntimeError(f'model {self.model_id!r} returned no attention weights at '
-                               f'layer {layer}; token selection needs eager attention')
-        is_image = (input_ids[0] == self.image_token_id)
-        image_positions = is_image.nonzero().flatten().cpu().numpy()
-        scores = weights[0, :, -1, :].float().sum(dim=0).cpu().numpy()  # (L,) over heads
-        chosen = select_image_positions(scores[image_positions], image_positions,
-                                        self.acceleration.keep_ratio)
-        keep = ~is_image.cpu()
-        keep[torch.from_numpy(chosen)] = True
-        return keep.nonzero().flatten().to(self.device)
-
-    def _kept_attention(self, attentions, layer: int, inputs: dict, kept) -> np.ndarray:
-        """(heads, N): the last position's attention to image 0's tokens on the full grid;
-        tokens that selection dropped get 0 (ViCrop's RoI is placed among the kept ones)."""
-        weights = attentions[layer]  # (1, heads, L', L')
-        if weights is None:
-            raise RuntimeError(f'model {self.model_id!r} returned no attention weights; load it '
-                               'with attention=True (eager attention)')
-        row = weights[0, :, -1, :].float().cpu().numpy()  # (heads, L')
-        grid_positions, grid = self._image0_positions(inputs, 1)  # (N,) original positions
-        index = {int(p): k for k, p in enumerate(grid_positions)}
-        full = np.zeros((row.shape[0], len(grid_positions)), np.float32)
-        for column, position in enumerate(kept.tolist()):
-            if position in index:
-                full[:, index[position]] = row[:, column]
-        return fit_grid(full, grid, self.grid)

@@ -193,3 +193,13 @@ def test_second_family_llava_next_runs_the_two_stage_pipeline(tiny_llava_next_pa
     assert result.roi_result is not None and not result.roi_result.fallback
     assert result.second.input_tokens > result.first.input_tokens
     assert result.crop_bytes > 0 and result.first.gate is not None
+
+
+def test_llava_next_refuses_the_custom_decoding_loop_at_load(tiny_llava_next_path):
+    """The loop fills image positions from the projector's rows, which LLaVA-NeXT's tiles and
+    newlines are not (it used to fail at the first question with a TypeError)."""
+    from colvlm_models.accelerate import Acceleration
+
+    with pytest.raises(ValueError, match=r'decode\.speculative.*llava_next family'):
+        TransformersVlm(str(tiny_llava_next_path), progress=False, image_size=(112, 112),
+                        acceleration=Acceleration(speculative='prompt_lookup'))

@@ -8,7 +8,14 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from colvlm_models.families import Family, Idefics3Family, QwenVlFamily, family_for, fit_grid
+from colvlm_models.families import (
+    Family,
+    Gemma4Family,
+    Idefics3Family,
+    QwenVlFamily,
+    family_for,
+    fit_grid,
+)
 
 IMAGE = 7
 
@@ -53,3 +60,42 @@ def test_generic_grid_is_square_and_fixed_after_the_probe():
     two = {'input_ids': torch.tensor([[1, *[IMAGE] * 9, 2, *[IMAGE] * 9]])}
     positions, grid = family.image_layout(two, 2)
     assert grid == (3, 3) and positions.tolist() == list(range(1, 10))
+
+
+def test_gemma4_grid_is_image_0s_patch_extent_pooled_by_the_kernel():
+    config = SimpleNamespace(model_type='gemma4',
+                             vision_config=SimpleNamespace(pooling_kernel_size=3))
+    xs, ys = np.meshgrid(np.arange(12), np.arange(6))  # a wide image: 6 x 12 patches
+    patches = np.stack([xs.ravel(), ys.ravel()], axis=-1)
+    padded = np.concatenate([patches, -np.ones((9, 2), int)])  # the processor pads with -1
+    ids = torch.tensor([[1, *[IMAGE] * 8, 2, *[IMAGE] * 8, 3]])
+    inputs = {'input_ids': ids, 'image_position_ids': torch.from_numpy(padded)[None]}
+    family = family_for(config, None, IMAGE)
+    assert isinstance(family, Gemma4Family) and family.needs == 'image_position_ids'
+    positions, grid = family.image_layout(inputs, 2)
+    assert grid == (2, 4) and positions.tolist() == list(range(1, 9))
+
+
+def test_a_centre_cropping_processor_shows_the_middle_of_a_wide_frame():
+    """CLIP's processor (LLaVA-1.5's) resizes the shortest edge and cuts the middle square out
+    of a frame that is not square: the grid shows only that middle."""
+    clip = SimpleNamespace(do_center_crop=True, size={'shortest_edge': 128},
+                           crop_size={'height': 128, 'width': 128})
+    family = family_for(SimpleNamespace(model_type='llava'),
+                        SimpleNamespace(image_processor=clip), IMAGE)
+    assert family.frame_span(128, 128) == (0.0, 0.0, 1.0, 1.0)
+    x0, y0, x1, y1 = family.frame_span(192, 128)
+    assert (y0, y1) == (0.0, 1.0) and np.allclose((x0, x1), (1 / 6, 5 / 6))
+    squash = SimpleNamespace(image_processor=SimpleNamespace(
+        do_center_crop=False, size={'height': 56, 'width': 56}))
+    assert family_for(SimpleNamespace(model_type='gemma3'), squash,
+                      IMAGE).frame_span(192, 128) == (0.0, 0.0, 1.0, 1.0)
+
+
+def test_fit_grid_lays_a_cropped_grid_over_the_middle_and_zeroes_the_sides():
+    peak = np.zeros((1, 4), np.float32)
+    peak[0, 0] = 1.0  # top-left cell of a 2x2 grid showing x 0.25..0.75 of the frame
+    fitted = fit_grid(peak, (2, 2), (2, 8), (0.25, 0.0, 0.75, 1.0)).reshape(2, 8)
+    assert (fitted[:, :2] == 0).all() and (fitted[:, 6:] == 0).all()
+    assert np.unravel_index(fitted.argmax(), fitted.shape) == (0, 2)
+    assert fitted[1].max() == 0
