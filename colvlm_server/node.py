@@ -26,6 +26,7 @@ from colvlm_msgs.token_codec import EncodedLayer
 from colvlm_msgs.transport.port import Node
 from colvlm_server.answer_log import answer_line
 from colvlm_server.answers import echoed_question, fill_answer, new_answer, set_status
+from colvlm_server.ask_action import AskAction
 from colvlm_server.cameras import CameraLink, find_link, score_views
 from colvlm_server.gate import make_policy
 from colvlm_server.jobs import Job, JobQueue, Rejected, check_query
@@ -65,6 +66,7 @@ class ServerNode:
             self._subscribe(link)
         node.create_subscription('colvlm/msg/Query', 'colvlm/query', self.on_query, 'queries')
         node.create_service('colvlm/srv/Ask', 'colvlm/ask', self.serve_ask)
+        self.ask_action = AskAction(node, self)  # the same question as an action, with stages
         node.create_timer(config.status_period_s, self.log_status)
 
     # Frames in
@@ -124,10 +126,10 @@ class ServerNode:
         done.wait()  # every path through submit() replies exactly once
         return self._ask_type.Response(answer=answered[0])
 
-    def submit(self, query, reply: Callable) -> None:
+    def submit(self, query, reply: Callable, progress: Callable | None = None) -> None:
         """Queue `query` for the worker, or answer it now (bad request, no frame, busy)."""
         job = Job(query, reply, time.perf_counter(), self.node.now_ns(),
-                  query.policy or self.config.policy, None, None)
+                  query.policy or self.config.policy, None, None, progress)
         try:
             check_query(query, job.policy, self.config.question_max_chars)
             job.link = find_link(self.links, query, self.several)
@@ -187,8 +189,9 @@ class ServerNode:
             frame = replace(frame, geometry=link.frames.geometry(frame.stamp_ns))
             return self.pipeline.answer_layers(question, frame, link.layer_source, policy,
                                                self.layer_options, crops=link.crops,
-                                               max_new_tokens=limit)
-        return self.pipeline.answer(question, frame, link.crops, policy, max_new_tokens=limit)
+                                               max_new_tokens=limit, progress=job.progress)
+        return self.pipeline.answer(question, frame, link.crops, policy, max_new_tokens=limit,
+                                    progress=job.progress)
 
     def _fill(self, answer, result: PipelineResult, frame, frame_id: str) -> None:
         fill_answer(answer, result, frame.stamp_ns, frame_id)

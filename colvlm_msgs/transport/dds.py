@@ -42,6 +42,7 @@ from colvlm_msgs import names
 from colvlm_msgs.params import ParameterTable
 from colvlm_msgs.qos import QosProfile, profile
 from colvlm_msgs.transport import port
+from colvlm_msgs.transport.actions import PortActions
 from colvlm_msgs.transport.discovery import (
     discovery_config,
     domain_id_from_environment,
@@ -354,7 +355,7 @@ def _remaining(deadline: float) -> float:
     return deadline - time.monotonic()
 
 
-class DdsNode(port.WireTypesNode):
+class DdsNode(PortActions, port.WireTypesNode):
     backend = 'dds'
 
     def __init__(self, name: str, namespace: str = '', domain_id: int | None = None,

@@ -23,6 +23,7 @@ from colvlm_msgs import names
 from colvlm_msgs.params import ParameterTable
 from colvlm_msgs.qos import QosProfile, profile
 from colvlm_msgs.transport import port
+from colvlm_msgs.transport.actions import PortActions
 from colvlm_msgs.typesupport import default_typesupport
 
 _WIRE = {'use_version_2': False}   # XCDR1, what rmw_cyclonedds sends
@@ -203,7 +204,7 @@ class MemoryTimer(port.Timer):
         self._cancelled.set()
 
 
-class MemoryNode(port.WireTypesNode):
+class MemoryNode(PortActions, port.WireTypesNode):
     """A node on `bus`. Its logger propagates to Python's root logger (pytest's caplog sees
     it) instead of printing ROS-style lines of its own."""
 

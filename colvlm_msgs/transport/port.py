@@ -6,7 +6,9 @@ implement it: `ros` (rclpy), `dds` (Cyclone DDS speaking rmw_cyclonedds' wire) a
 callbacks may run on threads other than the caller's and concurrently with each other (one
 subscription's callbacks in order, one at a time); a service handler may block (for example
 on a client call to another node); `Client.call` blocks its caller and must not be called
-from a subscription callback that the reply depends on.
+from a subscription callback that the reply depends on. An action server runs each goal's
+`execute` on a thread of its own (it may block); an action client's feedback callbacks run
+like a subscription's.
 """
 
 from __future__ import annotations
@@ -62,6 +64,55 @@ class Client(abc.ABC):
 class Timer(abc.ABC):
     @abc.abstractmethod
     def cancel(self) -> None: ...
+
+
+class GoalHandle(abc.ABC):
+    """One accepted goal, as its action server's `execute` sees it."""
+
+    goal_id: bytes                          # 16 bytes: the client's UUID for it
+    goal: object                            # the action's Goal message
+    cancel_requested: threading.Event       # set once a cancel request for it was accepted
+
+    @abc.abstractmethod
+    def publish_feedback(self, feedback) -> None:
+        """Send the action's Feedback message to the goal's client."""
+
+    @abc.abstractmethod
+    def canceled(self) -> None:
+        """End the goal CANCELED (with the result `execute` returns) rather than SUCCEEDED;
+        only after a cancel request was accepted."""
+
+
+class ActionServer(abc.ABC):
+    action: str                             # fully qualified name
+
+
+class ClientGoal(abc.ABC):
+    """A goal sent by an ActionClient."""
+
+    goal_id: bytes
+    accepted: bool
+
+    @abc.abstractmethod
+    def result(self, timeout: float) -> tuple[int, object]:
+        """(action_msgs/GoalStatus status, Result) once the goal ended; ServiceTimeout."""
+
+    @abc.abstractmethod
+    def cancel(self, timeout: float) -> int:
+        """Ask the server to cancel the goal: CancelGoal's return_code; ServiceTimeout."""
+
+
+class ActionClient(abc.ABC):
+    action: str
+
+    @abc.abstractmethod
+    def wait_for_server(self, timeout: float) -> bool: ...
+
+    @abc.abstractmethod
+    def send_goal(self, goal, timeout: float,
+                  feedback: Callable | None = None) -> ClientGoal:
+        """Send `goal`; `feedback(message)` gets its Feedback messages. ServiceTimeout when
+        the server did not say within `timeout` whether it accepts the goal."""
 
 
 class Node(abc.ABC):
@@ -129,6 +180,21 @@ class Node(abc.ABC):
     def now_ns(self) -> int:
         """Wall-clock time in ns, the clock stamps are taken from."""
         return time.time_ns()
+
+    # Actions: not abstract, so that a Node without them still builds.
+    def action_type(self, name: str):
+        """An object with `.Goal`, `.Result` and `.Feedback` classes for 'pkg/action/Name'."""
+        raise NotImplementedError(f'the {self.backend} backend has no actions')
+
+    def create_action_server(self, action_type: str, name: str,
+                             execute: Callable) -> ActionServer:
+        """`execute(goal_handle) -> Result` for each goal accepted (every goal with a new id);
+        it should return soon after `goal_handle.cancel_requested` is set. A goal whose
+        `execute` raises ends ABORTED."""
+        raise NotImplementedError(f'the {self.backend} backend has no actions')
+
+    def create_action_client(self, action_type: str, name: str) -> ActionClient:
+        raise NotImplementedError(f'the {self.backend} backend has no actions')
 
 
 class WireTypesNode(Node):

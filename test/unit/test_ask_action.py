@@ -1,0 +1,235 @@
+"""colvlm/ask as an action, on the in-memory transport: a raw client speaking rcl_action's
+wire (the send_goal, get_result and cancel_goal services, the feedback and status topics,
+types from Ask.action through colvlm's typesupport) gets one feedback per stage and the
+Answer; a cancel answers at once with a status. Over DDS between processes:
+test/integration/test_ask_action_over_dds.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from node_harness import TIMEOUT_S, UNSURE, Rig, ScriptedVlm, status
+import pytest
+
+from colvlm_msgs import stamps
+from colvlm_msgs.constants import Decision
+from colvlm_msgs.transport.actions import action_topics
+
+SUCCEEDED, CANCELED, UNKNOWN = 4, 5, 0
+ERROR_NONE, ERROR_UNKNOWN_GOAL_ID, ERROR_GOAL_TERMINATED = 0, 2, 3
+
+
+class RawAskClient:
+    """rcl_action's client side by hand, on one node's plain clients and subscriptions."""
+
+    def __init__(self, node):
+        self.node = node
+        topics = action_topics('colvlm/ask')
+        self.send = node.create_client('colvlm/action/Ask_SendGoal', topics['send_goal'])
+        self.result = node.create_client('colvlm/action/Ask_GetResult', topics['get_result'])
+        self.cancel = node.create_client('action_msgs/srv/CancelGoal', topics['cancel_goal'])
+        self.feedback: dict[bytes, list] = {}
+        self.statuses: list = []
+        self._changed = threading.Condition()
+        node.create_subscription('colvlm/action/Ask_FeedbackMessage', topics['feedback'],
+                                 self._on_feedback, 'services')
+        node.create_subscription('action_msgs/msg/GoalStatusArray', topics['status'],
+                                 self._on_status, 'status')
+
+    def _on_feedback(self, message) -> None:
+        with self._changed:
+            self.feedback.setdefault(bytes(message.goal_id.uuid), []).append(message.feedback)
+            self._changed.notify_all()
+
+    def _on_status(self, message) -> None:
+        with self._changed:
+            self.statuses.append({bytes(s.goal_info.goal_id.uuid): s.status
+                                  for s in message.status_list})
+            self._changed.notify_all()
+
+    def send_goal(self, question: str, goal_id: bytes | None = None, **fields):
+        request = self.node.service_type('colvlm/action/Ask_SendGoal').Request()
+        request.goal_id.uuid = list(goal_id or uuid.uuid4().bytes)
+        request.goal.query.query_id, request.goal.query.question = 'q1', question
+        for name, value in fields.items():
+            setattr(request.goal.query, name, value)
+        response = self.send.call(request, timeout=TIMEOUT_S)
+        return bytes(request.goal_id.uuid), response
+
+    def get_result(self, goal_id: bytes):
+        request = self.node.service_type('colvlm/action/Ask_GetResult').Request()
+        request.goal_id.uuid = list(goal_id)
+        return self.result.call(request, timeout=TIMEOUT_S)
+
+    def cancel_goal(self, goal_id: bytes):
+        request = self.node.service_type('action_msgs/srv/CancelGoal').Request()
+        request.goal_info.goal_id.uuid = list(goal_id)
+        return self.cancel.call(request, timeout=TIMEOUT_S)
+
+    def stages(self, goal_id: bytes, until: str | None = None) -> list[str]:
+        """The stage names received for `goal_id`, once `until` is among them."""
+        with self._changed:
+            assert self._changed.wait_for(
+                lambda: until is None or until in self._names(goal_id), TIMEOUT_S), \
+                self._names(goal_id)
+            return self._names(goal_id)
+
+    def _names(self, goal_id: bytes) -> list[str]:
+        return [f.stage_name for f in self.feedback.get(goal_id, [])]
+
+    def wait_status(self, goal_id: bytes, wanted: int) -> None:
+        with self._changed:
+            assert self._changed.wait_for(
+                lambda: self.statuses and self.statuses[-1].get(goal_id) == wanted, TIMEOUT_S)
+
+
+class HeldVlm(ScriptedVlm):
+    """The scripted model, whose first pass waits until the test lets it go."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+    def generate(self, images, question, **kwargs):
+        assert self.release.wait(TIMEOUT_S)
+        return super().generate(images, question, **kwargs)
+
+
+@pytest.fixture
+def rig():
+    made = []
+
+    def build(*args, **kwargs):
+        made.append(Rig(*args, **kwargs))
+        return made[-1], RawAskClient(made[-1].client)
+
+    yield build
+    for one in made:
+        one.close()
+
+
+def test_an_unsure_goal_reports_every_stage_of_the_crop_path_then_its_answer(rig):
+    setup, client = rig()
+    stamp = setup.feed()
+    goal_id, accepted = client.send_goal(f'{UNSURE}: what is on the sign?')
+    assert accepted.accepted and stamps.to_ns(accepted.stamp) > 0
+    response = client.get_result(goal_id)
+    assert response.status == SUCCEEDED
+    answer = response.result.answer
+    assert status(answer) == 'OK' and answer.decision == Decision.LOCAL_CROP
+    assert answer.query_id == 'q1' and answer.answer == 'crop'
+    assert client.stages(goal_id, until='second_pass') == [
+        'frame', 'first_pass', 'crop_requested', 'crop_received', 'second_pass']
+    feedback = {f.stage_name: f for f in client.feedback[goal_id]}
+    first = feedback['first_pass']
+    assert first.stage == first.STAGE_FIRST_PASS and first.refine and first.refinement == 'crop'
+    assert first.min_entropy > first.gate_threshold > 0 and first.answer == 'global'
+    assert all(stamps.to_ns(f.frame_stamp) == stamp and f.camera == '/cam0'
+               for f in feedback.values())
+    assert feedback['crop_requested'].roi.width > 0
+    assert feedback['crop_received'].roi == answer.roi  # the box the edge actually cut
+    assert feedback['crop_received'].uplink_bytes > feedback['first_pass'].uplink_bytes
+    assert feedback['second_pass'].answer == 'crop' and not feedback['second_pass'].refine
+    client.wait_status(goal_id, SUCCEEDED)
+
+
+def test_a_sure_goal_stops_after_the_first_pass(rig):
+    setup, client = rig()
+    setup.feed()
+    goal_id, _ = client.send_goal('What is written on the sign?')
+    answer = client.get_result(goal_id).result.answer
+    assert answer.decision == Decision.GLOBAL
+    assert client.stages(goal_id, until='first_pass') == ['frame', 'first_pass']
+    assert not client.feedback[goal_id][-1].refine
+    assert client.feedback[goal_id][-1].refinement == 'none'
+
+
+def test_a_bad_request_is_answered_with_its_status_and_no_stage(rig):
+    _, client = rig()
+    goal_id, accepted = client.send_goal('   ')
+    response = client.get_result(goal_id)
+    assert accepted.accepted and response.status == SUCCEEDED
+    assert status(response.result.answer) == 'BAD_REQUEST'
+    assert client.feedback.get(goal_id) is None
+
+
+def test_cancel_while_waiting_for_the_edge_answers_at_once_and_drops_the_query(rig):
+    backend = ScriptedVlm()
+    setup, client = rig(backend, **{'frame.fresh_timeout_s': 120.0})
+    goal_id, _ = client.send_goal('What is written on the sign?')
+    cancelled = client.cancel_goal(goal_id)
+    assert cancelled.return_code == ERROR_NONE
+    assert [bytes(g.goal_id.uuid) for g in cancelled.goals_canceling] == [goal_id]
+    # The edge has sent nothing, and the server would wait for it for two minutes.
+    response = client.get_result(goal_id)
+    assert response.status == CANCELED
+    answer = response.result.answer
+    assert status(answer) == 'CANCELED' and answer.query_id == 'q1'
+    assert 'cancelled by the caller' in answer.status_message
+    client.wait_status(goal_id, CANCELED)
+    # The frame comes: the query, still waiting for it, is dropped before any pass.
+    setup.feed()
+    assert _wait_for(lambda: setup.server.counts.get('CANCELED') == 1)
+    assert backend.calls == []
+    assert client.cancel_goal(goal_id).return_code == ERROR_GOAL_TERMINATED
+
+
+def test_cancel_during_a_pass_ends_the_goal_before_the_crop_is_asked(rig):
+    backend = HeldVlm()
+    setup, client = rig(backend)
+    setup.feed()
+    goal_id, _ = client.send_goal(f'{UNSURE}: what is on the sign?')
+    assert client.stages(goal_id, until='frame') == ['frame']
+    assert client.cancel_goal(goal_id).return_code == ERROR_NONE
+    response = client.get_result(goal_id)  # while the model is still held in its first pass
+    assert response.status == CANCELED
+    assert response.result.answer.status_message == 'cancelled by the caller after frame'
+    backend.release.set()
+    assert _wait_for(lambda: setup.server.counts.get('CANCELED') == 1)
+    assert len(backend.calls) == 1  # the first pass ran; no crop, no second pass
+    assert client.stages(goal_id) == ['frame']
+
+
+def test_unknown_goals_and_reused_ids(rig):
+    setup, client = rig()
+    setup.feed()
+    unknown = uuid.uuid4().bytes
+    assert client.get_result(unknown).status == UNKNOWN
+    assert client.cancel_goal(unknown).return_code == ERROR_UNKNOWN_GOAL_ID
+    goal_id, first = client.send_goal('What is written on the sign?')
+    _, again = client.send_goal('What is written on the sign?', goal_id=goal_id)
+    assert first.accepted and not again.accepted
+    assert client.get_result(goal_id).status == SUCCEEDED
+
+
+def test_the_port_action_client_follows_a_goal(rig):
+    setup, _ = rig()
+    setup.feed()
+    client = setup.client.create_action_client('colvlm/action/Ask', 'colvlm/ask')
+    assert client.wait_for_server(TIMEOUT_S)
+    goal = setup.client.action_type('colvlm/action/Ask').Goal()
+    goal.query.query_id, goal.query.question = 'q2', f'{UNSURE}: the sign?'
+    seen, changed = [], threading.Condition()
+
+    def on_feedback(feedback) -> None:
+        with changed:
+            seen.append(feedback.stage_name)
+            changed.notify_all()
+
+    sent = client.send_goal(goal, TIMEOUT_S, on_feedback)
+    code, result = sent.result(TIMEOUT_S)
+    assert sent.accepted and code == SUCCEEDED and result.answer.query_id == 'q2'
+    with changed:
+        assert changed.wait_for(lambda: 'second_pass' in seen, TIMEOUT_S)
+    assert seen[0] == 'frame' and sent.cancel(TIMEOUT_S) == ERROR_GOAL_TERMINATED
+
+
+def _wait_for(predicate) -> bool:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
