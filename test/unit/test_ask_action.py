@@ -10,79 +10,20 @@ import threading
 import time
 import uuid
 
+from action_client import (
+    CANCELED,
+    ERROR_GOAL_TERMINATED,
+    ERROR_NONE,
+    ERROR_UNKNOWN_GOAL_ID,
+    SUCCEEDED,
+    UNKNOWN,
+    RawAskClient,
+)
 from node_harness import TIMEOUT_S, UNSURE, Rig, ScriptedVlm, status
 import pytest
 
 from colvlm_msgs import stamps
 from colvlm_msgs.constants import Decision
-from colvlm_msgs.transport.actions import action_topics
-
-SUCCEEDED, CANCELED, UNKNOWN = 4, 5, 0
-ERROR_NONE, ERROR_UNKNOWN_GOAL_ID, ERROR_GOAL_TERMINATED = 0, 2, 3
-
-
-class RawAskClient:
-    """rcl_action's client side by hand, on one node's plain clients and subscriptions."""
-
-    def __init__(self, node):
-        self.node = node
-        topics = action_topics('colvlm/ask')
-        self.send = node.create_client('colvlm/action/Ask_SendGoal', topics['send_goal'])
-        self.result = node.create_client('colvlm/action/Ask_GetResult', topics['get_result'])
-        self.cancel = node.create_client('action_msgs/srv/CancelGoal', topics['cancel_goal'])
-        self.feedback: dict[bytes, list] = {}
-        self.statuses: list = []
-        self._changed = threading.Condition()
-        node.create_subscription('colvlm/action/Ask_FeedbackMessage', topics['feedback'],
-                                 self._on_feedback, 'services')
-        node.create_subscription('action_msgs/msg/GoalStatusArray', topics['status'],
-                                 self._on_status, 'status')
-
-    def _on_feedback(self, message) -> None:
-        with self._changed:
-            self.feedback.setdefault(bytes(message.goal_id.uuid), []).append(message.feedback)
-            self._changed.notify_all()
-
-    def _on_status(self, message) -> None:
-        with self._changed:
-            self.statuses.append({bytes(s.goal_info.goal_id.uuid): s.status
-                                  for s in message.status_list})
-            self._changed.notify_all()
-
-    def send_goal(self, question: str, goal_id: bytes | None = None, **fields):
-        request = self.node.service_type('colvlm/action/Ask_SendGoal').Request()
-        request.goal_id.uuid = list(goal_id or uuid.uuid4().bytes)
-        request.goal.query.query_id, request.goal.query.question = 'q1', question
-        for name, value in fields.items():
-            setattr(request.goal.query, name, value)
-        response = self.send.call(request, timeout=TIMEOUT_S)
-        return bytes(request.goal_id.uuid), response
-
-    def get_result(self, goal_id: bytes):
-        request = self.node.service_type('colvlm/action/Ask_GetResult').Request()
-        request.goal_id.uuid = list(goal_id)
-        return self.result.call(request, timeout=TIMEOUT_S)
-
-    def cancel_goal(self, goal_id: bytes):
-        request = self.node.service_type('action_msgs/srv/CancelGoal').Request()
-        request.goal_info.goal_id.uuid = list(goal_id)
-        return self.cancel.call(request, timeout=TIMEOUT_S)
-
-    def stages(self, goal_id: bytes, until: str | None = None) -> list[str]:
-        """The stage names received for `goal_id`, once `until` is among them."""
-        with self._changed:
-            assert self._changed.wait_for(
-                lambda: until is None or until in self._names(goal_id), TIMEOUT_S), \
-                self._names(goal_id)
-            return self._names(goal_id)
-
-    def _names(self, goal_id: bytes) -> list[str]:
-        return [f.stage_name for f in self.feedback.get(goal_id, [])]
-
-    def wait_status(self, goal_id: bytes, wanted: int) -> None:
-        with self._changed:
-            assert self._changed.wait_for(
-                lambda: self.statuses and self.statuses[-1].get(goal_id) == wanted, TIMEOUT_S)
 
 
 class HeldVlm(ScriptedVlm):
