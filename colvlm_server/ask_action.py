@@ -43,6 +43,8 @@ def fill_feedback(feedback, stage: Stage, query_id: str, elapsed_ms: float) -> N
     if stage.decision is not None:
         feedback.refine, feedback.refinement = stage.decision.refine, stage.decision.kind
         feedback.message = feedback.message or stage.decision.reason
+    elif stage.done is not None:
+        feedback.refinement = 'none'  # the last pass the policy allows: nothing follows it
     if stage.boxes:
         box = stage.boxes[0]
         fill_roi(feedback.roi, box.x0, box.y0, box.x1, box.y1)

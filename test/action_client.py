@@ -72,12 +72,15 @@ class RawAskClient:
         request.goal_info.goal_id.uuid = list(goal_id)
         return self.cancel.call(request, timeout=TIMEOUT_S)
 
-    def stages(self, goal_id: bytes, until: str | None = None) -> list[str]:
-        """The stage names received for `goal_id`, once `until` is among them."""
+    def stages(self, goal_id: bytes, until: str | None = None, count: int = 0) -> list[str]:
+        """The stage names received for `goal_id`, once `until` is among them and there are
+        at least `count`."""
+        def arrived() -> bool:
+            names = self._names(goal_id)
+            return (until is None or until in names) and len(names) >= count
+
         with self._changed:
-            assert self._changed.wait_for(
-                lambda: until is None or until in self._names(goal_id), TIMEOUT_S), \
-                self._names(goal_id)
+            assert self._changed.wait_for(arrived, TIMEOUT_S), self._names(goal_id)
             return self._names(goal_id)
 
     def _names(self, goal_id: bytes) -> list[str]:

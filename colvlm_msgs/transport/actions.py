@@ -8,11 +8,11 @@ feedback` (FeedbackMessage: the goal's UUID and its feedback) and `<name>/_actio
 (action_msgs/msg/GoalStatusArray, transient local), with rcl_action's default QoS. The
 server accepts every goal whose UUID is new and runs `execute` on a thread of its own; a
 get_result request waits on its service handler thread (the port lets a handler block) until
-the goal ends. The server publishes its (empty) status at once: as rcl's client waits for the
-feedback and status publishers, the client here waits for that latched status, which says
-its topic readers are matched. Ended goals are kept for rcl's default result timeout
-(15 min), at most `KEPT_GOALS` of them. It knows the wire, nothing of what a goal means.
-`PortActions` gives a node class (dds, memory) the port's action methods.
+the goal ends. As rcl's, the client's `wait_for_server` waits for the three services and
+for publishers on the feedback and status topics (so that no early feedback is lost).
+Ended goals are kept for rcl's default result timeout (15 min), at most `KEPT_GOALS` of
+them. It knows the wire, nothing of what a goal means. `PortActions` gives a node class
+(dds, memory) the port's action methods.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class PortActionServer(port.ActionServer):
         node.create_service(self._types.get_result.name, topics['get_result'],
                             self._get_result)
         node.create_service(_CANCEL, topics['cancel_goal'], self._cancel_goal)
-        self._publish_status()
+        self._publish_status()  # no goals yet: what a status reader joining now is told
 
     def _send_goal(self, request):
         goal_id = bytes(request.goal_id.uuid)
@@ -228,11 +228,11 @@ class PortActionClient(port.ActionClient):
         self.cancel_goal = node.create_client(_CANCEL, topics['cancel_goal'])
         self._feedback: dict[bytes, Callable] = {}
         self._lock = threading.Lock()
-        self._status_seen = threading.Event()
-        node.create_subscription(self.types.feedback_message.name, topics['feedback'],
-                                 self._on_feedback, FEEDBACK_QOS)
-        node.create_subscription('action_msgs/msg/GoalStatusArray', topics['status'],
-                                 lambda _: self._status_seen.set(), STATUS_QOS)
+        self._topics = (
+            node.create_subscription(self.types.feedback_message.name, topics['feedback'],
+                                     self._on_feedback, FEEDBACK_QOS),
+            node.create_subscription('action_msgs/msg/GoalStatusArray', topics['status'],
+                                     lambda _: None, STATUS_QOS))
 
     def _on_feedback(self, message) -> None:
         with self._lock:
@@ -242,9 +242,14 @@ class PortActionClient(port.ActionClient):
 
     def wait_for_server(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        return all(client.wait_for_service(max(0.0, deadline - time.monotonic()))
-                   for client in (self.send, self.get_result, self.cancel_goal)) \
-            and self._status_seen.wait(max(0.0, deadline - time.monotonic()))
+        if not all(client.wait_for_service(max(0.0, deadline - time.monotonic()))
+                   for client in (self.send, self.get_result, self.cancel_goal)):
+            return False
+        while any(topic.publisher_count() == 0 for topic in self._topics):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def send_goal(self, goal, timeout: float, feedback: Callable | None = None) -> _ClientGoal:
         goal_id = uuid.uuid4().bytes

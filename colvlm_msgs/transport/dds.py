@@ -257,8 +257,11 @@ class DdsPublisher(port.Publisher):
 
 
 class DdsSubscription(port.Subscription):
-    def __init__(self, topic: str):
-        self.topic, self.dropped = topic, 0
+    def __init__(self, topic: str, reader: DataReader | None = None):
+        self.topic, self.dropped, self._reader = topic, 0, reader
+
+    def publisher_count(self) -> int:
+        return self._reader.get_subscription_matched_status().current_count
 
 
 class DdsServiceServer(port.ServiceServer):
@@ -413,7 +416,7 @@ class DdsNode(PortActions, port.WireTypesNode):
             self._participant.topic(names.dds_topic(full), info.cls),
             qos=_qos(profile(qos, self.qos_profiles), f'typehash={info.type_hash};'))
         self._participant.associate(self, reader=reader)
-        subscription = DdsSubscription(full)
+        subscription = DdsSubscription(full, reader)
 
         def on_sample(sample) -> None:
             del sample.sample_info

@@ -56,6 +56,10 @@ class MemoryBus:
         with self._lock:
             self._publishers.setdefault(publisher.topic, []).append(publisher)
 
+    def publisher_count(self, topic: str) -> int:
+        with self._lock:
+            return len(self._publishers.get(topic, ()))
+
     def subscriptions(self, topic: str) -> list[MemorySubscription]:
         with self._lock:
             return list(self._subscriptions.get(topic, ()))
@@ -113,6 +117,9 @@ class MemorySubscription(port.Subscription):
         self._queue: deque[bytes] = deque(maxlen=depth)
         self._ready = threading.Condition()
         threading.Thread(target=self._run, name=f'{node.name}:{topic}', daemon=True).start()
+
+    def publisher_count(self) -> int:
+        return self.node.bus.publisher_count(self.topic)
 
     def deliver(self, data: bytes) -> None:
         with self._ready:

@@ -44,6 +44,11 @@ class Subscription(abc.ABC):
     topic: str
     dropped: int                            # samples that failed to decode or to handle
 
+    def publisher_count(self) -> int:
+        """Matched publishers now (an action client waits for its server's, as rcl's does);
+        -1 where the backend does not say."""
+        return -1
+
 
 class ServiceServer(abc.ABC):
     service: str

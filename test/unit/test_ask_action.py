@@ -22,8 +22,12 @@ from action_client import (
 from node_harness import TIMEOUT_S, UNSURE, Rig, ScriptedVlm, status
 import pytest
 
+from colvlm_edge.token_encoder import TokenLayerEncoder
+from colvlm_models.tiny_vlm import bundled_model_path
 from colvlm_msgs import stamps
 from colvlm_msgs.constants import Decision
+from colvlm_msgs.token_codec import TokenCodec
+from colvlm_server.token_layers import LayerOptions
 
 
 class HeldVlm(ScriptedVlm):
@@ -143,6 +147,28 @@ def test_unknown_goals_and_reused_ids(rig):
     _, again = client.send_goal('What is written on the sign?', goal_id=goal_id)
     assert first.accepted and not again.accepted
     assert client.get_result(goal_id).status == SUCCEEDED
+
+
+def test_a_layers_goal_reports_each_fetch_of_more_token_layers(rig):
+    codec = TokenCodec.load(bundled_model_path() / 'token_codec_tower.npz')
+    backend = ScriptedVlm()
+    setup, client = rig(backend, tokens=TokenLayerEncoder(backend, codec),
+                        edge_params={'layers.enabled': True, 'layers.proactive': 1},
+                        layer_options=LayerOptions({codec.codec_id: codec}, 1, False),
+                        policy='layers')
+    stamp = setup.feed()
+    assert setup.server.links[0].layers.wait_for(stamp, TIMEOUT_S) is not None
+    frame_stamp = stamps.fill(setup.client.message_type('builtin_interfaces/msg/Time')(), stamp)
+    goal_id, _ = client.send_goal(f'{UNSURE}: what is written?', frame_stamp=frame_stamp)
+    answer = client.get_result(goal_id).result.answer
+    assert answer.decision == Decision.TOKEN_LAYERS and 'layers 0..3 of 4' in \
+        answer.status_message
+    fetch = ['layers_requested', 'layers_received', 'second_pass']
+    assert client.stages(goal_id, count=11) == ['frame', 'first_pass', *fetch * 3]
+    feedback = client.feedback[goal_id]
+    assert [f.layers for f in feedback] == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4]
+    assert [f.refine for f in feedback if f.stage_name.endswith('pass')] == [True] * 4
+    assert feedback[2].message == 'layers 1..1' and feedback[-1].refinement == 'layers'
 
 
 def test_the_port_action_client_follows_a_goal(rig):
