@@ -5,6 +5,11 @@ when it holds none fresh). `--stamp NS` names a frame by its header stamp; `--im
 plays the camera: the file goes to the edge's image topic and the question names the frame
 the edge makes of it (the edge must read that topic: `--source topic:camera/image_raw/compressed`).
 
+`--action` asks through the colvlm/ask action instead of the service and prints each stage
+as the server reaches it (frame chosen, first pass with its min-entropy and the gate's
+decision, crop or token layers asked for and received, second pass) before the answer; Ctrl-C
+cancels the goal.
+
 Exit status: 0 when the answer's status is OK, 1 for any other status, 2 when no answer came
 within --timeout (no server, or a server too busy to answer) or the command line is wrong.
 """
@@ -28,7 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--policy', default='', help="global | entropy | always | random | hd | "
                         "layers (default: the server's)")
     parser.add_argument('--camera', default='', help="camera namespace (default: the server's)")
-    parser.add_argument('--json', action='store_true', help='print one JSON object')
+    parser.add_argument('--json', action='store_true', help='print one JSON object (with '
+                        '--action, one per stage first)')
+    parser.add_argument('--action', action='store_true',
+                        help='ask through the colvlm/ask action and print each stage as it '
+                             'comes (Ctrl-C cancels)')
     aim = parser.add_mutually_exclusive_group()
     aim.add_argument('--stamp', type=int, default=None, metavar='NS',
                      help='ask about the frame with this header stamp, ns (the server holds '
@@ -88,7 +97,7 @@ def _ask(client, args: argparse.Namespace, image: Path | None):
 
     service = client.ask_service
     deadline = time.monotonic() + args.timeout
-    if not client.wait_for_server(min(1.0, args.timeout)):
+    if not client.wait_for_server(min(1.0, args.timeout), args.action):
         print(f'colvlm ask: waiting up to {args.timeout:g} s for a server on {service} '
               f'(colvlm server --namespace {args.namespace or "NS"})', file=sys.stderr)
     stamp_ns = args.stamp or 0
@@ -103,9 +112,10 @@ def _ask(client, args: argparse.Namespace, image: Path | None):
     try:
         return client.ask(uuid.uuid4().hex[:12], args.question,
                           max(0.1, deadline - time.monotonic()), stamp_ns=stamp_ns,
-                          policy=args.policy, camera=args.camera, shown=image is not None)
+                          policy=args.policy, camera=args.camera, shown=image is not None,
+                          feedback=_feedback_printer(args.json) if args.action else None)
     except ServiceTimeout:
-        if client.wait_for_server(0.0):
+        if client.wait_for_server(0.0, args.action):
             print(f'colvlm ask: the server on {service} did not answer within '
                   f'{args.timeout:g} s (busy? a longer --timeout waits longer)',
                   file=sys.stderr)
@@ -113,6 +123,35 @@ def _ask(client, args: argparse.Namespace, image: Path | None):
             print(f'colvlm ask: no answer from {service} within {args.timeout:g} s: is a '
                   'server running there, on the same ROS_DOMAIN_ID?', file=sys.stderr)
         return None
+
+
+def _feedback_printer(as_json: bool):
+    def show(feedback) -> None:
+        print(json.dumps(to_plain(feedback)) if as_json else describe_stage(feedback),
+              flush=True)
+
+    return show
+
+
+def describe_stage(f) -> str:
+    """One line for an Ask action Feedback: 'first_pass: ...'."""
+    roi = f'x {f.roi.x_offset}, y {f.roi.y_offset}, {f.roi.width}x{f.roi.height} px'
+    uplink = f'uplink {f.uplink_bytes} B so far'
+    if f.stage_name == 'frame':
+        text = f'camera {f.camera}, frame {f.frame_stamp.sec}.{f.frame_stamp.nanosec:09d}'
+    elif f.stage_name in ('first_pass', 'second_pass'):
+        then = f'refine: {f.refinement}' if f.refine else 'the answer stands'
+        text = f'{f.answer!r}, min-entropy {f.min_entropy:.3f} nats (threshold ' \
+               f'{f.gate_threshold:g}); {then}' + (f' ({f.message})' if f.message else '')
+    elif f.stage_name == 'crop_requested':
+        text = f'{roi} of the original'
+    elif f.stage_name == 'crop_received':
+        text = f'{roi} cut; {uplink}'
+    elif f.stage_name == 'layers_received':
+        text = f'{f.layers} layers held; {uplink}'
+    else:  # layers_requested and the fetches that failed say it in their message
+        text = f.message
+    return f'{f.stage_name}: {text} [{f.elapsed_ms:.0f} ms]'
 
 
 def named(fields: dict) -> dict:

@@ -1,8 +1,9 @@
-"""Parse ROS 2 `.msg` / `.srv` files into plain descriptions of their fields.
+"""Parse ROS 2 `.msg` / `.srv` / `.action` files into plain descriptions of their fields.
 
 This is the single reader of interface files: the `dds` transport builds wire types from
 what it returns and the type hashes are computed from it. It knows the ROS 2 interface
 grammar (primitives, bounded strings, arrays, nested types, constants), nothing about CDR.
+An action also gets the messages and services rosidl derives from it for the wire.
 Errors name the file, the line, the field and the bad value.
 """
 
@@ -83,10 +84,31 @@ class MessageSpec:
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    name: str                 # 'pkg/srv/Name'
+    name: str                 # 'pkg/srv/Name', or 'pkg/action/Name_SendGoal' for an action's
     request: MessageSpec
     response: MessageSpec
     source: str
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """An action's three parts and the types rosidl derives from them for the wire: the
+    send_goal and get_result services and the feedback topic's message."""
+
+    name: str                 # 'pkg/action/Name'
+    goal: MessageSpec         # 'pkg/action/Name_Goal'
+    result: MessageSpec
+    feedback: MessageSpec
+    send_goal: ServiceSpec    # {goal_id, goal} -> {accepted, stamp}
+    get_result: ServiceSpec   # {goal_id} -> {status, result}
+    feedback_message: MessageSpec  # {goal_id, feedback}
+    source: str
+
+    @property
+    def messages(self) -> tuple[MessageSpec, ...]:
+        return (self.goal, self.result, self.feedback, self.feedback_message,
+                self.send_goal.request, self.send_goal.response, self.get_result.request,
+                self.get_result.response)
 
 
 def _error(source: str, line_number: int, message: str) -> InterfaceError:
@@ -233,16 +255,59 @@ def parse_service(text: str, name: str, source: str = '<string>') -> ServiceSpec
     return ServiceSpec(name, request, response, source)
 
 
-def read_interface(path: Path, package: str) -> MessageSpec | ServiceSpec:
-    """Read `<dir>/msg/Name.msg` or `<dir>/srv/Name.srv` as part of `package`."""
+_UUID = FieldType('unique_identifier_msgs/msg/UUID')
+_TIME = FieldType('builtin_interfaces/msg/Time')
+
+
+def _derived(name: str, fields: list[tuple[str, FieldType]], source: str) -> MessageSpec:
+    return MessageSpec(name, tuple(Field(n, t) for n, t in fields), (), source)
+
+
+def parse_action(text: str, name: str, source: str = '<string>') -> ActionSpec:
+    """Parse an `.action` body named 'pkg/action/Name': goal, result and feedback, plus the
+    wire types rosidl derives from them (field names and order as rosidl_parser makes them)."""
+    lines = text.splitlines()
+    cuts = [i for i, line in enumerate(lines) if line.strip() == SERVICE_SEPARATOR]
+    if len(cuts) != 2:
+        raise InterfaceError(f'{source}: an action needs exactly two {SERVICE_SEPARATOR!r} '
+                             f'lines, found {len(cuts)}')
+    bounds = ((0, cuts[0]), (cuts[0] + 1, cuts[1]), (cuts[1] + 1, len(lines)))
+    # Leading newlines keep line numbers true to the file in errors.
+    goal, result, feedback = (
+        parse_message('\n' * start + '\n'.join(lines[start:end]), f'{name}_{part}', source)
+        for (start, end), part in zip(bounds, ('Goal', 'Result', 'Feedback'), strict=True))
+    send_goal = ServiceSpec(
+        f'{name}_SendGoal',
+        _derived(f'{name}_SendGoal_Request', [('goal_id', _UUID),
+                                               ('goal', FieldType(goal.name))], source),
+        _derived(f'{name}_SendGoal_Response', [('accepted', FieldType('bool')),
+                                                ('stamp', _TIME)], source), source)
+    get_result = ServiceSpec(
+        f'{name}_GetResult',
+        _derived(f'{name}_GetResult_Request', [('goal_id', _UUID)], source),
+        _derived(f'{name}_GetResult_Response', [('status', FieldType('int8')),
+                                                 ('result', FieldType(result.name))], source),
+        source)
+    feedback_message = _derived(f'{name}_FeedbackMessage',
+                                [('goal_id', _UUID), ('feedback', FieldType(feedback.name))],
+                                source)
+    return ActionSpec(name, goal, result, feedback, send_goal, get_result, feedback_message,
+                      source)
+
+
+def read_interface(path: Path, package: str) -> MessageSpec | ServiceSpec | ActionSpec:
+    """Read `<dir>/msg/Name.msg`, `<dir>/srv/Name.srv` or `<dir>/action/Name.action` as part
+    of `package`."""
     path = Path(path)
     kind = path.suffix[1:]
-    if kind not in ('msg', 'srv'):
-        raise InterfaceError(f'{path}: not a .msg or .srv file')
+    if kind not in ('msg', 'srv', 'action'):
+        raise InterfaceError(f'{path}: not a .msg, .srv or .action file')
     if not re.match(r'^[A-Z][A-Za-z0-9]*$', path.stem):
         raise InterfaceError(f'{path}: interface name {path.stem!r} must be CamelCase')
     name = f'{package}/{kind}/{path.stem}'
     text = path.read_text(encoding='utf-8')
     if kind == 'msg':
         return parse_message(text, name, str(path))
+    if kind == 'action':
+        return parse_action(text, name, str(path))
     return parse_service(text, name, str(path))

@@ -5,7 +5,9 @@ Each class is a Cyclone DDS `IdlStruct` named as rmw_cyclonedds names it
 keyword arguments and default like rclpy's generated classes (zeros, '', [], nested
 defaults), and constants are class attributes, so node code reads the same on both
 transports. Service wire types carry rmw_cyclonedds' 16-byte request header
-`{uint64 guid; int64 seq}` as two leading members.
+`{uint64 guid; int64 seq}` as two leading members. An action is its derived services and
+feedback message (rmw's action wire is plain services and topics), with rclpy's `Goal`,
+`Result` and `Feedback` names for its parts.
 """
 
 from __future__ import annotations
@@ -65,6 +67,19 @@ class ServiceType:
     response_hash: str
 
 
+@dataclass(frozen=True)
+class ActionType:
+    """An action's parts, rclpy-style (`Goal`, `Result`, `Feedback`), and its wire types."""
+
+    name: str                     # 'pkg/action/Name'
+    Goal: type
+    Result: type
+    Feedback: type
+    send_goal: ServiceType        # service <name>/_action/send_goal
+    get_result: ServiceType       # service <name>/_action/get_result
+    feedback_message: MessageType  # topic <name>/_action/feedback
+
+
 class TypeSupport:
     """Builds and caches classes for the specs of one InterfaceLibrary."""
 
@@ -72,6 +87,7 @@ class TypeSupport:
         self.library = library
         self._messages: dict[str, MessageType] = {}
         self._services: dict[str, ServiceType] = {}
+        self._actions: dict[str, ActionType] = {}
 
     def message(self, name: str) -> MessageType:
         name = normalize_name(name, 'msg')
@@ -98,6 +114,16 @@ class TypeSupport:
                 name, request[0], response[0], request[1], response[1], request[2],
                 response[2], request[3], response[3])
         return self._services[name]
+
+    def action(self, name: str) -> ActionType:
+        name = normalize_name(name, 'action')
+        if name not in self._actions:
+            spec = self.library.action(name)
+            self._actions[name] = ActionType(
+                name, self.message(spec.goal.name).cls, self.message(spec.result.name).cls,
+                self.message(spec.feedback.name).cls, self.service(spec.send_goal.name),
+                self.service(spec.get_result.name), self.message(spec.feedback_message.name))
+        return self._actions[name]
 
     def _field_type(self, field_type: FieldType, source: str, field_name: str) -> object:
         if field_type.is_nested:
@@ -159,3 +185,8 @@ def message_class(name: str) -> type:
 
 def service_classes(name: str) -> ServiceType:
     return default_typesupport().service(name)
+
+
+def action_classes(name: str) -> ActionType:
+    """The `dds` classes of an action, e.g. action_classes('colvlm/action/Ask').Goal."""
+    return default_typesupport().action(name)

@@ -35,6 +35,7 @@ class Job:
     policy: str
     held: tuple | None   # (Frame, frame_id) chosen at admission; None: fetch one when run
     link: object | None  # the camera asked about; None: select views (several cameras)
+    progress: Callable | None = None  # the pipeline's stages, for an Ask action goal
 
 
 def check_query(query, policy: str, question_max_chars: int, layers: bool = True) -> None:

@@ -23,6 +23,7 @@ from colvlm_msgs.constants import Status, first_line, status_name
 from colvlm_msgs.transport.port import SERVICE_THREADS, Node
 from colvlm_server.answer_log import answer_line
 from colvlm_server.answers import echoed_question, fill_answer, new_answer, set_status
+from colvlm_server.ask_action import AskAction
 from colvlm_server.cameras import CameraLink, find_link, score_views
 from colvlm_server.gate import make_policy
 from colvlm_server.intake import FrameIntake
@@ -67,6 +68,7 @@ class ServerNode:
             self._subscribe(link)
         node.create_subscription('colvlm/msg/Query', 'colvlm/query', self.on_query, 'queries')
         node.create_service('colvlm/srv/Ask', 'colvlm/ask', self.serve_ask)
+        self.ask_action = AskAction(node, self)  # the same question as an action, with stages
         node.create_timer(config.status_period_s, self.log_status)
 
     # Frames in: intake.py refuses, counts and stores; layers only where a codec reads them
@@ -108,10 +110,11 @@ class ServerNode:
             self._ask_slots.release()
         return self._ask_type.Response(answer=answered[0])
 
-    def submit(self, query, reply: Callable, busy: str = '') -> None:
+    def submit(self, query, reply: Callable, busy: str = '',
+               progress: Callable | None = None) -> None:
         """Queue `query` for the worker, or answer it now (bad request, no frame, busy)."""
         job = Job(query, reply, time.perf_counter(), self.node.now_ns(),
-                  query.policy or self.config.policy, None, None)
+                  query.policy or self.config.policy, None, None, progress)
         try:
             check_query(query, job.policy, self.config.question_max_chars,
                         layers=bool(self.layer_options.codecs))
@@ -174,8 +177,9 @@ class ServerNode:
             frame = replace(frame, geometry=link.frames.geometry(frame.stamp_ns))
             return self.pipeline.answer_layers(question, frame, link.layer_source, policy,
                                                self.layer_options, crops=link.crops,
-                                               max_new_tokens=limit)
-        return self.pipeline.answer(question, frame, link.crops, policy, max_new_tokens=limit)
+                                               max_new_tokens=limit, progress=job.progress)
+        return self.pipeline.answer(question, frame, link.crops, policy, max_new_tokens=limit,
+                                    progress=job.progress)
 
     def _fill(self, answer, result: PipelineResult, frame, frame_id: str) -> None:
         fill_answer(answer, result, frame.stamp_ns, frame_id)

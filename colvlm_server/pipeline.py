@@ -9,6 +9,9 @@ a `CropSource` (the edge over DDS in the node, an in-process edge in evaluation)
 `answer_layers` is the same loop over visual-token layers instead of a global frame: answer
 from the layers that came with the frame, and while the gate is unsure ask the edge for more
 (a `LayerSource`), up to all of them, then optionally for an RoI crop as above.
+
+Both take an optional `progress` (stages.py) called at each stage as it is reached; what it
+raises ends the answer there and reaches the caller.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from colvlm_server.gate import (
     Policy,
     measure,
 )
+from colvlm_server.stages import Progress, Stage, no_progress
 from colvlm_server.token_layers import (
     LayeredFrame,
     LayerOptions,
@@ -204,21 +208,24 @@ class TwoStagePipeline:
         return measure(generation.logits, self.gate)
 
     def answer(self, question: str, frame: Frame, crops: CropSource, policy: Policy, *,
-               target: Box | None = None, max_new_tokens: int = 0) -> PipelineResult:
+               target: Box | None = None, max_new_tokens: int = 0,
+               progress: Progress | None = None) -> PipelineResult:
         """`max_new_tokens` limits this answer's passes (0: the backend's own limit)."""
         result = PipelineResult(global_bytes=frame.wire_bytes)
         return self._run(self._answer, result, question, frame, crops, policy, target,
-                         _limit(max_new_tokens))
+                         _limit(max_new_tokens), progress or no_progress)
 
     def answer_layers(self, question: str, frame: LayeredFrame, layers: LayerSource,
                       policy: Policy, options: LayerOptions, *, crops: CropSource | None = None,
-                      target: Box | None = None, max_new_tokens: int = 0) -> PipelineResult:
+                      target: Box | None = None, max_new_tokens: int = 0,
+                      progress: Progress | None = None) -> PipelineResult:
         """Answer from `frame`'s token layers, asking `layers` for more while `policy` wants
         refinement; bad, missing or undecodable layers give status LAYERS_UNAVAILABLE
         with an answer from the layers that were usable, if any."""
         result = PipelineResult(layer_bytes=frame.wire_bytes)
         return self._run(self._answer_layers, result, question, frame, layers, policy,
-                         options, crops, target, _limit(max_new_tokens))
+                         options, crops, target, _limit(max_new_tokens),
+                         progress or no_progress)
 
     @staticmethod
     def _run(body, result: PipelineResult, *args) -> PipelineResult:
@@ -231,7 +238,8 @@ class TwoStagePipeline:
         result.total_ms = (time.perf_counter() - started) * 1e3
         return result
 
-    def _answer(self, question, frame, crops, policy, target, limit, result) -> None:
+    def _answer(self, question, frame, crops, policy, target, limit, progress, result) -> None:
+        progress(Stage('frame', frame, result))
         first = self.backend.generate([frame.image], question,
                                       attention_layer=self._first_layer, **limit)
         gate = self._gate(first)
@@ -239,12 +247,13 @@ class TwoStagePipeline:
         result.answer, result.decision = first.text, Answered.GLOBAL
         decision = policy.decide(gate, DecisionContext(target_box=target))
         result.reason, result.refinement = decision.reason, decision.kind
+        progress(Stage('first_pass', frame, result, result.first, decision))
         if decision.refine:
             result.second = self._refine_with_crops(question, decision, first, frame, crops,
-                                                    limit, result)
+                                                    limit, progress, result)
 
     def _refine_with_crops(self, question: str, decision: Decision, located_from: Generation,
-                           frame: Frame, crops: CropSource, limit: dict,
+                           frame: Frame, crops: CropSource, limit: dict, progress: Progress,
                            result: PipelineResult) -> PassResult | None:
         """Fetch the crops `decision` calls for (the RoI from `located_from`'s attention)
         and answer from the frame and them; None, with the status set, when no crop came."""
@@ -252,18 +261,21 @@ class TwoStagePipeline:
         boxes = self._boxes(decision, question, located_from, frame, result)
         result.locate_ms += (time.perf_counter() - located) * 1e3
         result.roi = boxes[0]
+        progress(Stage('crop_requested', frame, result, boxes=tuple(boxes)))
         fetched = time.perf_counter()
         try:
             pieces = [crops.fetch(frame, box, self.backend.image_size) for box in boxes]
         except CropUnavailable as error:
             result.status, result.decision = Status.CROP_UNAVAILABLE, Answered.FALLBACK
             result.reason = f'{result.reason}; crop unavailable: {error}'
+            progress(Stage('crop_unavailable', frame, result, message=str(error)))
             return None
         finally:
             result.fetch_ms += (time.perf_counter() - fetched) * 1e3
         result.crop_bytes += sum(p.wire_bytes for p in pieces)
         result.downlink_bytes += sum(p.request_bytes for p in pieces)
         result.crop_boxes = [p.applied for p in pieces]
+        progress(Stage('crop_received', frame, result, boxes=tuple(result.crop_boxes)))
         second = self.backend.generate([frame.image, *(p.image for p in pieces)], question,
                                        **limit)
         try:
@@ -271,10 +283,13 @@ class TwoStagePipeline:
         except GateError:
             gate2 = None  # the first pass stands; the second's scores are not needed to answer
         result.answer, result.decision = second.text, Answered.LOCAL_CROP
-        return PassResult.of(second, gate2)
+        done = PassResult.of(second, gate2)
+        progress(Stage('second_pass', frame, result, done))
+        return done
 
     def _answer_layers(self, question, frame: LayeredFrame, source: LayerSource, policy,
-                       options: LayerOptions, crops, target, limit, result) -> None:
+                       options: LayerOptions, crops, target, limit, progress, result) -> None:
+        progress(Stage('frame', frame, result, layers=len(frame.layers)))
         codec = options.codecs.get(frame.codec_id)
         if codec is None:
             known = ', '.join(options.codecs) or 'none (layers.codec)'
@@ -288,7 +303,8 @@ class TwoStagePipeline:
         try:
             while True:
                 if len(have) < wanted:
-                    have += self._fetch_layers(source, frame, codec, have, wanted - 1, result)
+                    have += self._fetch_layers(source, frame, codec, have, wanted - 1,
+                                               progress, result)
                     have = extend_from(codec, have, frame.layers)
                 tokens = VisualTokens(codec.decode(have), codec.split)
                 generation = self.backend.generate([tokens], question,
@@ -300,6 +316,8 @@ class TwoStagePipeline:
                 decision = policy.decide(passes[-1].gate, DecisionContext(target_box=target))
                 result.reason = f'{decision.reason}; layers 0..{len(have) - 1} of ' \
                                 f'{codec.layer_count}'
+                progress(Stage('first_pass' if len(passes) == 1 else 'second_pass', frame,
+                               result, passes[-1], decision, layers=len(have)))
                 if not decision.refine:
                     break
                 result.refinement = 'layers'
@@ -311,12 +329,14 @@ class TwoStagePipeline:
                     held = Frame(tokens, frame.geometry, frame.stamp_ns, frame.camera)
                     crop_decision = Decision(True, 'crop', decision.reason)
                     cropped = self._refine_with_crops(question, crop_decision, generation,
-                                                      held, crops, limit, result)
+                                                      held, crops, limit, progress, result)
                     passes += [cropped] if cropped else []
                 break
         except LayersUnavailable as error:
             problem = f'{problem}; {error}' if problem else str(error)
             result.decision = Answered.FALLBACK if passes else Answered.NONE
+            progress(Stage('layers_unavailable', frame, result, layers=len(have),
+                           message=str(error)))
         finally:
             result.layers_used = len(have)
             if passes:
@@ -328,8 +348,10 @@ class TwoStagePipeline:
             result.reason = f'{prefix}layers unavailable: {problem}'
 
     def _fetch_layers(self, source: LayerSource, frame: LayeredFrame, codec, have: list,
-                      last: int, result: PipelineResult) -> list:
+                      last: int, progress: Progress, result: PipelineResult) -> list:
         first = len(have)
+        progress(Stage('layers_requested', frame, result, layers=first,
+                       message=f'layers {first}..{last}'))
         fetched = time.perf_counter()
         try:
             reply = source.fetch(frame, first, last, codec.codec_id)
@@ -338,6 +360,7 @@ class TwoStagePipeline:
         result.layer_bytes += reply.wire_bytes  # counted whether or not the layers are good
         result.downlink_bytes += reply.request_bytes
         check_fetched(codec, have, reply, first, last)
+        progress(Stage('layers_received', frame, result, layers=last + 1))
         return list(reply.layers)
 
     def _boxes(self, decision, question: str, first: Generation, frame: Frame,

@@ -33,6 +33,7 @@ from colvlm_msgs import names
 from colvlm_msgs.params import ParameterTable
 from colvlm_msgs.qos import QosProfile, profile
 from colvlm_msgs.transport import port
+from colvlm_msgs.transport.actions import PortActions
 from colvlm_msgs.transport.dds_readers import (
     POLL_S,
     DropLog,
@@ -174,8 +175,11 @@ class DdsPublisher(port.Publisher):
 
 
 class DdsSubscription(port.Subscription):
-    def __init__(self, topic: str):
-        self.topic, self.dropped = topic, 0
+    def __init__(self, topic: str, reader: DataReader | None = None):
+        self.topic, self.dropped, self._reader = topic, 0, reader
+
+    def publisher_count(self) -> int:
+        return self._reader.get_subscription_matched_status().current_count
 
 
 class DdsServiceServer(port.ServiceServer):
@@ -272,7 +276,7 @@ def _remaining(deadline: float) -> float:
     return deadline - time.monotonic()
 
 
-class DdsNode(port.WireTypesNode):
+class DdsNode(PortActions, port.WireTypesNode):
     """A node on the process's participant. Each reader has a thread that takes samples at
     once and another that runs the callbacks (dds_readers.py); service handlers run on a pool
     of port.SERVICE_THREADS; replies wait for their caller's reply reader on a thread of
@@ -341,7 +345,7 @@ class DdsNode(port.WireTypesNode):
             self._participant.topic(names.dds_topic(full), info.cls),
             qos=_qos(profile(qos, self.qos_profiles), f'typehash={info.type_hash};'))
         self._participant.associate(self, reader=reader)
-        subscription = DdsSubscription(full)
+        subscription = DdsSubscription(full, reader)
         qos = profile(qos, self.qos_profiles)
 
         def on_sample(sample) -> None:

@@ -23,6 +23,7 @@ from colvlm_msgs import names
 from colvlm_msgs.params import ParameterTable
 from colvlm_msgs.qos import QosProfile, profile
 from colvlm_msgs.transport import port
+from colvlm_msgs.transport.actions import PortActions
 from colvlm_msgs.typesupport import default_typesupport
 
 _WIRE = {'use_version_2': False}   # XCDR1, what rmw_cyclonedds sends
@@ -54,6 +55,10 @@ class MemoryBus:
     def attach_publisher(self, publisher: MemoryPublisher) -> None:
         with self._lock:
             self._publishers.setdefault(publisher.topic, []).append(publisher)
+
+    def publisher_count(self, topic: str) -> int:
+        with self._lock:
+            return len(self._publishers.get(topic, ()))
 
     def subscriptions(self, topic: str) -> list[MemorySubscription]:
         with self._lock:
@@ -112,6 +117,9 @@ class MemorySubscription(port.Subscription):
         self._queue: deque[bytes] = deque(maxlen=depth)
         self._ready = threading.Condition()
         threading.Thread(target=self._run, name=f'{node.name}:{topic}', daemon=True).start()
+
+    def publisher_count(self) -> int:
+        return self.node.bus.publisher_count(self.topic)
 
     def deliver(self, data: bytes) -> None:
         with self._ready:
@@ -203,7 +211,7 @@ class MemoryTimer(port.Timer):
         self._cancelled.set()
 
 
-class MemoryNode(port.WireTypesNode):
+class MemoryNode(PortActions, port.WireTypesNode):
     """A node on `bus`. Its logger propagates to Python's root logger (pytest's caplog sees
     it) instead of printing ROS-style lines of its own."""
 

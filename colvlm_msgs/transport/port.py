@@ -8,7 +8,8 @@ subscription's callbacks in order, one at a time); a service handler may block (
 on a client call to another node), and a node runs SERVICE_THREADS handlers at once: one
 whose handlers wait long (the server's asks) keeps at most half of them waiting;
 `Client.call` blocks its caller and must not be called from a subscription callback that
-the reply depends on.
+the reply depends on. An action server runs each goal's `execute` on a thread of its own
+(it may block); an action client's feedback callbacks run like a subscription's.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class Subscription(abc.ABC):
     topic: str
     dropped: int                            # samples that failed to decode or to handle
 
+    def publisher_count(self) -> int:
+        """Matched publishers now (an action client waits for its server's, as rcl's does);
+        -1 where the backend does not say."""
+        return -1
+
 
 class ServiceServer(abc.ABC):
     service: str
@@ -67,6 +73,55 @@ class Client(abc.ABC):
 class Timer(abc.ABC):
     @abc.abstractmethod
     def cancel(self) -> None: ...
+
+
+class GoalHandle(abc.ABC):
+    """One accepted goal, as its action server's `execute` sees it."""
+
+    goal_id: bytes                          # 16 bytes: the client's UUID for it
+    goal: object                            # the action's Goal message
+    cancel_requested: threading.Event       # set once a cancel request for it was accepted
+
+    @abc.abstractmethod
+    def publish_feedback(self, feedback) -> None:
+        """Send the action's Feedback message to the goal's client."""
+
+    @abc.abstractmethod
+    def canceled(self) -> None:
+        """End the goal CANCELED (with the result `execute` returns) rather than SUCCEEDED;
+        only after a cancel request was accepted."""
+
+
+class ActionServer(abc.ABC):
+    action: str                             # fully qualified name
+
+
+class ClientGoal(abc.ABC):
+    """A goal sent by an ActionClient."""
+
+    goal_id: bytes
+    accepted: bool
+
+    @abc.abstractmethod
+    def result(self, timeout: float) -> tuple[int, object]:
+        """(action_msgs/GoalStatus status, Result) once the goal ended; ServiceTimeout."""
+
+    @abc.abstractmethod
+    def cancel(self, timeout: float) -> int:
+        """Ask the server to cancel the goal: CancelGoal's return_code; ServiceTimeout."""
+
+
+class ActionClient(abc.ABC):
+    action: str
+
+    @abc.abstractmethod
+    def wait_for_server(self, timeout: float) -> bool: ...
+
+    @abc.abstractmethod
+    def send_goal(self, goal, timeout: float,
+                  feedback: Callable | None = None) -> ClientGoal:
+        """Send `goal`; `feedback(message)` gets its Feedback messages. ServiceTimeout when
+        the server did not say within `timeout` whether it accepts the goal."""
 
 
 class Node(abc.ABC):
@@ -134,6 +189,21 @@ class Node(abc.ABC):
     def now_ns(self) -> int:
         """Wall-clock time in ns, the clock stamps are taken from."""
         return time.time_ns()
+
+    # Actions: not abstract, so that a Node without them still builds.
+    def action_type(self, name: str):
+        """An object with `.Goal`, `.Result` and `.Feedback` classes for 'pkg/action/Name'."""
+        raise NotImplementedError(f'the {self.backend} backend has no actions')
+
+    def create_action_server(self, action_type: str, name: str,
+                             execute: Callable) -> ActionServer:
+        """`execute(goal_handle) -> Result` for each goal accepted (every goal with a new id);
+        it should return soon after `goal_handle.cancel_requested` is set. A goal whose
+        `execute` raises ends ABORTED."""
+        raise NotImplementedError(f'the {self.backend} backend has no actions')
+
+    def create_action_client(self, action_type: str, name: str) -> ActionClient:
+        raise NotImplementedError(f'the {self.backend} backend has no actions')
 
 
 class WireTypesNode(Node):

@@ -160,6 +160,19 @@ class RosNode(port.Node):
     def service_type(self, name: str):
         return _interface(name, 'srv')
 
+    def action_type(self, name: str):
+        return _interface(name, 'action')
+
+    def create_action_server(self, action_type: str, name: str,
+                             execute: Callable) -> port.ActionServer:
+        from colvlm_msgs.transport.ros_actions import RosActionServer
+        return RosActionServer(self._node, self.action_type(action_type), name, execute,
+                               self._group, self.logger)
+
+    def create_action_client(self, action_type: str, name: str) -> port.ActionClient:
+        from colvlm_msgs.transport.ros_actions import RosActionClient
+        return RosActionClient(self._node, self.action_type(action_type), name, self._group)
+
     def resolve_name(self, name: str) -> str:
         names.resolve(name, self.namespace, self.name)  # the same checks as the dds backend
         return self._node.resolve_topic_name(name)      # rcl's expansion, remappings applied
