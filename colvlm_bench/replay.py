@@ -2,7 +2,8 @@
 
 Questions come from a JSONL file (`read_questions_file`; a bad line is reported with its
 number and skipped) or from a `colvlm/msg/Query` topic of the bag (`read_bag_queries`).
-Each names its frame by index on the image topic or by stamp. `BagFrames` reads the image
+Each names its frame by index on the image topic, by stamp, or by a data set's `image` (the
+frame showing that picture, found by content: replay_match). `BagFrames` reads the image
 topic once through the edge's `BagSource` and keeps only the originals asked about; it is a
 frame provider for `Evaluator`. This module knows files and bags, not models or policies.
 """
@@ -16,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from colvlm_bench.replay_match import ImageMatcher
 from colvlm_edge.sources.bag import BagSource
 from colvlm_msgs import stamps
 from colvlm_msgs.bag import BagError, colvlm_typestore
 
 QUERY_TYPE = 'colvlm/msg/Query'
 DEFAULT_KIND = 'other'  # the kind of a question that names none (accuracy_by_kind key)
-_KEYS = ('stamp_ns', 'frame_index', 'question', 'answers', 'kind', 'target', 'id')
+_KEYS = ('stamp_ns', 'frame_index', 'image', 'question', 'answers', 'kind', 'target', 'id')
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class FrameRef:
     index: int | None = None     # position among the topic's messages, 0-based
     stamp_ns: int | None = None  # ns; the newest frame at or before it (exactly it if exact)
     exact: bool = False
+    image: str | None = None     # a data set picture's path: the frame that shows it
 
 
 @dataclass(frozen=True)
@@ -56,17 +59,28 @@ def _int(record: dict, key: str, minimum: int = 0) -> int:
     return value
 
 
-def _parse_line(record: object, line_number: int) -> tuple:
+def _frame_ref(record: dict, folder: Path) -> FrameRef:
+    named = [k for k in ('stamp_ns', 'frame_index', 'image') if k in record]
+    if len(named) != 1:
+        raise _LineError("needs exactly one of 'stamp_ns', 'frame_index' and 'image'")
+    if 'frame_index' in record:
+        return FrameRef(index=_int(record, 'frame_index'))
+    if 'stamp_ns' in record:
+        return FrameRef(stamp_ns=_int(record, 'stamp_ns', 1))
+    image = record['image']
+    if not isinstance(image, str) or not image.strip():
+        raise _LineError(f"'image' must be a non-empty path string, got {image!r}")
+    return FrameRef(image=str(folder / image))  # relative to the data set folder
+
+
+def _parse_line(record: object, line_number: int, folder: Path) -> tuple:
     """(id, question, answers, kind, target, FrameRef) of one line's JSON value."""
     if not isinstance(record, dict):
         raise _LineError(f'expected a JSON object, got {type(record).__name__}')
     unknown = sorted(set(record) - set(_KEYS))
     if unknown:
         raise _LineError(f'unknown key {unknown[0]!r} (known: {", ".join(_KEYS)})')
-    if ('stamp_ns' in record) == ('frame_index' in record):
-        raise _LineError("needs exactly one of 'stamp_ns' and 'frame_index'")
-    frame = (FrameRef(index=_int(record, 'frame_index')) if 'frame_index' in record
-             else FrameRef(stamp_ns=_int(record, 'stamp_ns', 1)))
+    frame = _frame_ref(record, folder)
     question = record.get('question')
     if not isinstance(question, str) or not question.strip():
         raise _LineError(f"'question' must be a non-empty string, got {question!r}")
@@ -109,8 +123,8 @@ def read_questions_file(path: str | Path) -> tuple[list[ReplayQuestion], list[st
                     record = json.loads(line)
                 except json.JSONDecodeError as error:
                     raise _LineError(f'not valid JSON: {error.msg}') from None
-                question_id, text, answers, kind, target, frame = _parse_line(record,
-                                                                              line_number)
+                question_id, text, answers, kind, target, frame = _parse_line(
+                    record, line_number, path.parent)
                 if question_id in seen:
                     raise _LineError(f'duplicate id {question_id!r}')
             except _LineError as error:
@@ -172,6 +186,7 @@ class BagFrames:
 
     def __init__(self, source: BagSource, refs: list[FrameRef]) -> None:
         self.topic = source.topic
+        self.matcher = ImageMatcher([r.image for r in refs if r.image is not None])
         self.count = 0  # messages on the topic, decodable or not
         self._images: dict[str, np.ndarray] = {}
         self._by_index: dict[int, str] = {}
@@ -186,6 +201,7 @@ class BagFrames:
             index = yielded + source.dropped  # skipped messages keep their places
             yielded += 1
             key = f'frame{index}'
+            self.matcher.offer(key, frame.image)
             if index in indices:
                 self._keep(key, frame.image, self._by_index, index)
             if frame.stamp_ns in exact:
@@ -209,21 +225,26 @@ class BagFrames:
             self._keep(key, image, self._at_or_before, wanted)
 
     def key(self, ref: FrameRef) -> str | None:
+        if ref.image is not None:
+            return self.matcher.key(ref.image)
         if ref.index is not None:
             return self._by_index.get(ref.index)
         table = self._by_stamp if ref.exact else self._at_or_before
         return table.get(ref.stamp_ns)
 
     def original(self, key: str) -> np.ndarray:
-        try:
-            return self._images[key]  # (H, W, 3) uint8 BGR
-        except KeyError:
-            raise OSError(f'frame {key} of {self.topic} was not read') from None
+        image = self._images.get(key)
+        image = self.matcher.image(key) if image is None else image
+        if image is not None:
+            return image  # (H, W, 3) uint8 BGR
+        raise OSError(f'frame {key} of {self.topic} was not read')
 
 
 def describe(ref: FrameRef) -> str:
     """A FrameRef in words, for messages about frames that are missing."""
     if ref.index is not None:
         return f'frame_index {ref.index}'
+    if ref.image is not None:
+        return f'frame showing {ref.image}'
     return f'{"frame_stamp" if ref.exact else "a frame at or before stamp_ns"} {ref.stamp_ns}'
 

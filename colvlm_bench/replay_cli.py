@@ -4,10 +4,13 @@
 BAG's image topic (sensor_msgs Image or CompressedImage; --topic, default the first) and
 runs them through the same in-process edge, pipeline and report as `colvlm eval`: the same
 metrics.json keys, records.jsonl and plots. FILE is JSONL, one question a line:
-{"frame_index": N | "stamp_ns": NS, "question": "...", "answers": [...], "kind": "...",
-"target": [x0, y0, x1, y1], "id": "..."} (answers, kind, target, id optional; a question
-without answers is answered but not scored). Without --questions the questions come from
-the bag's colvlm/msg/Query topic. BAG or FILE 'sample' is the shipped sample.
+{"frame_index": N | "stamp_ns": NS | "image": PATH, "question": "...", "answers": [...],
+"kind": "...", "target": [x0, y0, x1, y1], "id": "..."} (answers, kind, target, id optional;
+a question without answers is answered but not scored); "image" is a data set's own line: the
+frame showing that picture (relative to FILE's folder) is found by content. A target the
+bag's frames cannot be scored against (resized global frames) is dropped, and said so.
+Without --questions the questions come from the bag's colvlm/msg/Query topic. BAG or FILE
+'sample' is the shipped sample.
 """
 
 from __future__ import annotations
@@ -78,8 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _read(bag: str, questions_file: str | None, args: argparse.Namespace):
     """(Glyph-VQA style questions keyed by frame, BagFrames); warnings go to stderr."""
-    from colvlm_bench.glyphvqa.questions import Question
-    from colvlm_bench.replay import BagFrames, describe, read_bag_queries, read_questions_file
+    from colvlm_bench.replay import BagFrames, read_bag_queries, read_questions_file
     from colvlm_edge.sources.bag import BagSource
     from colvlm_msgs.bag import BagError, open_reader
 
@@ -103,13 +105,43 @@ def _read(bag: str, questions_file: str | None, args: argparse.Namespace):
         except Exception as error:  # rosbags raises several kinds on damaged storage
             raise BagError(f'cannot read bag {bag!r} (truncated or corrupt?): '
                            f'{error}') from None
-    questions = []
+    return _resolve(asked, frames), frames
+
+
+def _resolve(asked: list, frames) -> list:
+    """Glyph-VQA style questions for the `asked` whose frame the bag has (warning about the
+    rest); a target the bag's frames cannot be scored against is dropped, said once."""
+    from colvlm_bench.glyphvqa.questions import Question
+    from colvlm_bench.replay import describe
+
+    questions, unscorable, sizes = [], 0, set()
     for item in asked:
         key = frames.key(item.frame)
         if key is None:
-            _warn(f'{item.origin}: {frames.topic} has no {describe(item.frame)} '
-                  f'({frames.count} messages); question skipped')
+            why = (frames.matcher.reason(item.frame.image, frames.topic) if item.frame.image
+                   else f'{frames.topic} has no {describe(item.frame)} ({frames.count} '
+                        'messages)')
+            _warn(f'{item.origin}: {why}; question skipped')
             continue
+        target = item.target
+        if target is not None:
+            height, width = frames.original(key).shape[:2]
+            drawn_on = frames.matcher.size(item.frame.image) if item.frame.image else None
+            if (drawn_on not in (None, (width, height))
+                    or target[2] > width or target[3] > height):
+                unscorable += 1
+                sizes.add(f'{width}x{height}')
+                target = None
         questions.append(Question(item.id, key, item.question, item.answers, item.kind,
-                                  item.target))
-    return questions, frames
+                                  target))
+    images = {q.frame.image for q in asked if q.frame.image}
+    if images:
+        found = {q.frame.image for q in asked if q.frame.image and frames.key(q.frame)}
+        print(f'{len(found)} of {len(images)} data set images found among the frames of '
+              f'{frames.topic} (by content)', flush=True)
+    if unscorable:
+        _warn(f'RoI hit cannot be computed for {unscorable} questions: their frames in the bag '
+              f'({", ".join(sorted(sizes))}) are not the originals their targets were drawn on '
+              "(a bag of the edge's global frames holds resized copies, and crops cut from them "
+              'are no sharper than they); roi_hit_rate leaves them out (null when none is left)')
+    return questions

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 from pathlib import Path
 import random
@@ -129,3 +130,17 @@ def tiny_llava_path(tmp_path_factory) -> Path:
     LlavaForConditionalGeneration(build_config(tokenizer)).save_pretrained(path)
     build_processor(tokenizer).save_pretrained(path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _loggers_propagate():
+    """ROS 2's `launch` (imported by the launch-file tests where it is installed, as under
+    `colcon test`) makes every logger created after it a non-propagating LaunchLogger, so
+    caplog missed colvlm's records in the tests that ran later: give them back."""
+    yield
+    if logging.getLoggerClass() is logging.Logger:
+        return
+    logging.setLoggerClass(logging.Logger)
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if type(logger).__name__ == 'LaunchLogger' and not logger.name.startswith('launch'):
+            logger.propagate = True

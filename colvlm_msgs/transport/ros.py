@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import importlib
+import signal
 import threading
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -58,6 +59,16 @@ def _interface(name: str, kind: str):
 
 
 _AT_START_UP = 'read at start-up: set it in a params file or with -p and restart the node'
+
+
+def _ignore_interrupts() -> None:
+    """Once stopping, further SIGINT/SIGTERM are moot. A terminal's Ctrl-C reaches `ros2
+    launch` and its nodes alike and launch then sends its own SIGINT: that second one cut
+    shutdown() short with a KeyboardInterrupt traceback (launch's SIGKILL remains the backstop
+    of a shutdown that hangs)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 class _Logger:
@@ -272,6 +283,7 @@ class RosNode(port.Node):
         except KeyboardInterrupt:
             pass
         finally:
+            _ignore_interrupts()
             self.shutdown()
 
     def shutdown(self) -> None:

@@ -233,3 +233,42 @@ def test_sample_bag_is_small_read_by_rosbags_and_remade_by_its_tool(tmp_path):
     assert image.format == 'bgr8; png compressed bgr8' and np.asarray(image.data)[:4].tobytes() \
         == b'\x89PNG'
     assert {m[1] for m in shipped} == {'sensor_msgs/msg/CompressedImage', 'colvlm/msg/Query'}
+
+
+def test_a_bag_of_global_frames_replays_the_data_sets_own_questions(tmp_path, capsys):
+    # As `ros2 bag record /colvlm/global/compressed` while the edge played the folder: global
+    # frames (resized, JPEG), looped, the first one missed by a recorder started late.
+    from colvlm_edge.global_encoder import GlobalEncoder, GlobalEncoderConfig
+    from colvlm_msgs.bag import storage_plugin
+
+    data = write_dataset(tmp_path / 'data', 3, sample_info()['seed'])
+    lines = read_jsonl(data / QUESTIONS_FILE)
+    images = sorted({line['image'] for line in lines})
+    encoder = GlobalEncoder(GlobalEncoderConfig())
+    store = colvlm_typestore()
+    with Writer(tmp_path / 'bag', version=9, storage_plugin=storage_plugin('mcap')) as writer:
+        connection = writer.add_connection('/colvlm/global/compressed',
+                                           'sensor_msgs/msg/CompressedImage', typestore=store)
+        for number, name in enumerate(images[1:] + images[1:]):
+            picture = cv2.imread(str(data / name), cv2.IMREAD_COLOR)
+            message = store.types['sensor_msgs/msg/CompressedImage'](
+                header=store.types['std_msgs/msg/Header'](
+                    stamp=store.types['builtin_interfaces/msg/Time'](sec=number + 1, nanosec=0),
+                    frame_id='camera'),
+                format='jpeg', data=np.frombuffer(encoder.encode(picture).data, np.uint8).copy())
+            writer.write(connection, (number + 1) * 10**9,
+                         store.serialize_cdr(message, 'sensor_msgs/msg/CompressedImage'))
+    out = tmp_path / 'out'
+    assert colvlm_main(['replay', str(tmp_path / 'bag'), '--questions',
+                        str(data / QUESTIONS_FILE), '--policy', 'global', '--out', str(out),
+                        '--no-progress', '--model', 'bundled']) == 0
+    captured = capsys.readouterr()
+    shown = [line for line in lines if line['image'] != images[0]]
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert (metrics['n'], metrics['n_scored']) == (len(shown), len(shown))
+    assert metrics['roi_hit_rate'] is None and metrics['status_counts'] == {'ok': len(shown)}
+    assert '2 of 3 data set images found' in captured.out
+    assert 'RoI hit' not in captured.out  # the per-policy line prints no 0.0% for it
+    targeted = sum(line['target'] is not None for line in shown)
+    assert targeted and f'RoI hit cannot be computed for {targeted} questions' in captured.err
+    assert captured.err.count(f"{images[0]}' (") == len(lines) - len(shown)

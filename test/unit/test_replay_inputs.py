@@ -86,7 +86,7 @@ def test_questions_file_lines_that_do_not_parse_are_named_and_skipped(tmp_path):
                                                        for n in (2, 3, 4, 5, 6, 7, 8, 11)]
     by_line = dict(p.split(': ', 1) for p in problems)
     assert 'not valid JSON' in by_line[f'{path}:2']
-    assert "exactly one of 'stamp_ns' and 'frame_index'" in by_line[f'{path}:3']
+    assert "exactly one of 'stamp_ns', 'frame_index' and 'image'" in by_line[f'{path}:3']
     assert "'frame_index' must be an integer >= 0, got -1" in by_line[f'{path}:4']
     assert "unknown key 'answer'" in by_line[f'{path}:6']
     assert "'target' must be" in by_line[f'{path}:7']

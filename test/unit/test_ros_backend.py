@@ -100,3 +100,28 @@ def test_a_process_that_shuts_its_node_down_early_exits_cleanly():
         result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                                 timeout=120)
         assert result.returncode == 0, result.stderr
+
+
+def test_a_second_interrupt_during_shutdown_is_ignored():
+    # A terminal's Ctrl-C reaches `ros2 launch` and its nodes alike, and launch then sends its
+    # own SIGINT: that one, arriving inside shutdown(), ended it with a KeyboardInterrupt
+    # traceback. Here the second SIGINT is sent as shutdown() starts, every time.
+    import subprocess
+    import sys
+
+    code = ('import os, signal, threading\n'
+            'from colvlm_msgs.transport import create_node\n'
+            "node = create_node('second_sigint', 'ros_test_sigint', backend='ros')\n"
+            'first_shutdown = node.shutdown\n'
+            'def shutdown():\n'
+            '    os.kill(os.getpid(), signal.SIGINT)\n'
+            '    first_shutdown()\n'
+            'node.shutdown = shutdown\n'
+            'signal.signal(signal.SIGINT, signal.default_int_handler)\n'
+            'threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()\n'
+            'node.spin()\n'
+            "print('stopped cleanly')\n")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and 'stopped cleanly' in result.stdout, result.stderr
+    assert 'Traceback' not in result.stderr
