@@ -34,17 +34,18 @@ def choose_backend(requested: str | None = None) -> str:
 
 def create_node(name: str, namespace: str = '', *, backend: str | None = None,
                 parameters_file: str | None = None, domain_id: int | None = None,
-                ros_arguments=None) -> Node:
+                ros_arguments=None, argv: list[str] | None = None) -> Node:
     """A started node; call `spin()` to serve and `shutdown()` to stop.
 
     `parameters_file` is applied on both backends, below any the `--ros-args` name. rclpy
-    reads the process's `--ros-args` itself; the `dds` backend takes the `__ns`, `__node` and
-    `--params-file` of `ros_arguments` (a params.RosArguments) here, as rcl would.
+    reads the `--ros-args` of `argv` (default sys.argv) itself; the `dds` backend takes the
+    `__ns`, `__node` and `--params-file` of `ros_arguments` (a params.RosArguments) here, as rcl
+    would.
     """
     chosen = choose_backend(backend)
     if chosen == 'ros':
         from colvlm_msgs.transport.ros import RosNode
-        return RosNode(name, namespace, parameters_file=parameters_file)
+        return RosNode(name, namespace, parameters_file=parameters_file, argv=argv)
     from colvlm_msgs.transport.dds import DdsNode
     files = [parameters_file] if parameters_file else []
     if ros_arguments is not None:

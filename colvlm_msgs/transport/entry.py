@@ -15,6 +15,7 @@ import argparse
 from collections.abc import Callable
 import signal
 import sys
+import threading
 
 from colvlm_msgs.transport.port import Node
 
@@ -47,7 +48,8 @@ def run_node(verb: str, args: argparse.Namespace, default_config: str, overrides
         values = {**dict(ros_arguments.overrides), **parse_overrides(args.param), **overrides}
         config_path = args.config or str(find(default_config))
         node = create_node(verb, args.namespace, backend=args.transport,
-                           parameters_file=config_path, ros_arguments=ros_arguments)
+                           parameters_file=config_path, ros_arguments=ros_arguments,
+                           argv=getattr(args, 'argv', None))
     except (ValueError, FileNotFoundError) as error:
         print(f'colvlm {verb}: {error}', file=sys.stderr)
         return 2
@@ -59,15 +61,35 @@ def run_node(verb: str, args: argparse.Namespace, default_config: str, overrides
         node.logger.error(str(error))
         node.shutdown()
         return 2
+    stop = _once(stop)
+
+    def interrupt(signum, frame) -> None:
+        # The node's own threads (a source publishing, queued answers) end first, while its
+        # endpoints live: stopped after spin() they met a destroyed node (rclpy's InvalidHandle).
+        stop()
+        raise KeyboardInterrupt
+
     # launch stops nodes with SIGINT, then SIGTERM: both end spin() and shut down cleanly,
     # SIGINT also where it was ignored at start (a shell's background job, an init script).
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.default_int_handler)
+        signal.signal(signum, interrupt)
     try:
         node.spin()
     finally:
         stop()
     return 0
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    """`action`, run by the first call only (a signal's and spin's end both call it)."""
+    started = threading.Event()
+
+    def run() -> None:
+        if not started.is_set():
+            started.set()
+            action()
+
+    return run
 
 
 def _user_values(node: Node, files: list[str], overrides: dict) -> dict:
@@ -90,6 +112,7 @@ def main(prog: str, add_arguments: Callable, run: Callable, argv: list[str] | No
     parser = argparse.ArgumentParser(prog=prog)
     add_arguments(parser)
     args, _unknown = parser.parse_known_args(without_ros_arguments(argv))
+    args.argv = [prog, *argv]  # what rclpy reads (sys.argv's shape), the caller's if given
     try:
         args.ros_arguments = parse_ros_arguments(argv)
     except ParameterError as error:

@@ -143,10 +143,13 @@ class RosClient(port.Client):
 class RosNode(port.Node):
     backend = 'ros'
 
-    def __init__(self, name: str, namespace: str = '', parameters_file: str | None = None):
+    def __init__(self, name: str, namespace: str = '', parameters_file: str | None = None,
+                 argv: list[str] | None = None):
         self._owns_context = not rclpy.ok()
         if self._owns_context:
-            rclpy.init()
+            # `argv` (sys.argv's shape) is honoured only by the context this node starts: one
+            # already running was given its arguments by whoever started it.
+            rclpy.init(args=argv)
         self.name = names.validate_node_name(name)
         self.namespace = names.validate_namespace(namespace)
         self.parameters_file = parameters_file
