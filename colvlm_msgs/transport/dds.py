@@ -49,6 +49,7 @@ from colvlm_msgs.transport.discovery import (
     graph_types,
 )
 from colvlm_msgs.transport.logs import node_logger
+from colvlm_msgs.transport.param_services import serve_parameters
 from colvlm_msgs.typesupport import HEADER_GUID, HEADER_SEQUENCE, default_typesupport
 
 # Service handlers at once per node: an ask blocks its handler until answered (the server
@@ -423,7 +424,9 @@ class DdsNode(PortActions, port.WireTypesNode):
     def declare_parameters(self, table: ParameterTable, overrides: dict | None = None,
                            base: dict | None = None) -> dict:
         qualified = f'{self.namespace.rstrip("/")}/{self.name}'
-        return table.load(self.parameters_file, qualified, overrides, base)
+        values = table.load(self.parameters_file, qualified, overrides, base)
+        serve_parameters(self, table, values)  # `ros2 param list/get/describe`, read-only
+        return values
 
     # Lifetime
     def spin(self) -> None:

@@ -30,6 +30,7 @@ from colvlm_msgs.library import normalize_name
 from colvlm_msgs.params import ParameterTable
 from colvlm_msgs.qos import QosProfile, profile
 from colvlm_msgs.transport import port
+from colvlm_msgs.transport.param_services import AT_START_UP
 
 _EMPTY_ARRAY_TYPES = {
     'int_array': Parameter.Type.INTEGER_ARRAY, 'float_array': Parameter.Type.DOUBLE_ARRAY,
@@ -56,9 +57,6 @@ def to_rclpy_qos(qos: QosProfile) -> QoSProfile:
 def _interface(name: str, kind: str):
     package, _, short = normalize_name(name, kind).split('/')
     return getattr(importlib.import_module(f'{package}.{kind}'), short)
-
-
-_AT_START_UP = 'read at start-up: set it in a params file or with -p and restart the node'
 
 
 def _ignore_interrupts() -> None:
@@ -260,7 +258,7 @@ class RosNode(port.Node):
             # the node would never apply. Launch files and -p still set them at declaration.
             descriptor = ParameterDescriptor(description=spec.description,
                                              dynamic_typing=True, read_only=True,
-                                             additional_constraints=_AT_START_UP)
+                                             additional_constraints=AT_START_UP)
             if spec.type == 'int' and spec.min is not None and spec.max is not None:
                 descriptor.integer_range = [IntegerRange(
                     from_value=int(spec.min), to_value=int(spec.max), step=0)]
