@@ -320,7 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         **cells, 'view_auroc': {kind: m['auroc'] for kind, m in views.items()},
         'view': views, 'calibration': calibration, 'per_concept': per_concept,
         'seconds': round(seconds)}
-    probe = ViewProbe(probe.weights, probe.bias, concepts, backend.model_id,
+    # A local folder is named by its own name, not by the path it was given as.
+    model_id = Path(backend.model_id).name if Path(backend.model_id).is_dir() else \
+        backend.model_id
+    probe = ViewProbe(probe.weights, probe.bias, concepts, model_id,
                       json.dumps(record, separators=(',', ':')))
     out = Path(args.out) if args.out else Path(resolve_model(args.model)) / PROBE_FILE
     probe.save(out)

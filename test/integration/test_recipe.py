@@ -35,9 +35,17 @@ def test_a_stage_fills_its_placeholders_and_flags():
         RecipeRunner([stage, stage], Path('o'), Path('w'))
 
 
-def test_style_reaches_every_training_stage_and_nothing_else():
+def test_an_unknown_start_stage_is_named():
+    with pytest.raises(SystemExit, match="no stage 'tokens'"):
+        tiny_llava.main(['--start-at', 'tokens', '--out', 'o'])
+
+
+def test_style_reaches_every_training_stage_and_no_other():
     camera = tiny_llava.styled(tiny_llava.STAGES, 'camera')
-    assert all((s.args.get('style') == 'camera') == (s.tool == tiny_llava.TRAIN) for s in camera)
+    assert all(s.args.get('style') == 'camera' for s in camera if s.tool == tiny_llava.TRAIN)
+    # Other stages keep their own: only the calibration split is camera-style (issue 18).
+    others = {s.name: s.args.get('style') for s in camera if s.tool != tiny_llava.TRAIN}
+    assert {k: v for k, v in others.items() if v} == {'calibration-split': 'camera'}
     assert tiny_llava.styled(tiny_llava.STAGES, 'clean') == tiny_llava.STAGES
 
 
@@ -57,6 +65,14 @@ def test_the_smoke_recipe_builds_a_loadable_model_and_resumes(tmp_path, capsys):
     finally:
         torch.set_num_threads(threads)
     assert rerun.count('done, skipped') == len(tiny_llava.STAGES)
+    # Seeded from weights already in OUT: the stages before token-codec are recorded, not run.
+    assert tiny_llava.main([*argv, '--start-at', 'token-codec']) == 0
+    seeded = json.loads((out / 'training.json').read_text())['recipe']
+    first = [s.name for s in tiny_llava.STAGES].index('token-codec')
+    assert [s.get('seeded', False) for s in seeded['stages']] == (
+        [True] * first + [False] * (len(tiny_llava.STAGES) - first))
+    assert seeded['start_at'] == 'token-codec'
+    assert tiny_llava.main([*argv, '--start-at', 'gen1']) == 0  # the full chain again
     log = [json.loads(line) for line in (work / 'gen2' / 'train' / 'train.log').open()]
     assert [r['stopped'] for r in log if 'stopped' in r] == ['tower', 'joint']
     assert sum('exported' in r for r in log) == 2  # gen2-joint found joint done; gen2-export

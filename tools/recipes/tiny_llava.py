@@ -5,14 +5,16 @@ from random weights to the draft model (the model card tells what each stage tau
     python -m tools.recipes.tiny_llava --out out/model-camera --style camera   # retrain
     python -m tools.recipes.tiny_llava --dry-run                               # the stages
 
-Four generations of `tools.train` (each starting from the previous one's export; the second
+Four clean-scene generations of `tools.train` and four camera rounds (each starting from the
+previous one's export; the second generation
 ran as four commands in one work folder, stopped and restarted with new flags), then the
 token codec, the gate threshold τ (`colvlm eval --calibrate` on the calibration split), the
 view probe and the draft model. About 5.5 h on a 2-core CPU. A rebuild is close to the shipped
 weights, not bit-equal: the first two generations ran with an image-first chat template and
 the first one's tower schedule was cut short (the card says how). Stages that finished are
 skipped on a rerun, so a stopped rebuild carries on. `--style camera|mix` retrains every stage
-on camera-like scenes.
+on camera-like scenes. `--start-at token-codec` runs only the stages after training on weights
+already in OUT (how the shipped folder was made from the last camera round's export).
 """
 
 from __future__ import annotations
@@ -36,6 +38,40 @@ GEN4 = dict(seed=SEED, read_steps=0, tower_steps=0, align_steps=0, bind_steps=0,
             joint_tower_scale=0, att_weight=0.5,
             kinds='text=0.6,color=0.13,presence=0.13,grounding=0.14',
             joint_formats='1=0.3,2=0.65,5=0.05')
+
+# The camera rounds (issue 18): each from the previous export, on a mix of clean and
+# camera-style scenes; the tools' default seed. The first ran with 2 threads (the older script
+# name of tools.train), the others with 1.
+CAMERA_COMMON = dict(style='mix', read_steps=0, align_steps=0, bind_steps=0,
+                     joint_tower_scale=0.3, joint_formats='1=0.4,2=0.55,5=0.05')
+CAMERA_ROUNDS = (  # name, init, threads, tower steps and lr, joint steps and lr, att, kinds
+    ('cam1', 'gen4-b', 2, 600, 5e-4, 3500, 3e-4, 0.5,
+     'text=0.4,color=0.2,presence=0.2,grounding=0.2'),
+    ('cam2', 'cam1', 1, 1500, 3e-4, 3000, 2e-4, 0.5,
+     'text=0.35,color=0.25,presence=0.25,grounding=0.15'),
+    ('cam3', 'cam2', 1, 1000, 2e-4, 3000, 1.5e-4, 0.5,
+     'text=0.45,color=0.25,presence=0.15,grounding=0.15'),
+    ('cam4', 'cam3', 1, 500, 2e-4, 2500, 1e-4, 0.8,  # colour and presence weighted up
+     'text=0.3,color=0.3,presence=0.25,grounding=0.15'),
+)
+
+
+def camera_stage(name, init, threads, tower_steps, tower_lr, joint_steps, joint_lr, att, kinds,
+                 last=False) -> Stage:
+    """One camera round; the last writes the shipped weights to {out}."""
+    work = '{work}/' + name
+    out = '{out}' if last else work + '/model'
+    return Stage(name, TRAIN, dict(init_from='{work}/' + init + '/model', **CAMERA_COMMON,
+                                   threads=threads, work=work + '/train', out=out,
+                                   tower_steps=tower_steps, tower_lr=tower_lr,
+                                   joint_steps=joint_steps, joint_lr=joint_lr,
+                                   att_weight=att, kinds=kinds),
+                 outputs=(out + '/config.json',),
+                 note=f'camera round {name[3:]}' + (': the weights' if last else ''))
+
+
+CAMERA = [camera_stage(*r, last=i == len(CAMERA_ROUNDS) - 1)
+          for i, r in enumerate(CAMERA_ROUNDS)]
 
 STAGES = [
     Stage('gen1', TRAIN, dict(work='{work}/gen1/train', out='{work}/gen1/model', seed=SEED,
@@ -68,14 +104,17 @@ STAGES = [
                                 **GEN4),
           outputs=('{work}/gen4-a/model/config.json',), note='fourth copy, first joint'),
     Stage('gen4-b', TRAIN, dict(init_from='{work}/gen4-a/model', work='{work}/gen4-b/train',
-                                out='{out}', joint_steps=2500, joint_lr=2e-4, **GEN4),
-          outputs=('{out}/config.json',), note='fourth copy, second joint: the weights'),
+                                out='{work}/gen4-b/model', joint_steps=2500, joint_lr=2e-4,
+                                **GEN4),
+          outputs=('{work}/gen4-b/model/config.json',),
+          note='fourth copy, second joint: the clean-scene model shipped until issue 18'),
+    *CAMERA,
     Stage('token-codec', 'tools.fit_token_codec',
           dict(model='{out}', split='both', images=120, seed=777),
           outputs=('{out}/token_codec_tower.npz', '{out}/token_codec_projector.npz')),
     Stage('calibration-split', 'colvlm_bench.cli',
           dict(_=('dataset', 'glyphvqa', '{work}/calibration-split/data'), n_images=60,
-               seed=777),
+               seed=778, style='camera'),
           outputs=('{work}/calibration-split/data/questions.jsonl',)),
     Stage('calibrate', 'colvlm_bench.cli',
           dict(_=('eval', '{work}/calibration-split/data'), calibrate=True, target_rate=0.4,
@@ -164,6 +203,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--smoke', action='store_true',
                         help='one step per training stage and a few scenes per fit (tests)')
     parser.add_argument('--dry-run', action='store_true', help='print the stages and stop')
+    parser.add_argument('--start-at', metavar='STAGE', default=None,
+                        help="run from this stage on, taking OUT's weights as what the stages "
+                             'before it made (recorded as seeded, not rerun)')
     return parser.parse_args(argv)
 
 
@@ -176,8 +218,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = Path(args.out)
     work = Path(args.work) if args.work else out.with_name(out.name + '-work')
-    records = RecipeRunner(stages, out, work).run()
-    made = record(out, records, work, {'style': args.style, 'smoke': args.smoke})
+    names = [s.name for s in stages]
+    if args.start_at not in (None, *names):
+        raise SystemExit(f'--start-at: no stage {args.start_at!r} (stages: {", ".join(names)})')
+    first = names.index(args.start_at) if args.start_at else 0
+    # Seeded stages are listed as the commands that made OUT's weights, without seconds.
+    seeded = [{'name': s.name, 'command': s.command(), 'seeded': True} for s in stages[:first]]
+    records = seeded + RecipeRunner(stages[first:], out, work).run()
+    made = record(out, records, work, {'style': args.style, 'smoke': args.smoke,
+                                       'start_at': args.start_at})
     print(f'{out}: made by {len(records)} stages; gate.threshold '
           f"{made['calibrated']['gate.threshold']:g} nats")
     return 0
