@@ -12,8 +12,14 @@ import pytest
 
 from colvlm_msgs.constants import Decision, Status
 from colvlm_msgs.diagnostics import DIAGNOSTICS_QOS, ERROR, OK, WARN
-from colvlm_server.health import (AnswerStats, link_level, link_report, percentile,
-                                  server_report, status_line)
+from colvlm_server.health import (
+    AnswerStats,
+    link_level,
+    link_report,
+    percentile,
+    server_report,
+    status_line,
+)
 
 
 def test_percentiles_are_nearest_rank():
@@ -103,7 +109,7 @@ def test_a_subscriber_sees_the_camera_link_warn_then_fail():
         clock[0] = stamp_ns  # fresh again, but the edge goes away
         next(node for node in rig.nodes if node.name == 'edge').shutdown()
         rig.server.diagnostics.publish()
-        assert "services are absent" in _levels(reports, name, ERROR)[
+        assert 'services are absent' in _levels(reports, name, ERROR)[
             f'{name}: link /cam0'].message
     finally:
         rig.close()
