@@ -1,9 +1,8 @@
 """The edge's health: what its frame source is doing, and the report /diagnostics carries.
 
 `SourceHealth` follows the source through its states and counts the frames it delivers;
-`diagnostic_array` fills a `diagnostic_msgs/DiagnosticArray` as ROS 2 drivers publish it (one
-DiagnosticStatus, figures as key/value strings) from whatever message types the node's
-transport hands it. It knows nothing about transports, buffers or encoders.
+`EdgeDiagnostics` publishes it as one DiagnosticStatus (colvlm_msgs.diagnostics fills the
+array). It knows nothing about transports, buffers or encoders.
 """
 
 from __future__ import annotations
@@ -13,16 +12,17 @@ from collections.abc import Callable
 import threading
 import time
 
-from colvlm_msgs import stamps
-from colvlm_msgs.qos import QosProfile
+from colvlm_msgs.diagnostics import (
+    DIAGNOSTICS_PERIOD_S,
+    DIAGNOSTICS_QOS,
+    DIAGNOSTICS_TOPIC,
+    ERROR,
+    OK,
+    WARN,
+    Report,
+    diagnostic_array,
+)
 
-# diagnostic_msgs/DiagnosticStatus levels
-OK, WARN, ERROR = 0, 1, 2
-DIAGNOSTICS_TOPIC = '/diagnostics'
-DIAGNOSTICS_PERIOD_S = 1.0  # s; diagnostic_updater's default rate
-# ROS 2's default publisher QoS, which diagnostic_aggregator and rqt_runtime_monitor expect.
-DIAGNOSTICS_QOS = QosProfile(name='diagnostics', reliability='reliable', durability='volatile',
-                             history='keep_last', depth=10)
 # starting: before the first frame; running; ended: no more frames; failed: it raised;
 # stopped: the node is shutting down; topic: frames come from a subscription.
 SOURCE_STATES = ('starting', 'running', 'ended', 'failed', 'stopped', 'topic')
@@ -78,26 +78,6 @@ class SourceHealth:
         return OK, f'source {self.state}'
 
 
-def diagnostic_array(message_type: Callable[[str], type], stamp_ns: int, name: str,
-                     hardware_id: str, level: int, message: str, values: dict):
-    """A DiagnosticArray of one DiagnosticStatus; message_type is the node's type look-up."""
-    array = message_type('diagnostic_msgs/msg/DiagnosticArray')()
-    stamps.fill(array.header.stamp, stamp_ns)
-    status = message_type('diagnostic_msgs/msg/DiagnosticStatus')()
-    # rclpy holds a `byte` field as bytes of length one, the dds types as an int.
-    status.level = bytes([level]) if isinstance(status.level, bytes) else level
-    status.name, status.message, status.hardware_id = name, message, hardware_id
-    key_value = message_type('diagnostic_msgs/msg/KeyValue')
-    items = []
-    for key, value in values.items():
-        item = key_value()
-        item.key, item.value = str(key), f'{value:.2f}' if isinstance(value, float) else str(value)
-        items.append(item)
-    status.values = items
-    array.status = [status]
-    return array
-
-
 def status_line(uplink: str, figures: dict, evictions: int, cause: str = '') -> str:
     """The edge's periodic INFO line, from its figures (EdgeNode.figures)."""
     cause = f' ({cause})' if cause else ''
@@ -127,5 +107,5 @@ class EdgeDiagnostics:
         level, message = self.health.level(problems > self._problems_reported)
         self._problems_reported = problems
         self._publisher.publish(diagnostic_array(
-            self.node.message_type, self.node.now_ns(), self.name, self.hardware_id, level,
-            message, figures))
+            self.node.message_type, self.node.now_ns(),
+            [Report(self.name, level, message, figures, self.hardware_id)]))

@@ -19,13 +19,14 @@ import threading
 import time
 
 from colvlm_msgs import stamps
-from colvlm_msgs.constants import Status, first_line, status_name
+from colvlm_msgs.constants import Status, first_line
 from colvlm_msgs.transport.port import SERVICE_THREADS, Node
 from colvlm_server.answer_log import answer_line
 from colvlm_server.answers import echoed_question, fill_answer, new_answer, set_status
 from colvlm_server.ask_action import AskAction
 from colvlm_server.cameras import CameraLink, find_link, score_views
 from colvlm_server.gate import make_policy
+from colvlm_server.health import AnswerStats, ServerDiagnostics, status_line
 from colvlm_server.intake import FrameIntake
 from colvlm_server.jobs import Job, JobQueue, Rejected, check_query
 from colvlm_server.overlays import RoiOverlays
@@ -53,8 +54,7 @@ class ServerNode:
         self._scoring = ThreadPoolExecutor(len(self.links), thread_name_prefix='score') \
             if self.several else None
         self.policies = {name: make_policy(name, config.gate) for name in SERVER_POLICIES}
-        self.counts: dict[str, int] = {}
-        self._lock = threading.Lock()  # the counts
+        self.stats = AnswerStats()  # what the status line and /diagnostics report
         self.intake = FrameIntake(config.frame_max_ahead_s, config.decode_max_pixels,
                                   node.logger, node.now_ns, node.serialized_size)
         # Each waiting ask holds a service thread: at most half of them wait, more are BUSY.
@@ -70,6 +70,8 @@ class ServerNode:
         node.create_service('colvlm/srv/Ask', 'colvlm/ask', self.serve_ask)
         self.ask_action = AskAction(node, self)  # the same question as an action, with stages
         node.create_timer(config.status_period_s, self.log_status)
+        self.diagnostics = ServerDiagnostics(node, self.figures, config.diagnostics_warn_age_s,
+                                             config.diagnostics_error_age_s)
 
     # Frames in: intake.py refuses, counts and stores; layers only where a codec reads them
     def _subscribe(self, link: CameraLink) -> None:
@@ -86,6 +88,10 @@ class ServerNode:
     @property
     def dropped_frames(self) -> int:
         return self.intake.dropped.count
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.stats.snapshot()['counts']
 
     # Queries in
     def on_query(self, query) -> None:
@@ -199,9 +205,7 @@ class ServerNode:
     def _send(self, job: Job, answer) -> None:
         stamps.fill(answer.header.stamp, self.node.now_ns())
         answer.total_ms = (time.perf_counter() - job.received) * 1e3
-        with self._lock:
-            name = status_name(answer.status)
-            self.counts[name] = self.counts.get(name, 0) + 1
+        self.stats.record(answer.status, answer.decision, answer.total_ms)
         self.node.logger.info(answer_line(answer, job.query.question))
         try:
             job.reply(answer)
@@ -216,17 +220,20 @@ class ServerNode:
         if self._scoring is not None:
             self._scoring.shutdown(wait=False, cancel_futures=True)
 
-    def log_status(self) -> None:
-        with self._lock:
-            counts = ', '.join(f'{name.lower()} {n}' for name, n in sorted(self.counts.items()))
-        frames = []
+    def figures(self) -> dict:
+        """What the status line and /diagnostics report, gathered once."""
+        now_ns, links = self.node.now_ns(), {}
         for link in self.links:
             latest = link.frames.latest()
-            age = f', newest {(self.node.now_ns() - latest[0].stamp_ns) / 1e9:.1f} s old' \
-                if latest else ''
-            where = f'{link.name} ' if self.several else ''
-            frames.append(f'{where}{link.frames.completed}{age}')
-        self.node.logger.info(
-            f'answered: {counts or "nothing"}; queue {self.jobs.waiting()}/'
-            f'{self.config.queue_max_size}; frames {"; ".join(frames)}; dropped '
-            f'frames {self.dropped_frames}; stamped ahead {self.intake.ahead.count}')
+            links[link.name] = {
+                'camera': link.camera, 'frames': link.frames.completed,
+                'age s': (now_ns - latest[0].stamp_ns) / 1e9 if latest else None,
+                'services': link.frame_client.wait_for_service(0.0)}
+        return dict(self.stats.snapshot(), links=links, model=self.model_id,
+                    device=self.config.device, queue=self.jobs.waiting(),
+                    **{'queue max': self.config.queue_max_size,
+                       'dropped frames': self.dropped_frames,
+                       'stamped ahead': self.intake.ahead.count})
+
+    def log_status(self) -> None:
+        self.node.logger.info(status_line(self.figures()))

@@ -96,6 +96,13 @@ class ServerConfig:
                                         'accepted', unit='characters', min=1, max=1_000_000)
     status_period_s: float = parameter('status.period_s', 10.0, 'how often the answer counts '
                                        'are logged', unit='s', min=0.1, max=3600.0)
+    diagnostics_warn_age_s: float = parameter(
+        'diagnostics.warn_age_s', 3.0, "a camera link's /diagnostics level is WARN once its "
+        'newest frame is older than this (edges that publish only on request: 0 = off)',
+        unit='s', min=0.0, max=86400.0)
+    diagnostics_error_age_s: float = parameter(
+        'diagnostics.error_age_s', 15.0, "... and ERROR once it is older than this (or the "
+        "edge's services are absent); 0 = off", unit='s', min=0.0, max=86400.0)
     debug_annotated_image: bool = parameter(
         'debug.annotated_image', False, 'also publish each answered global frame with its '
         'ViCrop box and answer drawn on it, on colvlm/annotated/compressed (JPEG; one encode '
