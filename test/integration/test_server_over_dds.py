@@ -2,8 +2,9 @@
 model: a two-stage answer with a crop of the original crosses the wire with both ends
 counting the same bytes and its box arrives on colvlm/roi as an ImageMarker on the global
 frame, a layered answer asks the edge's colvlm/request_layers for more token layers,
-`colvlm ask` (run in this process) prints an answer and exits by its status,
-and the server stops cleanly on SIGINT with its counts. One pair of processes serves every
+`colvlm ask` (run in this process) prints an answer and exits by its status, an independent
+subscriber reads both nodes' /diagnostics and sees the server's report of the camera leave OK
+once the edge is killed, and the server stops cleanly on SIGINT with its counts. One pair of processes serves every
 feature: starting them is most of the time. What the node answers in each situation (busy, no
 frame, stale, a lost edge, a failing model) is tested on the in-memory transport in
 test/unit/test_server_node.py and test/unit/test_token_layers_node.py.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import re
 import signal
 import threading
@@ -27,6 +29,7 @@ from processes import START_TIMEOUT_S, colvlm
 from colvlm_models.tiny_vlm import bundled_model_path
 from colvlm_msgs import stamps
 from colvlm_msgs.constants import Decision, Status
+from colvlm_msgs.diagnostics import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, ERROR, OK, WARN
 from colvlm_msgs.geometry import Box, geometry_from_message, roi_box
 from colvlm_msgs.token_codec import TokenCodec, payload_size
 from colvlm_msgs.transport import create_node
@@ -50,6 +53,9 @@ class Client:
                                       self._on_geometry, 'frame_info')
         self.node.create_subscription('colvlm/msg/TokenLayer', 'colvlm/token_layers',
                                       self._on_layer, 'token_layers')
+        self.diagnostics: queue.Queue = queue.Queue()  # /diagnostics, as a monitor reads it
+        self.node.create_subscription('diagnostic_msgs/msg/DiagnosticArray', DIAGNOSTICS_TOPIC,
+                                      self.diagnostics.put, DIAGNOSTICS_QOS)
         self.ask_type = self.node.service_type('colvlm/srv/Ask')
         self._ask = self.node.create_client('colvlm/srv/Ask', 'colvlm/ask')
         # colvlm/roi read raw off the wire and decoded by rosbags, as a ROS 2 tool would.
@@ -169,6 +175,44 @@ def _check_ask_cli(capsys) -> None:
     assert code == 2 and 'no answer from /nowhere/colvlm/ask within 1 s' in err
 
 
+def _statuses(client: Client, until, timeout_s: float = TIMEOUT_S) -> dict:
+    """Every DiagnosticStatus read from /diagnostics (newest per name) once `until` holds."""
+    seen, deadline = {}, time.monotonic() + timeout_s
+    while not until(seen):
+        assert time.monotonic() < deadline, f'/diagnostics so far: {seen}'
+        try:
+            array = client.diagnostics.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        for status in array.status:
+            seen[status.name] = (int(status.level), status.message,
+                                 {pair.key: pair.value for pair in status.values})
+    return seen
+
+
+def _link(seen: dict) -> tuple | None:
+    return next((v for name, v in seen.items()
+                 if ': link ' in name and name.rsplit(': link ', 1)[1].strip('/') == NAMESPACE),
+                None)
+
+
+def _server(seen: dict) -> tuple | None:
+    return next((v for name, v in seen.items() if name.endswith(': server')), None)
+
+
+def _check_diagnostics(client: Client) -> None:
+    """Both nodes report at 1 Hz: the edge its source, the server itself (with the answers
+    this test got: reports from before them may still be queued) and its camera."""
+    seen = _statuses(client, lambda seen: any('edge' in name for name in seen)
+                     and _server(seen) is not None and 'answers ok' in _server(seen)[2]
+                     and _link(seen) is not None and _link(seen)[0] == OK)
+    edge = next(v for name, v in seen.items() if 'edge' in name)
+    assert edge[0] == OK and int(edge[2]['frames']) > 0, edge
+    assert _server(seen)[0] == OK, _server(seen)
+    assert {'model', 'device', 'queue', 'crops asked'} <= set(_server(seen)[2]), _server(seen)
+    assert int(_link(seen)[2]['frames']) > 0, _link(seen)
+
+
 def test_edge_and_server_processes_answer_over_dds(dds_env, capsys):
     # Both start at once: each loads the bundled model (the edge its vision tower).
     server = colvlm('server', '--namespace', NAMESPACE, '-p', 'policy=global',
@@ -188,6 +232,13 @@ def test_edge_and_server_processes_answer_over_dds(dds_env, capsys):
         _check_crop(client, edge)
         _check_layers(client)
         _check_ask_cli(capsys)
+        _check_diagnostics(client)
+        edge.kill()
+        # A lost edge: the server's report of that camera leaves OK (its newest frame ages
+        # past diagnostics.warn_age_s, and its services go once discovery sees it gone).
+        lost = _link(_statuses(client, lambda seen: _link(seen) is not None
+                               and _link(seen)[0] in (WARN, ERROR)))
+        assert 'absent' in lost[1] or 'old' in lost[1], lost
     finally:
         edge.kill()
         client.node.shutdown()
