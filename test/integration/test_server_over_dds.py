@@ -4,10 +4,10 @@ counting the same bytes and its box arrives on colvlm/roi as an ImageMarker on t
 frame, a layered answer asks the edge's colvlm/request_layers for more token layers,
 `colvlm ask` (run in this process) prints an answer and exits by its status, an independent
 subscriber reads both nodes' /diagnostics and sees the server's report of the camera leave OK
-once the edge is killed, and the server stops cleanly on SIGINT with its counts. One pair of processes serves every
-feature: starting them is most of the time. What the node answers in each situation (busy, no
-frame, stale, a lost edge, a failing model) is tested on the in-memory transport in
-test/unit/test_server_node.py and test/unit/test_token_layers_node.py.
+once the edge is killed, and the server stops cleanly on SIGINT with its counts. One pair of
+processes serves every feature: starting them is most of the time. What the node answers in
+each situation (busy, no frame, stale, a lost edge, a failing model) is tested on the
+in-memory transport in test/unit/test_server_node.py and test/unit/test_token_layers_node.py.
 """
 
 from __future__ import annotations
