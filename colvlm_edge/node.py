@@ -242,7 +242,8 @@ class EdgeNode:
             'dropped frames': self.dropped_frames + getattr(self.source, 'dropped', 0),
             'refused images': self.refused_images + getattr(self.source, 'refused', 0),
             'crops refused': self.limiter.refused, 'frames refused': self.frame_limiter.refused,
-            'buffer frames': self.buffer.frames, 'buffer bytes': self.buffer.bytes}
+            'buffer frames': self.buffer.frames, 'buffer bytes': self.buffer.bytes,
+            'uplink B/s': round(self.uplink.bytes_per_s())}
 
     def log_status(self) -> None:
         self.node.logger.info(status_line(self.uplink.summary(), self.figures(),

@@ -8,7 +8,10 @@ the node's transport supplies them, evaluation takes the `dds` ones.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 import threading
+import time
 
 from colvlm_edge.global_encoder import EncodedGlobal
 from colvlm_edge.roi_crop import CropResult
@@ -56,10 +59,15 @@ def token_layer_message(layer_type: type, layer: EncodedLayer, stamp_ns: int, fr
 
 
 class UplinkCounter:
-    """Serialized bytes and messages sent, per kind ('global', 'crop', 'layers')."""
+    """Serialized bytes and messages sent, per kind ('global', 'crop', 'layers'), and the
+    rate of all of them over the last RATE_WINDOW_S."""
 
-    def __init__(self):
+    RATE_WINDOW_S = 5.0  # s; as the source's frame rate
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._lock = threading.Lock()
+        self._clock = clock
+        self._recent: deque[tuple[float, int]] = deque()  # (clock time, bytes) in the window
         self.bytes: dict[str, int] = {}
         self.messages: dict[str, int] = {}
 
@@ -67,6 +75,19 @@ class UplinkCounter:
         with self._lock:
             self.bytes[kind] = self.bytes.get(kind, 0) + size
             self.messages[kind] = self.messages.get(kind, 0) + 1
+            self._recent.append((self._clock(), size))
+            self._forget()
+
+    def bytes_per_s(self) -> float:
+        """Bytes sent per second over the last RATE_WINDOW_S (every kind together)."""
+        with self._lock:
+            self._forget()
+            return sum(size for _, size in self._recent) / self.RATE_WINDOW_S
+
+    def _forget(self) -> None:
+        since = self._clock() - self.RATE_WINDOW_S
+        while self._recent and self._recent[0][0] < since:
+            self._recent.popleft()
 
     def summary(self) -> str:
         with self._lock:

@@ -207,7 +207,7 @@ def _check_diagnostics(client: Client) -> None:
                      and _server(seen) is not None and 'answers ok' in _server(seen)[2]
                      and _link(seen) is not None and _link(seen)[0] == OK)
     edge = next(v for name, v in seen.items() if 'edge' in name)
-    assert edge[0] == OK and int(edge[2]['frames']) > 0, edge
+    assert edge[0] == OK and int(edge[2]['frames']) > 0 and int(edge[2]['uplink B/s']) > 0, edge
     assert _server(seen)[0] == OK, _server(seen)
     assert {'model', 'device', 'queue', 'crops asked'} <= set(_server(seen)[2]), _server(seen)
     assert int(_link(seen)[2]['frames']) > 0, _link(seen)

@@ -18,6 +18,7 @@ from colvlm_edge.health import DIAGNOSTICS_QOS, ERROR, OK, WARN, SourceHealth
 from colvlm_edge.node import EdgeNode
 from colvlm_edge.source_runner import SOURCES_LOGGER, log_sources_through, run_source
 from colvlm_edge.sources import BagSource, Frame, SyntheticSource
+from colvlm_edge.wire import UplinkCounter
 from colvlm_msgs.transport.memory import MemoryBus, MemoryNode
 from tools.hostile_inputs import corrupt_sqlite_bag
 
@@ -105,7 +106,7 @@ def test_diagnostics_report_the_figures_and_warn_on_new_drops(rig):
     assert status.hardware_id == 'camera'
     keys = [item.key for item in status.values]
     for key in ('source', 'fps', 'frames', 'dropped frames', 'refused images', 'crops refused',
-                'buffer bytes'):
+                'buffer bytes', 'uplink B/s'):
         assert key in keys
     edge.on_frame(Frame(1_000_000_000, noise_image(64, 48), 'camera'))
     edge.on_frame(Frame(2_000_000_000, 'not an image', 'camera'))  # dropped
@@ -149,3 +150,16 @@ def test_health_states_and_fps():
     assert health.level(False) == (ERROR, 'source failed: OSError: gone')
     with pytest.raises(ValueError, match='state must be one of'):
         health.set_state('sleeping')
+
+
+def test_the_uplink_rate_counts_the_last_five_seconds_of_every_kind():
+    now = [50.0]
+    uplink = UplinkCounter(clock=lambda: now[0])
+    assert uplink.bytes_per_s() == 0.0
+    uplink.add('global', 4000)
+    now[0] += 2.0
+    uplink.add('crop', 6000)
+    assert uplink.bytes_per_s() == pytest.approx(10000 / UplinkCounter.RATE_WINDOW_S)
+    now[0] += 4.0  # the global frame is now 6 s old, the crop 4 s
+    assert uplink.bytes_per_s() == pytest.approx(6000 / UplinkCounter.RATE_WINDOW_S)
+    assert uplink.summary() == 'crop 1 msgs 6000 B, global 1 msgs 4000 B'  # totals stay
