@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tools.recipes import tiny_llava
@@ -89,4 +90,21 @@ def test_the_smoke_recipe_builds_a_loadable_model_and_resumes(tmp_path, capsys):
         assert (out / name).is_file()
     model = TransformersVlm(str(out), progress=False, max_new_tokens=2)
     draft = TransformersVlm(str(tmp_path / 'model-draft'), progress=False, max_new_tokens=2)
-    assert model.num_layers == 3 and draft.num_layers == 1
+    assert model.num_layers == 3 and draft.num_layers == 1 and draft.grid == (8, 8)
+    # The same run stands in for separate runs of tools.train and tools.make_draft_model:
+    # gen1 trains every stage from scratch, gen3 on uses the attention loss, and the draft's
+    # distillation (prompts drawn through the training script's sample code) is logged.
+    def train_log(gen):
+        return [json.loads(line) for line in (work / gen / 'train' / 'train.log').open()]
+
+    first, third = train_log('gen1'), train_log('gen3')
+    assert list(dict.fromkeys(r['stage'] for r in first if 'stage' in r)) == [
+        'tower', 'align', 'joint']
+    ran = {r['stage'] for r in first + log + third if 'stage' in r}
+    assert ran == {'read', 'tower', 'align', 'bind', 'joint'}  # every stage, across gens
+    assert all(np.isfinite(r['loss']) for r in first + log + third if 'loss' in r)
+    attention = [r['att'] for r in third if 'att' in r]
+    assert attention and np.isfinite(attention).all()
+    made = json.loads((tmp_path / 'model-draft' / 'training.json').read_text())
+    assert made['layers_kept'] == [0] and len(made['log']) == 1
+    assert all(np.isfinite(r['kl']) for r in made['log'])

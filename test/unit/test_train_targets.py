@@ -61,3 +61,13 @@ def test_the_flags_name_a_stop_and_a_style_or_the_bad_value(capsys):
         with pytest.raises(SystemExit):
             parse_args(bad)
         assert bad[1] in capsys.readouterr().err
+
+
+def test_the_smoke_flag_gives_every_stage_a_few_steps_on_a_small_pool():
+    """--smoke (the training script's own test size; the recipe's smoke run sets its own)."""
+    from tools.train.__main__ import parse_args
+
+    full, smoke = parse_args([]), parse_args(['--smoke'])
+    steps = ('read_steps', 'tower_steps', 'align_steps', 'bind_steps', 'joint_steps')
+    assert all(0 < getattr(smoke, k) <= 5 for k in steps)
+    assert smoke.pool < full.pool and smoke.batch < full.batch and smoke.log_every == 1
