@@ -26,6 +26,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.serialization import serialize_message
 
 from colvlm_msgs import names
+from colvlm_msgs.interfaces import InterfaceError
 from colvlm_msgs.library import normalize_name
 from colvlm_msgs.params import ParameterTable
 from colvlm_msgs.qos import QosProfile, profile
@@ -56,7 +57,16 @@ def to_rclpy_qos(qos: QosProfile) -> QoSProfile:
 
 def _interface(name: str, kind: str):
     package, _, short = normalize_name(name, kind).split('/')
-    return getattr(importlib.import_module(f'{package}.{kind}'), short)
+    try:
+        module = importlib.import_module(f'{package}.{kind}')
+    except ModuleNotFoundError:
+        # One line for the node's start-up error, not an import traceback (a workspace built
+        # without one of package.xml's exec_depends, e.g. visualization_msgs).
+        raise InterfaceError(
+            f'{name}: the ROS 2 package {package!r} is not installed in this environment '
+            f"(install ros-<distro>-{package.replace('_', '-')} or build it into the "
+            f'workspace)') from None
+    return getattr(module, short)
 
 
 def _ignore_interrupts() -> None:

@@ -87,3 +87,12 @@ def test_ctrl_c_stops_a_looping_source_before_the_node_is_destroyed(dds_env, tmp
         assert code == 0, output
         for word in ('Traceback', 'InvalidHandle', 'failed', 'ERROR'):
             assert word not in output, output
+
+
+def test_a_message_package_that_is_not_installed_is_one_line_naming_it():
+    from colvlm_msgs.interfaces import InterfaceError
+    from colvlm_msgs.transport.ros import _interface
+
+    with pytest.raises(InterfaceError, match=r"'no_such_msgs' is not installed") as caught:
+        _interface('no_such_msgs/msg/Thing', 'msg')
+    assert '\n' not in str(caught.value)
