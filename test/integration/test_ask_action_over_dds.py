@@ -7,12 +7,11 @@ on the in-memory transport in test/unit/test_ask_action.py."""
 
 from __future__ import annotations
 
-import argparse
 import signal
 import uuid
 
 from action_client import CANCELED, ERROR_NONE, SUCCEEDED, TIMEOUT_S, RawAskClient
-from processes import START_TIMEOUT_S, colvlm
+from processes import START_TIMEOUT_S, ask_in_process, colvlm
 
 from colvlm_msgs.constants import Decision, Status
 from colvlm_msgs.transport import create_node
@@ -20,15 +19,6 @@ from colvlm_msgs.transport import create_node
 NAMESPACE = 'cam0'
 CROP_STAGES = ['frame', 'first_pass', 'crop_requested', 'crop_received', 'second_pass']
 
-
-def _ask_cli(capsys, *args) -> tuple[int, str, str]:
-    from colvlm_bench import ask_cli
-
-    parser = argparse.ArgumentParser()
-    ask_cli.add_arguments(parser)
-    code = ask_cli.run(parser.parse_args(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _check_stages(client: RawAskClient) -> None:
@@ -71,8 +61,8 @@ def test_ask_action_between_processes_over_dds(dds_env, capsys):
         edge.wait_for(r'\bready: ', START_TIMEOUT_S)
         assert client.wait_ready(), server.tail()
         _check_stages(client)
-        code, out, err = _ask_cli(capsys, 'What is written?', '--namespace', NAMESPACE,
-                                  '--action', '--policy', 'always')
+        code, out, err = ask_in_process(capsys, 'What is written?', '--namespace', NAMESPACE,
+                                         '--action', '--policy', 'always')
         assert code == 0, err
         lines = out.splitlines()
         assert [line.split(':')[0] for line in lines[:5]] == CROP_STAGES, out

@@ -12,7 +12,6 @@ in-memory transport in test/unit/test_server_node.py and test/unit/test_token_la
 
 from __future__ import annotations
 
-import argparse
 import json
 import queue
 import re
@@ -24,7 +23,7 @@ import uuid
 from cdr_reference import reference_typestore
 from cyclonedds.core import Policy, Qos
 from cyclonedds.sub import DataReader
-from processes import START_TIMEOUT_S, colvlm
+from processes import START_TIMEOUT_S, ask_in_process, colvlm
 
 from colvlm_models.tiny_vlm import bundled_model_path
 from colvlm_msgs import stamps
@@ -115,16 +114,6 @@ class Client:
         return answer
 
 
-def _ask_cli(capsys, *args) -> tuple[int, str, str]:
-    """`colvlm ask ARGS...` in this process (the dds_env fixture set its environment)."""
-    from colvlm_bench import ask_cli
-
-    parser = argparse.ArgumentParser()
-    ask_cli.add_arguments(parser)
-    code = ask_cli.run(parser.parse_args(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
 
 def _check_crop(client: Client, edge) -> None:
     answer = client.ask(policy='always')
@@ -164,14 +153,14 @@ def _check_layers(client: Client) -> None:
 
 
 def _check_ask_cli(capsys) -> None:
-    code, out, err = _ask_cli(capsys, 'What is written?', '--namespace', NAMESPACE, '--json')
+    code, out, err = ask_in_process(capsys, 'What is written?', '--namespace', NAMESPACE, '--json')
     assert code == 0, err
     printed = json.loads(out)
     assert (printed['status_name'], printed['decision_name']) == ('OK', 'GLOBAL')
     assert printed['camera'] == f'/{NAMESPACE}' and printed['uplink_global_bytes'] > 0
-    code, out, _ = _ask_cli(capsys, 'Which?', '--namespace', NAMESPACE, '--policy', 'often')
+    code, out, _ = ask_in_process(capsys, 'Which?', '--namespace', NAMESPACE, '--policy', 'often')
     assert code == 1 and 'status: BAD_REQUEST' in out
-    code, _, err = _ask_cli(capsys, 'Anyone?', '--namespace', 'nowhere', '--timeout', '1')
+    code, _, err = ask_in_process(capsys, 'Anyone?', '--namespace', 'nowhere', '--timeout', '1')
     assert code == 2 and 'no answer from /nowhere/colvlm/ask within 1 s' in err
 
 
