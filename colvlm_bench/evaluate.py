@@ -290,6 +290,11 @@ def summarize(policy: str, records: list[Record], gate: GateConfig,
                           for s in sorted({r.status for r in results})},
         'min_entropy_auroc': entropy_auroc(scored),
         'min_entropy_auroc_text': entropy_auroc(text_scored),
+        # Within one kind the gate must still tell right from wrong: an overall AUROC can be
+        # high only because kinds differ in difficulty (issue 18 asks for both).
+        'min_entropy_auroc_by_kind': {
+            kind: _none_if_nan(entropy_auroc([r for r in scored if r.question.kind == kind]))
+            for kind in sorted({r.question.kind for r in scored})},
     }
     if policy in ('entropy', 'layers'):
         metrics['threshold'] = gate.threshold
@@ -297,8 +302,12 @@ def summarize(policy: str, records: list[Record], gate: GateConfig,
         metrics['layers_used_mean'] = _mean(r.layers_used for r in results)
     if policy == 'random':
         metrics['random_rate'] = gate.random_rate
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v)
-            for k, v in metrics.items()}
+    return {k: _none_if_nan(v) for k, v in metrics.items()}
+
+
+def _none_if_nan(value):
+    """None for a NaN float (JSON has no NaN), anything else unchanged."""
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 class FrameProvider(Protocol):

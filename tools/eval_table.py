@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
           f'{first["min_entropy_auroc"]:.3f}, text questions '
           + ('n/a' if first['min_entropy_auroc_text'] is None
              else f'{first["min_entropy_auroc_text"]:.3f}'))
+    within = first.get('min_entropy_auroc_by_kind') or {}
+    if within:
+        print('min-entropy AUROC within each kind: ' + ', '.join(
+            f'{kind} ' + ('n/a' if value is None else f'{value:.3f}')
+            for kind, value in within.items()))
     by = {m['policy']: m for m in rows}
     if {'entropy', 'always', 'random', 'hd'} <= by.keys():
         e, a, r, h = by['entropy'], by['always'], by['random'], by['hd']

@@ -70,6 +70,18 @@ def test_summary_has_the_documented_keys_and_fractions():
     assert metrics['roi_hit_rate'] is None  # no ViCrop box: reported as null, not NaN
 
 
+def test_auroc_within_each_kind_is_not_the_overall_one():
+    # Overall the gate looks perfect only because every text answer is wrong and unsure; within
+    # colour it ranks a wrong answer below a right one (0), and presence has one class (null).
+    rows = [('text', False, True), ('text', False, True), ('color', True, True),
+            ('color', False, False), ('color', True, False), ('presence', True, False)]
+    records = [_record(kind, correct, unsure, False, 100) for kind, correct, unsure in rows]
+    metrics = summarize('global', records, GateConfig())
+    assert metrics['min_entropy_auroc'] > 0.6
+    assert metrics['min_entropy_auroc_by_kind'] == {
+        'color': pytest.approx(0.25), 'presence': None, 'text': None}
+
+
 def test_policy_lists_name_layers_explicitly():
     from colvlm_bench.eval_cli import parse_policies
     from colvlm_bench.evaluate import POLICIES
