@@ -28,8 +28,11 @@ class RawAskClient:
         self.feedback: dict[bytes, list] = {}
         self.statuses: list = []
         self._changed = threading.Condition()
+        # Deeper than rcl_action's keep-last 10: a token-layers goal sends 11 stages, and under
+        # load the callback thread can fall behind the publisher by all of them, so depth 10
+        # drops the first ('frame') from the history before it is taken.
         node.create_subscription('colvlm/action/Ask_FeedbackMessage', topics['feedback'],
-                                 self._on_feedback, QosProfile('feedback', depth=10))
+                                 self._on_feedback, QosProfile('feedback', depth=100))
         node.create_subscription('action_msgs/msg/GoalStatusArray', topics['status'],
                                  self._on_status,
                                  QosProfile('status', durability='transient_local', depth=1))
