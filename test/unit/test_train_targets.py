@@ -57,7 +57,8 @@ def test_the_flags_name_a_stop_and_a_style_or_the_bad_value(capsys):
     args = parse_args(['--stop-at', 'joint:1000', '--style', 'mix'])
     assert args.stop_at == ('joint', 1000) and args.style == 'mix'
     assert parse_args([]).stop_at is None and parse_args([]).style == 'clean'
-    for bad in (['--stop-at', 'lunch:3'], ['--stop-at', 'joint:0'], ['--style', 'sepia']):
+    for bad in (['--stop-at', 'lunch:3'], ['--stop-at', 'joint:0'], ['--style', 'sepia'],
+                ['--tower-global-share', '1.5']):
         with pytest.raises(SystemExit):
             parse_args(bad)
         assert bad[1] in capsys.readouterr().err
@@ -71,3 +72,26 @@ def test_the_smoke_flag_gives_every_stage_a_few_steps_on_a_small_pool():
     steps = ('read_steps', 'tower_steps', 'align_steps', 'bind_steps', 'joint_steps')
     assert all(0 < getattr(smoke, k) <= 5 for k in steps)
     assert smoke.pool < full.pool and smoke.batch < full.batch and smoke.log_every == 1
+
+
+def test_the_colour_weight_scales_only_the_colour_heads_loss():
+    """--color-weight: the per-cell loss is kind + w * colour + text terms."""
+    import torch
+
+    from tools.train.data import SceneViews
+    from tools.train.targets import CellHeads
+
+    pool = ScenePool(3, 0, 1, 128, 8)
+    pool.advance_to(1)
+    views = [pool.slots[0].global_view]
+    assert isinstance(pool.slots[0], SceneViews)
+    torch.manual_seed(0)
+    heads = CellHeads(16)
+    features = torch.randn(1, 64, 16)
+    _, stats = heads.loss(features, views)
+    heads.color_weight = 3.0
+    total, _ = heads.loss(features, views)
+    expected = (stats['kind'] + 3.0 * stats['color']
+                + heads.text_weight * (stats['text'] + stats['local']))
+    assert total.item() == pytest.approx(expected, rel=1e-5)
+    assert stats['color'] > 0

@@ -42,6 +42,13 @@ def _weights(key_type: type, allowed: set):
 
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f'must be in [0, 1], got {text}')
+    return value
+
+
 def _stage_step(text: str) -> tuple[str, int]:
     """An argparse type: 'joint:1000' -> ('joint', 1000)."""
     name, _, step = text.partition(':')
@@ -97,6 +104,11 @@ def _add_loss_arguments(parser: argparse.ArgumentParser) -> None:
                              "--joint-lr; 0 freezes it (and drops the per-cell losses)")
     parser.add_argument('--text-weight', type=float, default=2.0,
                         help='weight of the text slots among the per-cell losses')
+    parser.add_argument('--color-weight', type=float, default=1.0,
+                        help='weight of the colour head among the per-cell losses')
+    parser.add_argument('--tower-global-share', type=_share, default=0.3,
+                        help="share of global frames among the tower stage's views (the rest "
+                             'crops around signs and 2x2 tiles, 11 : 3)')
     parser.add_argument('--tower-min-scale', type=float, default=0.5,
                         help='smallest tower-stage crop side, in encoder sizes')
 

@@ -21,9 +21,9 @@ from .data import COLOR_CLASSES, END, IGNORE, KIND_CLASSES, SLOTS, View
 class CellHeads(nn.Module):
     """Per-cell supervision of the tower; used in training only, not shipped."""
 
-    def __init__(self, width: int, text_weight: float = 1.0) -> None:
+    def __init__(self, width: int, text_weight: float = 1.0, color_weight: float = 1.0) -> None:
         super().__init__()
-        self.text_weight = text_weight
+        self.text_weight, self.color_weight = text_weight, color_weight
         self.kind = nn.Linear(width, len(KIND_CLASSES))
         self.color = nn.Linear(width, len(COLOR_CLASSES))
         self.text = nn.Linear(width, SLOTS * (END + 1))
@@ -58,7 +58,8 @@ class CellHeads(nn.Module):
                         .all(-1)[read].float().mean().item() if read.any() else float('nan'))
         stats = {'kind': kind_loss.item(), 'color': color_loss.item(), 'text': text_loss.item(),
                  'local': local_loss.item(), 'read_acc': accuracy}
-        return kind_loss + color_loss + self.text_weight * (text_loss + local_loss), stats
+        return (kind_loss + self.color_weight * color_loss
+                + self.text_weight * (text_loss + local_loss)), stats
 
     def page_loss(self, features: torch.Tensor, views: list[View]) -> tuple[torch.Tensor, dict]:
         """The character under each labelled cell of text pages; (loss, accuracy)."""

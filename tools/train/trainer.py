@@ -55,7 +55,8 @@ class Trainer:
         # The attention loss reads attention weights, which only the eager kernel returns.
         config._attn_implementation = 'eager' if args.att_weight > 0 else 'sdpa'
         self.model = LlavaForConditionalGeneration(config).to(self.device)
-        self.heads = CellHeads(self.tower_config.hidden_size, args.text_weight).to(self.device)
+        self.heads = CellHeads(self.tower_config.hidden_size, args.text_weight,
+                               args.color_weight).to(self.device)
         self.grid = self.tower_config.grid_size
         layers = config.text_config.num_hidden_layers
         self.att_layer = choose_layer(layers) if args.att_layer < 0 else args.att_layer
@@ -226,9 +227,12 @@ class Trainer:
         while len(views) < self.args.tower_batch:
             scene = pool.sample(rng)
             pick = rng.random()
-            if pick < 0.3:
+            # The rest is split as crops around signs 11 : tiles 3 (0.55 : 0.15 at the
+            # default share 0.3), so a run at the default draws as before.
+            crops = self.args.tower_global_share + (1 - self.args.tower_global_share) * 11 / 14
+            if pick < self.args.tower_global_share:
                 views.append(scene.global_view)
-            elif pick < 0.85:
+            elif pick < crops:
                 signs = scene.scene.signs
                 target = signs[int(rng.integers(0, len(signs)))].box if rng.random() < 0.8 \
                     else None
