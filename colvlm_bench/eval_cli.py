@@ -21,16 +21,31 @@ SWEEP_QUANTILES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 RANDOM_RATES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
+def _points(text: str) -> float:
+    """An argparse type: a finite number of accuracy points >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not value >= 0 or value == float('inf'):
+        raise argparse.ArgumentTypeError(f'must be a number of points >= 0, got {text!r}')
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from colvlm_bench.glyphvqa.questions import EVAL_KINDS
     parser.add_argument('data', metavar='DATA', help='data set folder (questions.jsonl)')
     add_policy_arguments(parser, default_policy='all')
     parser.add_argument('--calibrate', action='store_true',
-                        help='pick τ on DATA for --target-rate or --byte-budget')
+                        help='pick τ on DATA for --target-rate, --byte-budget or --max-drop')
     parser.add_argument('--target-rate', type=float, default=0.4, metavar='R',
                         help='calibration: retransmission rate to stay under (default 0.4)')
     parser.add_argument('--byte-budget', type=float, default=None, metavar='B',
                         help='calibration: mean uplink bytes per query to stay under')
+    parser.add_argument('--max-drop', type=_points, default=None, metavar='P',
+                        help="calibration: the largest τ whose accuracy is within P points of "
+                             "the always policy's (a crop only where it is needed to stay "
+                             'that close)')
     parser.add_argument('--kinds', default=','.join(EVAL_KINDS),
                         help='question kinds to use (default: %(default)s)')
 
@@ -269,14 +284,35 @@ def _write_atomically(path: Path, document) -> None:
     partial.replace(path)
 
 
+def within_drop(accuracy: float | None, always_accuracy: float | None, max_drop: float) -> bool:
+    """Whether `accuracy` (a share) is at most `max_drop` points (percent) under
+    `always_accuracy`; False when either is unscored."""
+    if accuracy is None or always_accuracy is None:
+        return False
+    return 100.0 * (always_accuracy - accuracy) <= max_drop + 1e-9
+
+
 def _calibrate(args, evaluator, base, scores: np.ndarray, out: Path, prog: str) -> int:
     from colvlm_bench.evaluate import summarize
     candidates = sorted({round(float(t), 4) for t in np.quantile(scores, np.linspace(0, 1, 41))})
+    target: dict = {}
+    if args.max_drop is not None:
+        # The two-stage answers are memoised, so the sweep after this run costs little.
+        always = summarize('always', evaluator.run('always', base), base, evaluator.vicrop_method)
+        target = {'max_drop': args.max_drop, 'always_accuracy': always['accuracy']}
+    elif args.byte_budget:
+        target = {'byte_budget': args.byte_budget}
+    else:
+        target = {'target_rate': args.target_rate}
     chosen = None
     for threshold in candidates:  # ascending τ: the retransmission rate falls
         gate = replace(base, threshold=threshold)
         metrics = summarize('entropy', evaluator.run('entropy', gate, f'τ={threshold:g}'), gate,
                             evaluator.vicrop_method)
+        if args.max_drop is not None:
+            if within_drop(metrics['accuracy'], target['always_accuracy'], args.max_drop):
+                chosen = metrics  # keep going: a larger τ that still holds sends less
+            continue
         within = (metrics['uplink_bytes_mean'] <= args.byte_budget if args.byte_budget
                   else metrics['retransmission_rate'] <= args.target_rate)
         if within:
@@ -285,8 +321,6 @@ def _calibrate(args, evaluator, base, scores: np.ndarray, out: Path, prog: str) 
     if chosen is None:
         print(f'{prog}: no threshold meets the target', file=sys.stderr)
         return 1
-    target = ({'byte_budget': args.byte_budget} if args.byte_budget
-              else {'target_rate': args.target_rate})
     _write_atomically(out / 'calibration.json', {**target, **chosen})
     print(_line(chosen))
     print(f'calibrated gate.threshold: {chosen["threshold"]:.4f} nats '

@@ -87,6 +87,30 @@ def test_eval_cli_writes_metrics_and_plots(tiny_llava_path, tmp_path, capsys):
     assert 'accuracy' in capsys.readouterr().out
 
 
+def test_calibration_for_a_max_drop_sends_less_the_more_drop_it_allows(tmp_path, capsys):
+    """--calibrate --max-drop P: the largest τ whose accuracy is within P points of always;
+    on the bundled model, allowing every drop keeps the fewest crops of all."""
+    data = write_dataset(tmp_path / 'data', n_images=3, seed=11)
+    chosen = {}
+    for drop in ('0', '100'):
+        out = tmp_path / f'calibrate-{drop}'
+        code = colvlm_main(['eval', str(data), '--calibrate', '--max-drop', drop,
+                            '--out', str(out), '--no-progress', '--limit', '12'])
+        assert code == 0
+        chosen[drop] = json.loads((out / 'calibration.json').read_text())
+        assert chosen[drop]['max_drop'] == float(drop) and chosen[drop]['n'] == 12
+        assert (100 * (chosen[drop]['always_accuracy'] - chosen[drop]['accuracy'])
+                <= float(drop) + 1e-9)
+    assert chosen['100']['threshold'] >= chosen['0']['threshold']
+    assert chosen['100']['retransmission_rate'] <= chosen['0']['retransmission_rate']
+    assert 'calibrated gate.threshold' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        colvlm_main(['eval', str(data), '--calibrate', '--max-drop', '-1',
+                     '--out', str(tmp_path / 'bad')])
+    assert exit_.value.code == 2
+    assert '--max-drop' in capsys.readouterr().err
+
+
 def test_eval_cli_rejects_unknown_policy(tmp_path, capsys):
     assert colvlm_main(['eval', str(tmp_path), '--policy', 'psychic', '--out',
                         str(tmp_path / 'o')]) == 2

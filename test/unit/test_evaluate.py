@@ -106,3 +106,12 @@ def test_eval_reads_originals_by_their_header_size_first(tmp_path):
         frames.original('cut.png')
     with pytest.raises(OSError):
         frames.original('missing.png')
+
+
+def test_a_max_drop_counts_points_under_the_always_policy():
+    from colvlm_bench.eval_cli import within_drop
+
+    assert within_drop(0.80, 0.81, 1.0) and within_drop(0.805, 0.81, 0.5)
+    assert not within_drop(0.79, 0.81, 1.0) and not within_drop(0.80, 0.81, 0.5)
+    assert within_drop(0.83, 0.81, 0.0)  # above always is within any drop
+    assert not within_drop(None, 0.81, 5.0) and not within_drop(0.8, None, 5.0)
