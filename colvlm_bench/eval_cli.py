@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 import json
+import math
 from pathlib import Path
 import sys
 
@@ -26,8 +27,8 @@ def _points(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = float('nan')
-    if not value >= 0 or value == float('inf'):
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f'must be a number of points >= 0, got {text!r}')
     return value
 
@@ -295,7 +296,6 @@ def within_drop(accuracy: float | None, always_accuracy: float | None, max_drop:
 def _calibrate(args, evaluator, base, scores: np.ndarray, out: Path, prog: str) -> int:
     from colvlm_bench.evaluate import summarize
     candidates = sorted({round(float(t), 4) for t in np.quantile(scores, np.linspace(0, 1, 41))})
-    target: dict = {}
     if args.max_drop is not None:
         # The two-stage answers are memoised, so the sweep after this run costs little.
         always = summarize('always', evaluator.run('always', base), base, evaluator.vicrop_method)
@@ -310,14 +310,15 @@ def _calibrate(args, evaluator, base, scores: np.ndarray, out: Path, prog: str) 
         metrics = summarize('entropy', evaluator.run('entropy', gate, f'τ={threshold:g}'), gate,
                             evaluator.vicrop_method)
         if args.max_drop is not None:
-            if within_drop(metrics['accuracy'], target['always_accuracy'], args.max_drop):
-                chosen = metrics  # keep going: a larger τ that still holds sends less
-            continue
-        within = (metrics['uplink_bytes_mean'] <= args.byte_budget if args.byte_budget
-                  else metrics['retransmission_rate'] <= args.target_rate)
+            within = within_drop(metrics['accuracy'], target['always_accuracy'], args.max_drop)
+        elif args.byte_budget:
+            within = metrics['uplink_bytes_mean'] <= args.byte_budget
+        else:
+            within = metrics['retransmission_rate'] <= args.target_rate
         if within:
             chosen = metrics
-            break
+            if args.max_drop is None:
+                break  # the first τ under a rate or byte target; a drop keeps looking higher
     if chosen is None:
         print(f'{prog}: no threshold meets the target', file=sys.stderr)
         return 1

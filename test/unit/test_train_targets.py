@@ -78,13 +78,11 @@ def test_the_colour_weight_scales_only_the_colour_heads_loss():
     """--color-weight: the per-cell loss is kind + w * colour + text terms."""
     import torch
 
-    from tools.train.data import SceneViews
     from tools.train.targets import CellHeads
 
     pool = ScenePool(3, 0, 1, 128, 8)
     pool.advance_to(1)
     views = [pool.slots[0].global_view]
-    assert isinstance(pool.slots[0], SceneViews)
     torch.manual_seed(0)
     heads = CellHeads(16)
     features = torch.randn(1, 64, 16)

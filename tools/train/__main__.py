@@ -43,9 +43,13 @@ def _weights(key_type: type, allowed: set):
 
 
 def _share(text: str) -> float:
-    value = float(text)
+    """An argparse type: a share in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
     if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f'must be in [0, 1], got {text}')
+        raise argparse.ArgumentTypeError(f'must be a share in [0, 1], got {text!r}')
     return value
 
 

@@ -224,13 +224,14 @@ class Trainer:
 
     def _tower_step(self, rng: np.random.Generator, pool: ScenePool):
         views: list[View] = []
+        share = self.args.tower_global_share
+        # The rest is split as crops around signs 11 : tiles 3 (0.55 : 0.15 at the default
+        # share 0.3), so a run at the default draws as before.
+        crops = share + (1 - share) * 11 / 14
         while len(views) < self.args.tower_batch:
             scene = pool.sample(rng)
             pick = rng.random()
-            # The rest is split as crops around signs 11 : tiles 3 (0.55 : 0.15 at the
-            # default share 0.3), so a run at the default draws as before.
-            crops = self.args.tower_global_share + (1 - self.args.tower_global_share) * 11 / 14
-            if pick < self.args.tower_global_share:
+            if pick < share:
                 views.append(scene.global_view)
             elif pick < crops:
                 signs = scene.scene.signs
