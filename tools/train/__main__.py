@@ -53,6 +53,14 @@ def _share(text: str) -> float:
     return value
 
 
+def _channels(text: str) -> tuple[int, ...]:
+    """An argparse type: '32,64,128' -> (32, 64, 128), three counts >= 1."""
+    parts = text.split(',')
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+        raise argparse.ArgumentTypeError(f'{text!r} is not three channel counts C1,C2,C3')
+    return tuple(int(p) for p in parts)
+
+
 def _stage_step(text: str) -> tuple[str, int]:
     """An argparse type: 'joint:1000' -> ('joint', 1000)."""
     name, _, step = text.partition(':')
@@ -72,6 +80,10 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--init-from', default=None, metavar='MODEL_DIR',
                         help="start from an exported model's weights (when --work holds no "
                              'checkpoint yet)')
+    parser.add_argument('--stem-channels', type=_channels, default=(16, 32, 64),
+                        metavar='C1,C2,C3',
+                        help="the tower stem's channels per stage; wider than --init-from's "
+                             'stem (whole multiples) copies it in, same function (Net2Net)')
 
 
 def _add_stage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +125,10 @@ def _add_loss_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--tower-global-share', type=_share, default=0.3,
                         help="share of global frames among the tower stage's views (the rest "
                              'crops around signs and 2x2 tiles, 11 : 3)')
+    parser.add_argument('--head-warmup', type=int, default=0, metavar='N',
+                        help="the tower stage's first N steps train only the cell heads, the "
+                             'tower frozen, so fresh heads do not push noise into trained '
+                             'features (linear probing, then fine-tuning)')
     parser.add_argument('--tower-min-scale', type=float, default=0.5,
                         help='smallest tower-stage crop side, in encoder sizes')
 

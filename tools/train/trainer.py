@@ -27,6 +27,7 @@ from .data import STREAMS, ScenePool, View, text_page
 from .export import export_model
 from .prompts import FORMATS, PromptEncoder, build_sample, pixel_batch
 from .targets import CellHeads, attention_loss
+from .widen import widen_stem
 
 
 def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
@@ -48,7 +49,7 @@ class Trainer:
         self.log_file = open(self.work / 'train.log', 'a', encoding='utf-8')  # noqa: SIM115
         torch.manual_seed(args.seed)
         from transformers import LlavaForConditionalGeneration
-        self.tower_config = GlyphTowerConfig()
+        self.tower_config = GlyphTowerConfig(stem_channels=args.stem_channels)
         self.tokenizer = tiny_vlm.build_tokenizer(TASK_WORDS, TEXT_ALPHABET)
         self.processor = tiny_vlm.build_processor(self.tokenizer, self.tower_config)
         config = tiny_vlm.build_config(self.tokenizer, self.tower_config)
@@ -136,11 +137,22 @@ class Trainer:
         from transformers import LlavaForConditionalGeneration
         try:
             source = LlavaForConditionalGeneration.from_pretrained(str(path))
-            self.model.load_state_dict(source.state_dict())
+            stem = source.config.vision_config.stem_channels
+            if list(stem) == list(self.tower_config.stem_channels):
+                self.model.load_state_dict(source.state_dict())
+            else:  # a wider stem: the source's tower copied in, the rest as is
+                widen_stem(source.model.vision_tower, self.tower,
+                           generator=torch.Generator().manual_seed(self.args.seed))
+                tower = {k for k in self.model.state_dict() if '.vision_tower.' in k}
+                rest = {k: v for k, v in source.state_dict().items() if k not in tower}
+                result = self.model.load_state_dict(rest, strict=False)
+                left = [k for k in result.missing_keys if k not in tower]
+                if left or result.unexpected_keys:
+                    raise ValueError(f'weights not matched: {left or result.unexpected_keys}')
         except (OSError, RuntimeError, ValueError) as error:
             first = str(error).strip().splitlines()[0]
             raise SystemExit(f"--init-from {path}: not this recipe's model ({first})") from None
-        self.log({'init_from': str(path)})
+        self.log({'init_from': str(path), 'stem_channels': list(stem)})
 
     def run(self) -> None:
         """Every stage not finished yet, then the export (unless --stop-at stops first)."""
@@ -195,6 +207,9 @@ class Trainer:
             pool.advance_to(a.pool_fill + (step + 1) * a.refresh)
             for group in self.optimizer.param_groups:
                 group['lr'] = cosine_lr(step, steps, lr, a.warmup) * group.get('lr_scale', 1.0)
+            if name == 'tower':  # --head-warmup: fresh heads fit a frozen tower first
+                for p in self.tower.parameters():
+                    p.requires_grad_(step >= a.head_warmup)
             if name == 'read':
                 loss, stats = self._read_step(rng, pool)
             elif name == 'tower':
