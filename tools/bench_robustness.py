@@ -6,8 +6,8 @@ as `colvlm dataset glyphvqa OUT --style camera --factors F --severity S` does, p
 references: 'clean' (severity 0: every factor off, the same scenes as the one-factor sets of
 the seed drawn as the clean style draws them, so each drop is the factor's alone) and
 'camera' (every factor over its whole range). `colvlm eval`'s Evaluator then answers every
-set under the policies global, entropy (at the server's τ, config/server.yaml) and oracle,
-with one loaded model.
+set under the policies global, entropy (at the model's τ from its colvlm.yaml, as the server
+takes it) and oracle, with one loaded model.
 
 Writes into --out: robustness.json (every cell: factor, severity, policy, accuracy overall
 and by question kind, question count), robustness.csv (the same, one row per cell and
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help='policies to run (default: %(default)s)')
     parser.add_argument('--model', default='bundled', help='model path or id (default: bundled)')
     parser.add_argument('--threshold', type=float, default=None, metavar='T',
-                        help="entropy's τ in nats (default: config/server.yaml)")
+                        help="entropy's τ in nats (default: the model's colvlm.yaml)")
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
     args.factors = _split(args.factors)
@@ -185,14 +185,15 @@ def print_table(rows: list[dict], policies: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from colvlm_bench.glyphvqa.dataset import write_dataset
+    from colvlm_models.settings import model_settings
     from colvlm_models.vlm import TransformersVlm
-    from colvlm_server.parameters import SERVER_PARAMETERS
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    threshold = (args.threshold if args.threshold is not None
-                 else float(SERVER_PARAMETERS.specs['gate.threshold'].default))
     backend = TransformersVlm(args.model, device=args.device, progress=False)
+    # The τ the server would use for this model: its colvlm.yaml, else the generic default.
+    threshold = (args.threshold if args.threshold is not None
+                 else float(model_settings(backend.model_path)['gate.threshold']))
     rows = []
     for factor, severity, style in cells(args.factors, args.severities):
         name = factor if severity == 0 else f'{factor}-{severity}'
