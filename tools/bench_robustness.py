@@ -20,7 +20,10 @@ Reproduce the table reported for issue 18 (about 20 min on two CPU cores):
     python -m tools.bench_robustness --out out/robustness --n-images 20 --seed 20261205
 
 `--quick` uses 1 image per cell, for a smoke test. Every set is deterministic given the
-seed and the installed sample photos (style.json in each set lists them).
+seed and the installed sample photos (style.json in each set lists them). Runs split over
+processes by `--factors` (same seed, model and images) join into one table and plot:
+
+    python -m tools.bench_robustness --out out/robustness --merge out/rob-a out/rob-b
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--threshold', type=float, default=None, metavar='T',
                         help="entropy's τ in nats (default: the model's colvlm.yaml)")
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--merge', nargs='+', metavar='DIR',
+                        help='join the robustness.json of earlier runs instead of running')
     args = parser.parse_args(argv)
     args.factors = _split(args.factors)
     args.severities = [int(s) for s in _split(args.severities)]
@@ -182,8 +187,43 @@ def print_table(rows: list[dict], policies: list[str]) -> None:
             print(f'| {factor} | {cols} | {mean} | {kinds} |')
 
 
+def merge(folders: list[str]) -> list[dict]:
+    """The rows of several runs' robustness.json, each cell once; a cell two runs both hold
+    (the clean and camera references) must agree, else they ran on different sets or models."""
+    rows: dict[tuple, dict] = {}
+    for folder in folders:
+        path = Path(folder) / 'robustness.json'
+        if not path.is_file():
+            raise SystemExit(f'--merge: {path} does not exist (run the benchmark there first)')
+        for row in json.loads(path.read_text(encoding='utf-8')):
+            key = (row['factor'], row['severity'], row['policy'])
+            if key in rows and rows[key] != row:
+                raise SystemExit(f'--merge: {path} differs from an earlier run on cell {key} '
+                                 f'(another seed, --n-images or model?)')
+            rows.setdefault(key, row)
+    return list(rows.values())
+
+
+def report(out: Path, rows: list[dict], policies: list[str]) -> None:
+    """Write the table and plot, print them and the factor that costs most."""
+    write_table(out, rows)
+    path = plot(out, rows, policies)
+    print_table(rows, policies)
+    worst = costliest(rows, 'entropy' if 'entropy' in policies else policies[0])
+    if worst:
+        print(f'\ncosts most: {worst[0]} (mean drop {100 * worst[1]:.1f} points from clean '
+              f'over its severities)')
+    print(f'wrote {out / "robustness.json"}, {out / "robustness.csv"}, {path}')
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        rows = merge(args.merge)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        report(out, rows, [p for p in POLICIES if any(r['policy'] == p for r in rows)])
+        return 0
     from colvlm_bench.glyphvqa.dataset import write_dataset
     from colvlm_models.settings import model_settings
     from colvlm_models.vlm import TransformersVlm
@@ -203,14 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({'factor': factor, 'severity': severity, 'policy': policy, **result})
             print(f'{name:>10} {policy:>8}: accuracy {result["accuracy"]:.3f} '
                   f'({result["n"]} questions)', flush=True)
-    write_table(out, rows)
-    path = plot(out, rows, args.policies)
-    print_table(rows, args.policies)
-    worst = costliest(rows, 'entropy' if 'entropy' in args.policies else args.policies[0])
-    if worst:
-        print(f'\ncosts most: {worst[0]} (mean drop {100 * worst[1]:.1f} points from clean '
-              f'over its severities)')
-    print(f'wrote {out / "robustness.json"}, {out / "robustness.csv"}, {path}')
+    report(out, rows, args.policies)
     return 0
 
 

@@ -60,3 +60,41 @@ def test_bad_flags_stop_before_any_work(tmp_path, flags):
     with pytest.raises(SystemExit) as stop:
         main(['--out', str(tmp_path / 'x'), *flags])
     assert stop.value.code == 2 and not (tmp_path / 'x').exists()
+
+
+def _run(folder, rows):
+    folder.mkdir(parents=True)
+    (folder / 'robustness.json').write_text(json.dumps(rows))
+    return str(folder)
+
+
+def _row(factor, severity, policy, accuracy):
+    return {'factor': factor, 'severity': severity, 'policy': policy, 'accuracy': accuracy,
+            'n': 4, 'accuracy_text': None, 'accuracy_color': accuracy,
+            'accuracy_presence': None}
+
+
+def test_merge_joins_runs_split_by_factor_into_one_table(tmp_path, capsys):
+    refs = [_row(f, 0, p, a) for f, a in ((CLEAN, 1.0), (FULL, 0.5))
+            for p in ('global', 'entropy')]
+    first = _run(tmp_path / 'a', refs[:2] + [_row('blur', 1, p, 0.75)
+                                             for p in ('global', 'entropy')] + refs[2:])
+    second = _run(tmp_path / 'b', refs[:2] + [_row('noise', 1, p, 0.25)
+                                              for p in ('global', 'entropy')] + refs[2:])
+    out = tmp_path / 'joined'
+    assert main(['--out', str(out), '--merge', first, second]) == 0
+    rows = json.loads((out / 'robustness.json').read_text())
+    assert sorted((r['factor'], r['policy']) for r in rows) == sorted(
+        (f, p) for f in (CLEAN, FULL, 'blur', 'noise') for p in ('global', 'entropy'))
+    assert (out / 'robustness.png').stat().st_size > 0
+    assert 'costs most: noise (mean drop 75.0 points' in capsys.readouterr().out
+
+
+def test_merge_refuses_runs_that_disagree_on_a_reference_cell(tmp_path):
+    first = _run(tmp_path / 'a', [_row(CLEAN, 0, 'entropy', 1.0)])
+    second = _run(tmp_path / 'b', [_row(CLEAN, 0, 'entropy', 0.9)])
+    with pytest.raises(SystemExit, match=r"b/robustness.json differs from an earlier run on "
+                                         r"cell \('clean', 0, 'entropy'\)"):
+        main(['--out', str(tmp_path / 'joined'), '--merge', first, second])
+    with pytest.raises(SystemExit, match=r'missing/robustness.json does not exist'):
+        main(['--out', str(tmp_path / 'joined'), '--merge', str(tmp_path / 'missing')])
