@@ -218,18 +218,16 @@ def report(out: Path, rows: list[dict], policies: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.merge:
-        rows = merge(args.merge)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+    rows = merge(args.merge) if args.merge else None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if rows is not None:
         report(out, rows, [p for p in POLICIES if any(r['policy'] == p for r in rows)])
         return 0
     from colvlm_bench.glyphvqa.dataset import write_dataset
     from colvlm_models.settings import model_settings
     from colvlm_models.vlm import TransformersVlm
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     backend = TransformersVlm(args.model, device=args.device, progress=False)
     # The τ the server would use for this model: its colvlm.yaml, else the generic default.
     threshold = (args.threshold if args.threshold is not None

@@ -27,7 +27,7 @@ from .data import STREAMS, ScenePool, View, text_page
 from .export import export_model
 from .prompts import FORMATS, PromptEncoder, build_sample, pixel_batch
 from .targets import CellHeads, attention_loss
-from .widen import widen_stem
+from .widen import load_except, widen_stem
 
 
 def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
@@ -143,12 +143,7 @@ class Trainer:
             else:  # a wider stem: the source's tower copied in, the rest as is
                 widen_stem(source.model.vision_tower, self.tower,
                            generator=torch.Generator().manual_seed(self.args.seed))
-                tower = {k for k in self.model.state_dict() if '.vision_tower.' in k}
-                rest = {k: v for k, v in source.state_dict().items() if k not in tower}
-                result = self.model.load_state_dict(rest, strict=False)
-                left = [k for k in result.missing_keys if k not in tower]
-                if left or result.unexpected_keys:
-                    raise ValueError(f'weights not matched: {left or result.unexpected_keys}')
+                load_except(self.model, source.state_dict(), lambda k: '.vision_tower.' in k)
         except (OSError, RuntimeError, ValueError) as error:
             first = str(error).strip().splitlines()[0]
             raise SystemExit(f"--init-from {path}: not this recipe's model ({first})") from None

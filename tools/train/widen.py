@@ -10,10 +10,14 @@ copies apart: the incoming weights get a small perturbation and the outgoing sha
 
 Contract: `widen_stem(source, target, noise, generator)` copies `source`'s weights into
 `target`, a GlyphTowerModel whose stem channels are whole multiples of `source`'s and whose
-other sizes are equal; ValueError naming the mismatch otherwise.
+other sizes are equal; ValueError naming the mismatch otherwise. `load_except(target, state,
+skip)` loads every weight of `state` whose name `skip` does not take and insists that they
+are all of `target`'s others.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -29,11 +33,21 @@ def _factors(source: GlyphTowerModel, target: GlyphTowerModel) -> list[int]:
         if getattr(old, name) != getattr(new, name):
             raise ValueError(f'widen_stem: {name} differs ({getattr(old, name)} -> '
                              f'{getattr(new, name)}); only the stem channels may change')
-    pairs = list(zip(old.stem_channels, new.stem_channels, strict=False))
-    if len(old.stem_channels) != len(new.stem_channels) or any(b % a or b < a for a, b in pairs):
+    if (len(old.stem_channels) != len(new.stem_channels)
+            or any(b % a for a, b in zip(old.stem_channels, new.stem_channels, strict=True))):
         raise ValueError(f'widen_stem: stem channels {list(new.stem_channels)} are not whole '
                          f'multiples of {list(old.stem_channels)}')
-    return [b // a for a, b in pairs]
+    return [b // a for a, b in zip(old.stem_channels, new.stem_channels, strict=True)]
+
+
+def load_except(target: nn.Module, state: dict, skip: Callable[[str], bool]) -> None:
+    """Load the weights of `state` that `skip` does not take; every other weight of `target`
+    must be among them and none left over, else ValueError naming the first ones."""
+    result = target.load_state_dict({k: v for k, v in state.items() if not skip(k)},
+                                    strict=False)
+    left = [k for k in result.missing_keys if not skip(k)]
+    if left or result.unexpected_keys:
+        raise ValueError(f'weights not matched: {left or result.unexpected_keys}')
 
 
 def _split(weight: torch.Tensor, factor: int, noise: float,
@@ -74,9 +88,4 @@ def widen_stem(source: GlyphTowerModel, target: GlyphTowerModel, noise: float = 
             norm_new.bias.copy_(norm_old.bias.repeat_interleave(out_factor))
         target.merge.weight.copy_(_split(source.merge.weight, factors[-1], noise, generator))
         target.merge.bias.copy_(source.merge.bias)
-        rest = {k: v for k, v in source.state_dict().items()
-                if not k.startswith(('stem.', 'merge.'))}
-        missing = target.load_state_dict(rest, strict=False)
-        left = [k for k in missing.missing_keys if not k.startswith(('stem.', 'merge.'))]
-        if left or missing.unexpected_keys:
-            raise ValueError(f'widen_stem: weights not matched: {left or missing.unexpected_keys}')
+        load_except(target, source.state_dict(), lambda k: k.startswith(('stem.', 'merge.')))
