@@ -44,7 +44,9 @@ GEN4 = dict(seed=SEED, read_steps=0, tower_steps=0, align_steps=0, bind_steps=0,
 # threads (the older script name of tools.train), cam2-cam4 with 1. Rounds 5-9 were trials
 # from cam4 that did not ship (the model card says what each taught); cam10 is the tenth,
 # also from cam4, with a wider share of the tower's steps on whole scenes, colour weighted up
-# and the fresh cell heads warmed up on a frozen tower first.
+# and the fresh cell heads warmed up on a frozen tower first. cam11 repeats it at half the
+# tower's learning rate; cam12 then trains the decoder alone (tower frozen) with reading
+# weighted up, and makes the shipped weights.
 CAMERA_COMMON = dict(style='mix', read_steps=0, align_steps=0, bind_steps=0,
                      joint_tower_scale=0.3, joint_formats='1=0.4,2=0.55,5=0.05')
 CAMERA_ROUNDS = (  # name, init, threads, tower steps and lr, joint steps and lr, att, kinds
@@ -59,6 +61,12 @@ CAMERA_ROUNDS = (  # name, init, threads, tower steps and lr, joint steps and lr
     ('cam10', 'cam4', 2, 2300, 6e-4, 1500, 1e-4, 0.8,
      'text=0.3,color=0.3,presence=0.25,grounding=0.15',
      dict(tower_global_share=0.6, color_weight=2, head_warmup=300, seed=10010)),
+    ('cam11', 'cam10', 2, 1500, 3e-4, 1200, 1e-4, 0.8,  # round 10 again at half the tower lr
+     'text=0.3,color=0.3,presence=0.25,grounding=0.15',
+     dict(tower_global_share=0.6, color_weight=2, head_warmup=300, seed=11011)),
+    ('cam12', 'cam11', 2, 0, None, 1500, 1e-4, 0.8,  # tower frozen, reading weighted up
+     'text=0.45,color=0.25,presence=0.15,grounding=0.15',
+     dict(joint_tower_scale=0, joint_formats='1=0.3,2=0.65,5=0.05', seed=12012)),
 )
 
 
@@ -68,11 +76,11 @@ def camera_stage(name, init, threads, tower_steps, tower_lr, joint_steps, joint_
     weights to {out}."""
     work = '{work}/' + name
     out = '{out}' if last else work + '/model'
-    return Stage(name, TRAIN, dict(init_from='{work}/' + init + '/model', **CAMERA_COMMON,
-                                   threads=threads, work=work + '/train', out=out,
-                                   tower_steps=tower_steps, tower_lr=tower_lr,
-                                   joint_steps=joint_steps, joint_lr=joint_lr,
-                                   att_weight=att, kinds=kinds, **(extra or {})),
+    flags = dict(init_from='{work}/' + init + '/model', **CAMERA_COMMON, threads=threads,
+                 work=work + '/train', out=out, tower_steps=tower_steps, tower_lr=tower_lr,
+                 joint_steps=joint_steps, joint_lr=joint_lr, att_weight=att, kinds=kinds)
+    flags.update(extra or {})  # a round's own flags win over the common ones
+    return Stage(name, TRAIN, flags,
                  outputs=(out + '/config.json',),
                  note=f'camera round {name[3:]}' + (': the weights' if last else ''))
 
