@@ -232,17 +232,30 @@ def auroc(scores: Sequence[float], positives: Sequence[bool]) -> float:
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     if n_pos == 0 or n_neg == 0:
         return float('nan')
-    order = np.argsort(scores, kind='mergesort')
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    start = 0
-    while start < len(scores):  # average ranks over ties
-        end = start
-        while end + 1 < len(scores) and sorted_scores[end + 1] == sorted_scores[start]:
-            end += 1
-        ranks[order[start:end + 1]] = (start + end) / 2.0 + 1.0
-        start = end + 1
+    # Mann-Whitney: the positives' rank sum, tied scores sharing their mean rank.
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - (counts - 1) / 2.0
+    ranks = mean_rank[inverse]
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def auroc_interval(scores: Sequence[float], positives: Sequence[bool], resamples: int = 1000,
+                   level: float = 0.95, seed: int = 0) -> tuple[float, float] | None:
+    """A percentile bootstrap interval of `auroc`, positives and negatives resampled apart (so
+    every resample has both); None if a class is empty. With a handful of positives the
+    interval is wide, which is the point: it says how much one AUROC can be trusted."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(positives, dtype=bool)
+    pos, neg = scores[labels], scores[~labels]
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    flags = np.r_[np.ones(len(pos), bool), np.zeros(len(neg), bool)]
+    values = [auroc(np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))], flags)
+              for _ in range(resamples)]
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(values, [tail, 1.0 - tail])
+    return float(low), float(high)
 
 
 def _mean(values) -> float:
@@ -268,9 +281,9 @@ def summarize(policy: str, records: list[Record], gate: GateConfig,
     scored = [r for r in graded if r.result.first and r.result.first.gate]
     text_scored = [r for r in scored if r.question.kind == 'text']
 
-    def entropy_auroc(rows: list[Record]) -> float:
-        return auroc([r.result.first.gate.min_entropy for r in rows],
-                     [not r.first_correct for r in rows])
+    def entropy_auroc(rows: list[Record], measure=auroc):
+        return measure([r.result.first.gate.min_entropy for r in rows],
+                       [not r.first_correct for r in rows])
 
     results = [r.result for r in records]
     metrics = {
@@ -290,6 +303,10 @@ def summarize(policy: str, records: list[Record], gate: GateConfig,
                           for s in sorted({r.status for r in results})},
         'min_entropy_auroc': entropy_auroc(scored),
         'min_entropy_auroc_text': entropy_auroc(text_scored),
+        # Text answers from the global frame are rarely right, so this AUROC rests on a few
+        # of them: its 95% bootstrap interval says how far (null without both classes).
+        'min_entropy_auroc_text_ci95': entropy_auroc(text_scored, auroc_interval),
+        'n_first_right_text': sum(bool(r.first_correct) for r in text_scored),
         # Within one kind the gate must still tell right from wrong: an overall AUROC can be
         # high only because kinds differ in difficulty (issue 18 asks for both).
         'min_entropy_auroc_by_kind': {

@@ -54,10 +54,13 @@ def main(argv: list[str] | None = None) -> int:
               f'{m["uplink_bytes_mean"]:.0f} | {_pct(m["retransmission_rate"])} | '
               f'{m["llm_tokens_mean"]:.1f} | {_pct(m.get("roi_hit_rate_text"))} |')
     first = rows[0]
+    text = first['min_entropy_auroc_text']
+    interval = first.get('min_entropy_auroc_text_ci95')
     print(f'\nmin-entropy AUROC (wrong vs right global answers): overall '
           f'{first["min_entropy_auroc"]:.3f}, text questions '
-          + ('n/a' if first['min_entropy_auroc_text'] is None
-             else f'{first["min_entropy_auroc_text"]:.3f}'))
+          + ('n/a' if text is None else f'{text:.3f}')
+          + ('' if interval is None else f' (95% bootstrap interval {interval[0]:.2f}-'
+             f'{interval[1]:.2f}, {first["n_first_right_text"]} right global answers)'))
     within = first.get('min_entropy_auroc_by_kind') or {}
     if within:
         print('min-entropy AUROC within each kind: ' + ', '.join(

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from colvlm_bench.evaluate import FolderFrames, InProcessEdge, Record, auroc, summarize
+from colvlm_bench.evaluate import (FolderFrames, InProcessEdge, Record, auroc, auroc_interval,
+                                   summarize)
 from colvlm_bench.glyphvqa.questions import Question
 from colvlm_edge.global_encoder import GlobalEncoderConfig
 from colvlm_msgs.constants import Decision
@@ -24,6 +25,28 @@ def test_auroc_matches_hand_counts():
     assert auroc([1, 1], [True, False]) == pytest.approx(0.5)  # a tie counts half
     assert auroc([3, 2, 1], [True, True, False]) == pytest.approx(1.0)
     assert math.isnan(auroc([1, 2], [True, True]))
+
+
+def test_auroc_breaks_ties_across_many_scores_as_pair_counting_does():
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 5, 60).astype(float)  # many ties
+    labels = rng.random(60) < 0.3
+    pairs = [(p > n) + 0.5 * (p == n) for p in scores[labels] for n in scores[~labels]]
+    assert auroc(scores, labels) == pytest.approx(np.mean(pairs))
+
+
+def test_auroc_interval_is_wide_on_few_positives_and_narrow_on_many():
+    rng = np.random.default_rng(7)
+    def sample(n_pos):  # positives score higher on average, with overlap
+        scores = np.r_[rng.normal(1.0, 1.0, n_pos), rng.normal(0.0, 1.0, 200)]
+        return scores, np.r_[np.ones(n_pos, bool), np.zeros(200, bool)]
+    few, many = sample(6), sample(200)
+    low_few, high_few = auroc_interval(*few)
+    low_many, high_many = auroc_interval(*many)
+    assert low_few <= auroc(*few) <= high_few and low_many <= auroc(*many) <= high_many
+    assert high_few - low_few > 2 * (high_many - low_many)
+    assert auroc_interval(*few) == auroc_interval(*few)  # seeded: the same data, the same interval
+    assert auroc_interval([1.0, 2.0], [True, True]) is None
 
 
 def test_in_process_edge_counts_the_messages_it_would_send():
@@ -67,6 +90,8 @@ def test_summary_has_the_documented_keys_and_fractions():
     assert metrics['accuracy_by_kind'] == {'color': 1.0, 'text': 0.0}
     assert metrics['uplink_bytes_mean'] == 200 and metrics['threshold'] == 0.3
     assert metrics['min_entropy_auroc'] == 1.0  # the wrong answer is the unsure one
+    # One text question, wrong: no right text answer to rank against, so no interval.
+    assert metrics['min_entropy_auroc_text_ci95'] is None and metrics['n_first_right_text'] == 0
     assert metrics['roi_hit_rate'] is None  # no ViCrop box: reported as null, not NaN
 
 
