@@ -7,8 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from colvlm_bench.evaluate import (FolderFrames, InProcessEdge, Record, auroc, auroc_interval,
-                                   summarize)
+from colvlm_bench.evaluate import (
+    FolderFrames,
+    InProcessEdge,
+    Record,
+    auroc,
+    auroc_interval,
+    summarize,
+)
 from colvlm_bench.glyphvqa.questions import Question
 from colvlm_edge.global_encoder import GlobalEncoderConfig
 from colvlm_msgs.constants import Decision
