@@ -46,7 +46,8 @@ GEN4 = dict(seed=SEED, read_steps=0, tower_steps=0, align_steps=0, bind_steps=0,
 # also from cam4, with a wider share of the tower's steps on whole scenes, colour weighted up
 # and the fresh cell heads warmed up on a frozen tower first. cam11 repeats it at half the
 # tower's learning rate; cam12 then trains the decoder alone (tower frozen) with reading
-# weighted up, and makes the shipped weights.
+# weighted up. cam14 and cam15 repeat that pair from cam12 (colour weighted x3 in the tower
+# round); cam13 was a decoder-only trial that did not ship. cam15 makes the shipped weights.
 CAMERA_COMMON = dict(style='mix', read_steps=0, align_steps=0, bind_steps=0,
                      joint_tower_scale=0.3, joint_formats='1=0.4,2=0.55,5=0.05')
 CAMERA_ROUNDS = (  # name, init, threads, tower steps and lr, joint steps and lr, att, kinds
@@ -67,6 +68,12 @@ CAMERA_ROUNDS = (  # name, init, threads, tower steps and lr, joint steps and lr
     ('cam12', 'cam11', 2, 0, None, 1500, 1e-4, 0.8,  # tower frozen, reading weighted up
      'text=0.45,color=0.25,presence=0.15,grounding=0.15',
      dict(joint_tower_scale=0, joint_formats='1=0.3,2=0.65,5=0.05', seed=12012)),
+    ('cam14', 'cam12', 2, 1500, 3e-4, 1200, 1e-4, 0.8,  # cam11 again from cam12, colour x3
+     'text=0.3,color=0.3,presence=0.25,grounding=0.15',
+     dict(tower_global_share=0.6, color_weight=3, head_warmup=300, seed=14014)),
+    ('cam15', 'cam14', 2, 0, None, 1500, 1e-4, 0.8,  # cam12 again from cam14
+     'text=0.45,color=0.25,presence=0.15,grounding=0.15',
+     dict(joint_tower_scale=0, joint_formats='1=0.3,2=0.65,5=0.05', seed=15015)),
 )
 
 
