@@ -8,7 +8,8 @@ run: visual-token selection, speculative decoding, low precision.
 Builds a Glyph-VQA set (seed --seed) unless --data names one, then runs every variant through
 `Evaluator` / `TwoStagePipeline` (the server's own pipeline, policy --policy) with a backend
 loaded with that variant's settings. Variants run in turn, --rounds times, each round on a
-fresh evaluator (no memoised passes), so the machine's load falls on them alike; latencies
+fresh evaluator (no memoised passes) and in an order rotated by one each round (the first
+variant of a round tends to run slow), so the machine's load falls on them alike; latencies
 are the median over rounds of the per-query mean (model passes + ViCrop), accuracies those of
 the first round (greedy decoding is deterministic). Prints a table and writes
 OUT/results.json. No assertions: a benchmark reports, tests decide.
@@ -91,13 +92,19 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return args, names
 
 
+def round_order(names: list[str], round_index: int) -> list[str]:
+    """The variants of one round, rotated by the round's index so no variant always runs first."""
+    shift = round_index % len(names) if names else 0
+    return names[shift:] + names[:shift]
+
+
 def measure_variants(args, names: list[str], data, questions) -> dict[str, dict]:
     """Per variant: latency per round, and the first round's metrics, answers and tokens."""
     gate = GateConfig(threshold=float(SERVER_PARAMETERS.specs['gate.threshold'].default))
     backends = {name: load(args.model, VARIANTS[name][1]) for name in names}
     rows = {name: {'latencies': []} for name in names}
     for round_index in range(args.rounds):
-        for name in names:
+        for name in round_order(names, round_index):
             recording = Recording(backends[name])
             evaluator = Evaluator(recording, data, questions, progress=False)
             records = evaluator.run(args.policy, gate)
