@@ -5,7 +5,7 @@ An entropy threshold in nats is a property of one model (0.224 for the bundled t
 means nothing for LLaVA-1.5), and so are the attention layer and the RoI map that work best
 for it. A model folder may hold `colvlm.yaml`, a flat or nested mapping of these keys:
 
-    gate: {threshold: 0.224}     # nats, from `colvlm eval --calibrate` on that model
+    gate: {threshold: 0.224}      # nats, from `colvlm eval --calibrate` on that model
     vicrop: {method: att, layer: 1}
 
 A model without the file (a hub id, a folder without it) gets GENERIC: ViCrop's relative

@@ -8,8 +8,8 @@ run: visual-token selection, speculative decoding, low precision.
 Builds a Glyph-VQA set (seed --seed) unless --data names one, then runs every variant through
 `Evaluator` / `TwoStagePipeline` (the server's own pipeline, policy --policy) with a backend
 loaded with that variant's settings. Variants run in turn, --rounds times, each round on a
-fresh evaluator (no memoised passes) and in an order rotated by one each round (the first
-variant of a round tends to run slow), so the machine's load falls on them alike; latencies
+fresh evaluator (no memoised passes) and in an order rotated by one each round (no variant
+always takes the first slot), so the machine's load falls on them alike; latencies
 are the median over rounds of the per-query mean (model passes + ViCrop), accuracies those of
 the first round (greedy decoding is deterministic). Prints a table and writes
 OUT/results.json. No assertions: a benchmark reports, tests decide.

@@ -1,5 +1,5 @@
-"""tools.bench_accel runs its variants in an order rotated each round, so the slow first slot
-of a round does not always fall on the same variant (it once made `plain` look slowest)."""
+"""tools.bench_accel runs its variants in an order rotated each round, so no variant always
+takes a round's first slot and whatever load that slot carries."""
 
 from tools.bench_accel import round_order
 

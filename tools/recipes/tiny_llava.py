@@ -50,30 +50,38 @@ GEN4 = dict(seed=SEED, read_steps=0, tower_steps=0, align_steps=0, bind_steps=0,
 # round); cam13 was a decoder-only trial that did not ship. cam15 makes the shipped weights.
 CAMERA_COMMON = dict(style='mix', read_steps=0, align_steps=0, bind_steps=0,
                      joint_tower_scale=0.3, joint_formats='1=0.4,2=0.55,5=0.05')
+COLOUR_KINDS = 'text=0.3,color=0.3,presence=0.25,grounding=0.15'
+READ_KINDS = 'text=0.45,color=0.25,presence=0.15,grounding=0.15'
+
+
+def whole_scenes(color_weight: int, seed: int) -> dict:
+    """A tower round's own flags from cam10 on: more tower steps on whole scenes, colour
+    weighted up, the fresh cell heads warmed up on the frozen tower first."""
+    return dict(tower_global_share=0.6, color_weight=color_weight, head_warmup=300, seed=seed)
+
+
+def decoder_alone(seed: int) -> dict:
+    """A decoder-only round's own flags: the tower frozen in joint, two-image prompts up."""
+    return dict(joint_tower_scale=0, joint_formats='1=0.3,2=0.65,5=0.05', seed=seed)
+
+
 CAMERA_ROUNDS = (  # name, init, threads, tower steps and lr, joint steps and lr, att, kinds
     ('cam1', 'gen4-b', 2, 600, 5e-4, 3500, 3e-4, 0.5,
      'text=0.4,color=0.2,presence=0.2,grounding=0.2'),
     ('cam2', 'cam1', 1, 1500, 3e-4, 3000, 2e-4, 0.5,
      'text=0.35,color=0.25,presence=0.25,grounding=0.15'),
-    ('cam3', 'cam2', 1, 1000, 2e-4, 3000, 1.5e-4, 0.5,
-     'text=0.45,color=0.25,presence=0.15,grounding=0.15'),
+    ('cam3', 'cam2', 1, 1000, 2e-4, 3000, 1.5e-4, 0.5, READ_KINDS),
     ('cam4', 'cam3', 1, 500, 2e-4, 2500, 1e-4, 0.8,  # colour and presence weighted up
-     'text=0.3,color=0.3,presence=0.25,grounding=0.15'),
-    ('cam10', 'cam4', 2, 2300, 6e-4, 1500, 1e-4, 0.8,
-     'text=0.3,color=0.3,presence=0.25,grounding=0.15',
-     dict(tower_global_share=0.6, color_weight=2, head_warmup=300, seed=10010)),
+     COLOUR_KINDS),
+    ('cam10', 'cam4', 2, 2300, 6e-4, 1500, 1e-4, 0.8, COLOUR_KINDS, whole_scenes(2, 10010)),
     ('cam11', 'cam10', 2, 1500, 3e-4, 1200, 1e-4, 0.8,  # round 10 again at half the tower lr
-     'text=0.3,color=0.3,presence=0.25,grounding=0.15',
-     dict(tower_global_share=0.6, color_weight=2, head_warmup=300, seed=11011)),
+     COLOUR_KINDS, whole_scenes(2, 11011)),
     ('cam12', 'cam11', 2, 0, None, 1500, 1e-4, 0.8,  # tower frozen, reading weighted up
-     'text=0.45,color=0.25,presence=0.15,grounding=0.15',
-     dict(joint_tower_scale=0, joint_formats='1=0.3,2=0.65,5=0.05', seed=12012)),
+     READ_KINDS, decoder_alone(12012)),
     ('cam14', 'cam12', 2, 1500, 3e-4, 1200, 1e-4, 0.8,  # cam11 again from cam12, colour x3
-     'text=0.3,color=0.3,presence=0.25,grounding=0.15',
-     dict(tower_global_share=0.6, color_weight=3, head_warmup=300, seed=14014)),
+     COLOUR_KINDS, whole_scenes(3, 14014)),
     ('cam15', 'cam14', 2, 0, None, 1500, 1e-4, 0.8,  # cam12 again from cam14
-     'text=0.45,color=0.25,presence=0.15,grounding=0.15',
-     dict(joint_tower_scale=0, joint_formats='1=0.3,2=0.65,5=0.05', seed=15015)),
+     READ_KINDS, decoder_alone(15015)),
 )
 
 
