@@ -10,8 +10,9 @@ Every factor is a field of the frozen `CameraStyle`, with the range a scene draw
 |         |                                          | white-balance gain, a gradient/shadow |
 | clutter | backgrounds, clutter_items               | photo, colour texture or flat ground, |
 |         |                                          | strokes, lines and blobs of any colour |
-| fonts   | fonts, italic, stroke, text_rotation     | any Hershey font, italic, stroke      |
-|         |                                          | width, a small rotation of the text   |
+| fonts   | fonts, italic, stroke, text_rotation,    | any Hershey font, italic, stroke      |
+|         | truetype, typefaces                      | width, a small rotation of the text;  |
+|         |                                          | a share of signs in TrueType faces    |
 | warp    | warp_degrees                             | perspective tilt of the camera        |
 | blur    | defocus, motion                          | Gaussian defocus, linear motion smear |
 | noise   | noise_sigma                              | read + shot noise                     |
@@ -57,7 +58,7 @@ from colvlm_bench.glyphvqa.drawing import (
     ink_height,
     layout,
 )
-from colvlm_bench.glyphvqa.lettering import HERSHEY_FONTS, make_sign
+from colvlm_bench.glyphvqa.lettering import HERSHEY_FONTS, TYPEFACES, make_sign
 
 FACTORS = ('color', 'clutter', 'fonts', 'warp', 'blur', 'noise', 'jpeg')
 SEVERITIES = (1, 2, 3)
@@ -90,6 +91,10 @@ class CameraStyle:
     italic: float = 0.3  # chance of cv2.FONT_ITALIC
     stroke: Range = (0.06, 0.15)  # stroke width / ink height
     text_rotation: Range = (0.0, 6.0)  # degrees, either way
+    # Share of signs lettered in a TrueType face of `typefaces` (lettering.TYPEFACES) instead
+    # of a Hershey font. Off by default, so the style's seeds draw what they drew before it.
+    truetype: float = 0.0
+    typefaces: tuple[str, ...] = ('dejavu',)
     warp_degrees: Range = (0.0, 4.0)  # camera tilt, degrees
     defocus: Range = (0.0, 1.5)  # Gaussian sigma, px (capped by the text height)
     motion: Range = (0.0, 5.0)  # smear length, px (capped by the text height)
@@ -106,13 +111,16 @@ class CameraStyle:
             if field.type == 'Range' and not (len(value) == 2 and 0 <= value[0] <= value[1]):
                 raise ValueError(f'camera {field.name} must be a (low, high) range with '
                                  f'0 <= low <= high, got {value!r}')
-        for name in ('color_jitter', 'italic', 'png'):
+        for name in ('color_jitter', 'italic', 'png', 'truetype'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f'camera {name} must be in [0, 1], got {getattr(self, name)}')
         if not self.fonts or not self.backgrounds or not set(self.backgrounds) <= set(
                 BACKGROUNDS):
             raise ValueError(f'camera fonts must be non-empty and backgrounds among '
                              f'{BACKGROUNDS}, got {self.fonts!r}, {self.backgrounds!r}')
+        if not self.typefaces or not set(self.typefaces) <= set(TYPEFACES):
+            raise ValueError(f'camera typefaces must be a non-empty list among '
+                             f'{tuple(TYPEFACES)}, got {self.typefaces!r}')
         if not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
             raise ValueError(f'camera jpeg_quality must be within 1..100, '
                              f'got {self.jpeg_quality!r}')

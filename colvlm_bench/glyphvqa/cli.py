@@ -7,7 +7,8 @@ per view, the evidence of each question in one view (colvlm_bench/glyphvqa/views
 `--style camera` draws the camera-like style (colvlm_bench/glyphvqa/camera.py); with
 `--factors blur,noise` only those camera factors are on (the rest draw as clean), and with
 `--severity 1|2|3` each of them is narrowed to its mild, middle or severe third: one factor at
-one severity is a cell of the robustness table (tools/bench_robustness.py).
+one severity is a cell of the robustness table (tools/bench_robustness.py). `--truetype 0.5
+--typefaces stix` letters half of the signs in TrueType faces instead of Hershey fonts.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='with --style camera: narrow each factor on to its mild (1), '
                              'middle (2) or severe (3) third (default: its whole range), e.g. '
                              '--factors blur --severity 3 for one robustness-table cell')
+    parser.add_argument('--truetype', type=float, default=None, metavar='SHARE',
+                        help='with --style camera: the share of signs lettered in a TrueType '
+                             'face instead of a Hershey font (default: 0)')
+    parser.add_argument('--typefaces', default=None, metavar='LIST',
+                        help='with --truetype: the TrueType families, comma-separated among '
+                             'dejavu, stix, computer-modern (default: dejavu)')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace images/, questions.jsonl and style.json in a non-empty OUT')
 
@@ -64,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
             print(f'colvlm dataset: --views: {error}', file=sys.stderr)
             return 2
     try:
-        style = dataset_style(args.style, args.factors, args.severity)
+        style = dataset_style(args.style, args.factors, args.severity, args.truetype,
+                              args.typefaces)
     except ValueError as error:
         print(f'colvlm dataset: {error}', file=sys.stderr)
         return 2
@@ -116,21 +124,40 @@ def _write(out: Path, args: argparse.Namespace, views, style) -> tuple:
     return folder, [item.question for item in load_views_dataset(folder)], what
 
 
-def dataset_style(name: str, factors: str | None, severity: int | None):
-    """'clean', or the camera.CameraStyle that --style, --factors and --severity ask for;
-    ValueError naming the bad flag."""
+def dataset_style(name: str, factors: str | None, severity: int | None,
+                  truetype: float | None = None, typefaces: str | None = None):
+    """'clean', or the camera.CameraStyle that --style, --factors, --severity, --truetype and
+    --typefaces ask for; ValueError naming the bad flag."""
     if name == 'clean':
-        if factors is not None or severity is not None:
-            raise ValueError('--factors and --severity need --style camera')
+        if (factors, severity, truetype, typefaces) != (None,) * 4:
+            raise ValueError('--factors, --severity, --truetype and --typefaces need '
+                             '--style camera')
         return 'clean'
+    from dataclasses import replace
+
     from colvlm_bench.glyphvqa.camera import FACTORS, CameraStyle
+    from colvlm_bench.glyphvqa.lettering import TYPEFACES
     chosen = FACTORS if factors is None else [f.strip() for f in factors.split(',')
                                               if f.strip()]
     unknown = [f for f in chosen if f not in FACTORS]
     if unknown or not chosen:
         raise ValueError(f'--factors must be a comma list among {",".join(FACTORS)}, '
                          f'got {factors!r}')
-    return CameraStyle.only(chosen, severity)
+    style = CameraStyle.only(chosen, severity)
+    changes: dict = {}
+    if truetype is not None:
+        if not 0.0 <= truetype <= 1.0:
+            raise ValueError(f'--truetype must be a share in [0, 1], got {truetype:g}')
+        changes['truetype'] = truetype
+    if typefaces is not None:
+        names = tuple(n.strip() for n in typefaces.split(',') if n.strip())
+        if not names or not set(names) <= set(TYPEFACES):
+            raise ValueError(f'--typefaces must be a comma list among {",".join(TYPEFACES)}, '
+                             f'got {typefaces!r}')
+        changes['typefaces'] = names
+    if changes and 'fonts' not in style.factors:
+        raise ValueError('--truetype and --typefaces need the fonts factor on (--factors)')
+    return replace(style, **changes)
 
 
 def describe_style(style, severity: int | None) -> str:
@@ -138,5 +165,7 @@ def describe_style(style, severity: int | None) -> str:
     ' in the camera style (blur, noise) at severity 2'."""
     if style == 'clean':
         return ''
-    return (f' in the camera style ({", ".join(style.factors)})'
+    truetype = (f', {100 * style.truetype:g}% of signs in TrueType '
+                f'({", ".join(style.typefaces)})' if style.truetype else '')
+    return (f' in the camera style ({", ".join(style.factors)}{truetype})'
             + (f' at severity {severity}' if severity else ''))

@@ -1,13 +1,16 @@
-"""Sign lettering for the camera style: a sign's text in any Hershey font, italic or not, at
-a stroke width and a small rotation, sized so that its ink is 14-32 px tall.
+"""Sign lettering for the camera style: a sign's text in any Hershey font, italic or not, or in
+a TrueType face, at a stroke width and a small rotation, sized so that its ink is 14-32 px tall.
 
-It knows text and fonts, not scenes; the style's fonts, italic, stroke and text_rotation
-fields (camera.CameraStyle) say what to draw from.
+It knows text and fonts, not scenes; the style's fonts, italic, stroke, text_rotation,
+truetype and typefaces fields (camera.CameraStyle) say what to draw from. The TrueType faces
+are the ones matplotlib (a dependency) ships, so every install draws the same glyphs.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -26,6 +29,16 @@ HERSHEY_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERS
                  cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX,
                  cv2.FONT_HERSHEY_COMPLEX_SMALL, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
                  cv2.FONT_HERSHEY_SCRIPT_COMPLEX)
+# TrueType families (file names in matplotlib's mpl-data/fonts/ttf), drawn by Pillow. Their
+# glyphs differ from every Hershey font: a reader trained on Hershey text alone misreads them.
+TYPEFACES = {
+    'dejavu': tuple(f'DejaVu{family}{face}.ttf' for family in ('Sans', 'Serif', 'SansMono')
+                    for face in ('', '-Bold', '-Oblique' if family != 'Serif' else '-Italic')),
+    'stix': ('STIXGeneral.ttf', 'STIXGeneralBol.ttf', 'STIXGeneralItalic.ttf',
+             'STIXGeneralBolIta.ttf'),
+    'computer-modern': ('cmr10.ttf', 'cmss10.ttf', 'cmtt10.ttf', 'cmb10.ttf'),
+}
+_PX_PER_SCALE = 30.0  # a TrueType size (px) per Hershey scale unit: about the same cap height
 
 
 def make_sign(text_rng: np.random.Generator, rng: np.random.Generator,
@@ -41,15 +54,20 @@ def make_sign(text_rng: np.random.Generator, rng: np.random.Generator,
         font |= cv2.FONT_ITALIC
     stroke = rng.uniform(*style.stroke) if style else 0.1
     angle = rng.uniform(*style.text_rotation) * rng.choice((-1, 1)) if style else 0.0
+    render = text_alpha
+    # Drawn only when TrueType is on, so a style without it draws what it always drew.
+    if style and style.truetype > 0 and rng.random() < style.truetype:
+        faces = [face for family in style.typefaces for face in TYPEFACES[family]]
+        render = _truetype(faces[int(rng.integers(len(faces)))])
     low, high = TEXT_HEIGHT_RANGE
     for _ in range(100):
         target = int(rng.integers(low + 1, high))
         thickness = max(1, round(target * stroke))
         scale = target / 21.0
         for _ in range(2):  # fonts differ in size: measure and rescale
-            alpha = _rotated(text_alpha(text, font, scale, thickness), angle)
+            alpha = _rotated(render(text, font, scale, thickness), angle)
             scale *= target / ink_height(alpha)
-        alpha = _rotated(text_alpha(text, font, scale, thickness), angle)
+        alpha = _rotated(render(text, font, scale, thickness), angle)
         if low <= ink_height(alpha) <= high:
             break
     else:
@@ -58,6 +76,49 @@ def make_sign(text_rng: np.random.Generator, rng: np.random.Generator,
     margin_x = int(round(height * rng.uniform(0.3, 0.8))) + 2
     margin_y = int(round(height * rng.uniform(0.25, 0.6))) + 2
     return SignDraft(text, alpha, margin_x, margin_y)
+
+
+def typeface_file(name: str) -> Path:
+    """The path of one of TYPEFACES' files, in the installed matplotlib."""
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / 'fonts' / 'ttf' / name
+    if not path.is_file():
+        raise FileNotFoundError(f'TrueType face {name} is not in this matplotlib ({path})')
+    return path
+
+
+@lru_cache(maxsize=256)
+def _font(name: str, size: int):
+    from PIL import ImageFont
+
+    return ImageFont.truetype(str(typeface_file(name)), size)
+
+
+def _truetype(name: str):
+    """A renderer with text_alpha's arguments that letters in the TrueType face `name`: the
+    scale sets the size as for a Hershey font, the Hershey thickness adds up to two px of
+    outline (the face's own weight is the rest), the Hershey font number is not used."""
+    def render(text: str, _font_number: int, scale: float, thickness: int) -> np.ndarray:
+        return truetype_alpha(text, name, max(6, round(scale * _PX_PER_SCALE)),
+                              min(2, (thickness - 1) // 2))
+    return render
+
+
+def truetype_alpha(text: str, face: str, size: int, outline: int = 0) -> np.ndarray:
+    """`text` in the TrueType face `face` at `size` px with `outline` px of stroke, cropped to
+    its ink: `(h, w) uint8` coverage, 255 = full ink (as text_alpha)."""
+    from PIL import Image, ImageDraw
+
+    font = _font(face, int(size))
+    x0, y0, x1, y1 = font.getbbox(text, stroke_width=outline)
+    pad = 4 + outline
+    canvas = Image.new('L', (x1 - x0 + 2 * pad, y1 - y0 + 2 * pad), 0)
+    ImageDraw.Draw(canvas).text((pad - x0, pad - y0), text, font=font, fill=255,
+                                stroke_width=outline, stroke_fill=255)
+    alpha = np.asarray(canvas)
+    ys, xs = np.nonzero(alpha)
+    return alpha[ys.min():ys.max() + 1, xs.min():xs.max() + 1].copy()
 
 
 def _rotated(alpha: np.ndarray, degrees: float) -> np.ndarray:

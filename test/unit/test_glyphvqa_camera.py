@@ -22,8 +22,13 @@ from colvlm_bench.glyphvqa.colors import (
     nearest_color_name,
     sample_color,
 )
-from colvlm_bench.glyphvqa.lettering import HERSHEY_FONTS, make_sign
-from colvlm_bench.glyphvqa.scene import SHAPE_SIZE_RANGE, ink_height, render_scene
+from colvlm_bench.glyphvqa.lettering import HERSHEY_FONTS, TYPEFACES, make_sign, truetype_alpha
+from colvlm_bench.glyphvqa.scene import (
+    SHAPE_SIZE_RANGE,
+    TEXT_ALPHABET,
+    ink_height,
+    render_scene,
+)
 
 # sha256 of the image bytes of clean scenes, taken before the camera style existed.
 CLEAN_HASHES = {
@@ -162,6 +167,34 @@ def test_signs_use_every_hershey_font_and_the_ink_height_range():
     assert style.jpeg_quality == (40, 95) and 0 < style.png < 1
 
 
+@pytest.mark.parametrize('family', sorted(TYPEFACES))
+def test_every_typeface_letters_every_character_apart(family):
+    for face in TYPEFACES[family]:
+        glyphs = {char: truetype_alpha(char, face, 28) for char in TEXT_ALPHABET}
+        assert min(ink_height(alpha) for alpha in glyphs.values()) >= 10, face
+        # A face without a glyph draws the same box for every missing character.
+        assert len({(a.shape, a.tobytes()) for a in glyphs.values()}) == len(glyphs), face
+
+
+def test_truetype_signs_keep_the_ink_height_range_and_other_glyphs():
+    rng = np.random.default_rng(5)
+    style = CameraStyle(truetype=1.0, typefaces=('stix', 'computer-modern'))
+    heights = [ink_height(make_sign(rng, rng, style).alpha) for _ in range(40)]
+    assert min(heights) >= 14 and max(heights) <= 32
+    truetype = make_sign(np.random.default_rng(3), np.random.default_rng(3), style)
+    hershey = make_sign(np.random.default_rng(3), np.random.default_rng(3), CameraStyle())
+    assert truetype.text == hershey.text
+    assert truetype.alpha.tobytes() != hershey.alpha.tobytes()
+
+
+def test_truetype_off_draws_what_the_style_always_drew():
+    # With a zero share no random number is drawn for it, so every seed keeps its scene.
+    off = CameraStyle(truetype=0.0, typefaces=('stix',))
+    for seed in (2, 9):
+        assert _sha(render_scene(np.random.default_rng(seed), style=off).image) == \
+            _sha(render_scene(np.random.default_rng(seed), style='camera').image)
+
+
 def test_sizes_come_at_several_aspect_ratios(camera_scenes):
     ratios = {(scene.width / scene.height) for scene in camera_scenes}
     named = {across / down for across, down in ASPECT_RATIOS}
@@ -217,6 +250,8 @@ def test_severity_orders_the_ranges():
     ({'jpeg_quality': (40, 120)}, 'jpeg_quality'),
     ({'italic': 2.0}, 'italic'),
     ({'backgrounds': ('sky',)}, 'backgrounds'),
+    ({'truetype': 1.5}, 'truetype'),
+    ({'typefaces': ('arial',)}, 'typefaces'),
 ])
 def test_bad_styles_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -261,6 +296,10 @@ def test_cli_writes_a_loadable_set_in_each_style_the_same_for_the_same_seed(tmp_
     (['--factors', 'blur'], '--factors'),
     (['--style', 'camera', '--factors', 'blur,zoom'], '--factors'),
     (['--style', 'camera', '--views', 'front,left'], '--views'),
+    (['--truetype', '0.5'], '--truetype'),
+    (['--style', 'camera', '--truetype', '1.5'], '--truetype'),
+    (['--style', 'camera', '--typefaces', 'arial'], '--typefaces'),
+    (['--style', 'camera', '--factors', 'blur', '--truetype', '0.5'], '--truetype'),
 ])
 def test_cli_rejects_bad_style_flags_in_one_line(tmp_path, capsys, flags, culprit):
     out = tmp_path / 'x'
@@ -268,3 +307,14 @@ def test_cli_rejects_bad_style_flags_in_one_line(tmp_path, capsys, flags, culpri
     error = capsys.readouterr().err.strip()
     assert error.startswith('colvlm dataset:') and culprit in error and '\n' not in error
     assert not (out / 'questions.jsonl').exists()
+
+
+def test_cli_truetype_sets_are_reproducible_and_say_their_faces(tmp_path, capsys):
+    runs = [tmp_path / 'a', tmp_path / 'b']
+    for out in runs:
+        assert main(['dataset', 'glyphvqa', str(out), '--n-images', '2', '--seed', '4',
+                     '--style', 'camera', '--truetype', '1', '--typefaces', 'stix']) == 0
+    assert '100% of signs in TrueType (stix)' in capsys.readouterr().out
+    assert _folder_digest(runs[0]) == _folder_digest(runs[1])
+    camera = json.loads((runs[0] / 'style.json').read_text())['camera']
+    assert camera['truetype'] == 1.0 and camera['typefaces'] == ['stix']

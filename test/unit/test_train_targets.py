@@ -51,6 +51,26 @@ def test_a_clean_pool_draws_the_renderers_default_scenes():
     assert np.array_equal(pool.slots[0].scene.image, render_scene(rng).image)
 
 
+def test_truetype_flags_give_the_camera_scenes_their_style(capsys):
+    from colvlm_bench.glyphvqa.scene import render_scene
+    from tools.train.__main__ import parse_args
+    from tools.train.data import camera_style
+
+    assert camera_style(parse_args(['--style', 'mix'])) is None  # CameraStyle() as it was
+    style = camera_style(parse_args(['--style', 'mix', '--truetype', '0.5', '--typefaces',
+                                     'dejavu,stix']))
+    assert style.truetype == 0.5 and style.typefaces == ('dejavu', 'stix')
+    pool = ScenePool(1234, 0, 2, 128, 8, 'camera', style)
+    pool.advance_to(1)
+    rng = np.random.default_rng(np.random.SeedSequence([1234, 7919, 0, 0]))
+    assert np.array_equal(pool.slots[0].scene.image, render_scene(rng, style=style).image)
+    for bad, culprit in ((['--truetype', '2'], '--truetype'),
+                         (['--truetype', '0.5', '--typefaces', 'arial'], '--typefaces')):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+        assert culprit in capsys.readouterr().err
+
+
 def test_the_flags_name_a_stop_and_a_style_or_the_bad_value(capsys):
     from tools.train.__main__ import parse_args
 

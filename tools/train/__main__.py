@@ -137,6 +137,12 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--style', choices=STYLES, default='clean',
                         help="the scenes' look: the renderer's clean one, camera-like "
                              'variation, or mix (every other scene camera-like)')
+    parser.add_argument('--truetype', type=float, default=0.0, metavar='SHARE',
+                        help='camera-like scenes: the share of signs lettered in a TrueType '
+                             'face instead of a Hershey font (default: 0)')
+    parser.add_argument('--typefaces', default='dejavu', metavar='LIST',
+                        help='the TrueType families for --truetype, comma-separated '
+                             '(colvlm_bench.glyphvqa.lettering.TYPEFACES; default: dejavu)')
     parser.add_argument('--pool', type=int, default=256, help='scenes kept for reuse')
     parser.add_argument('--pool-fill', type=int, default=64, help='scenes before step 1')
     parser.add_argument('--refresh', type=int, default=4, help='new scenes per step')
@@ -169,6 +175,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--smoke', action='store_true',
                         help='a few steps of each stage on a small pool (for tests)')
     args = parser.parse_args(argv)
+    from .data import camera_style
+    try:
+        camera_style(args)  # a bad --truetype or --typefaces fails here, not mid-run
+    except ValueError as error:
+        parser.error(str(error))
     if args.smoke:
         args.read_steps, args.tower_steps, args.align_steps, args.joint_steps = 2, 3, 3, 4
         args.bind_steps = 2

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from colvlm_bench.glyphvqa.camera import CameraStyle
 from colvlm_bench.glyphvqa.scene import (
     COLORS,
     FONTS,
@@ -177,15 +178,30 @@ def text_page(rng: np.random.Generator, size: int, grid: int, quality: int) -> V
                 np.full((grid, grid, SLOTS), IGNORE, np.int64), local)
 
 
+def camera_style(args) -> CameraStyle | None:
+    """The camera-like scenes' style the flags ask for: None (CameraStyle() as it is) unless
+    --truetype letters some signs in TrueType faces; ValueError naming a bad flag."""
+    if not args.truetype:
+        return None
+    if not 0.0 < args.truetype <= 1.0:
+        raise ValueError(f'--truetype must be a share in [0, 1], got {args.truetype:g}')
+    names = tuple(n.strip() for n in args.typefaces.split(',') if n.strip())
+    try:
+        return CameraStyle(truetype=args.truetype, typefaces=names)
+    except ValueError as error:
+        raise ValueError(f'--typefaces: {error}') from None
+
+
 class ScenePool:
     """A ring of recent scenes, each reused by several samples; scene n is seeded by n alone."""
 
     def __init__(self, seed: int, stage: int, capacity: int, size: int, grid: int,
-                 style: str = 'clean') -> None:
+                 style: str = 'clean', camera: CameraStyle | None = None) -> None:
         if style not in STYLES:
             raise ValueError(f'style must be one of {STYLES}, got {style!r}')
         self.seed, self.stage, self.capacity = seed, stage, capacity
         self.size, self.grid, self.style = size, grid, style
+        self.camera = camera  # the camera-like scenes' style; None: CameraStyle()
         self.slots: list[SceneViews | None] = [None] * capacity
         self.rendered = 0
 
@@ -201,7 +217,8 @@ class ScenePool:
         style = self.scene_style(index)
         # 'clean' is the renderer's default: leaving the keyword out keeps the clean streams
         # bit-equal with the ones the bundled model was trained on.
-        scene = render_scene(rng) if style == 'clean' else render_scene(rng, style=style)
+        scene = (render_scene(rng) if style == 'clean' else
+                 render_scene(rng, style=self.camera or style))
         return SceneViews(scene, self.size, self.grid, int(rng.integers(50, 96)))
 
     def advance_to(self, scenes: int) -> None:

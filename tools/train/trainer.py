@@ -23,7 +23,7 @@ from colvlm_models import tiny_vlm
 from colvlm_models.glyph_tower import GlyphTowerConfig
 from colvlm_server.vicrop import choose_layer
 
-from .data import STREAMS, ScenePool, View, text_page
+from .data import STREAMS, ScenePool, View, camera_style, text_page
 from .export import export_model
 from .prompts import FORMATS, PromptEncoder, build_sample, pixel_batch
 from .targets import CellHeads, attention_loss
@@ -192,7 +192,7 @@ class Trainer:
         a = self.args
         stream = STREAMS[name]
         pool = ScenePool(a.seed, stream, a.pool, self.tower_config.image_size, self.grid,
-                         a.style)
+                         a.style, camera_style(a))
         pool.advance_to(a.pool_fill + self.state['step'] * a.refresh)
         self.model.train(name not in ('read', 'tower'))
         self.tower.train()
