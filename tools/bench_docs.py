@@ -88,17 +88,23 @@ def root_missing() -> str | None:
 
 
 def expand(command: tuple[str, ...], out: Path, python: str = 'python',
-           colvlm: str = 'colvlm') -> list[str]:
-    return [part.format(out=out, python=python, colvlm=colvlm) for part in command]
+           colvlm: tuple[str, ...] = ('colvlm',)) -> list[str]:
+    argv: list[str] = []
+    for part in command:
+        if part == '{colvlm}':
+            argv += colvlm
+        else:
+            argv.append(part.format(out=out, python=python))
+    return argv
 
 
-def environment() -> tuple[str, str]:
-    """This interpreter, and the colvlm command installed beside it."""
-    colvlm = Path(sys.executable).with_name('colvlm')
-    if not colvlm.exists():
-        raise FileNotFoundError(f'{colvlm} is missing: install colvlm into this environment '
-                                '(bash tools/dev.sh does)')
-    return sys.executable, str(colvlm)
+def environment() -> tuple[str, tuple[str, ...]]:
+    """This interpreter, and how to call colvlm with it: the command installed beside it (a
+    venv), else its module (a colcon workspace puts the command elsewhere)."""
+    script = Path(sys.executable).with_name('colvlm')
+    if script.exists():
+        return sys.executable, (str(script),)
+    return sys.executable, (sys.executable, '-m', 'colvlm_bench.cli')
 
 
 def pick(only: str | None) -> list[Step]:
@@ -113,7 +119,8 @@ def pick(only: str | None) -> list[Step]:
     return [known[name] for name in names]
 
 
-def run_step(step: Step, out: Path, python: str, colvlm: str) -> tuple[str, float]:
+def run_step(step: Step, out: Path, python: str,
+             colvlm: tuple[str, ...]) -> tuple[str, float]:
     """('ok' | 'failed: ...' | 'skipped: ...', seconds); output goes to <out>/<step>.log."""
     if step.needs_root and (reason := root_missing()):
         return f'skipped: {reason}', 0.0
@@ -151,11 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             for command in step.commands:
                 print('  ' + shlex.join(expand(command, args.out)))
         return 0
-    try:
-        python, colvlm = environment()
-    except FileNotFoundError as error:
-        print(f'bench: {error}', file=sys.stderr)
-        return 2
+    python, colvlm = environment()
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for step in steps:

@@ -11,14 +11,14 @@ import pytest
 
 from tools import bench_docs
 
-COLVLM = Path(sys.executable).with_name('colvlm')
+COLVLM = (sys.executable, '-m', 'colvlm_bench.cli')  # as environment() falls back to it
 
 
 def _help(argv: list[str]) -> str:
     """The --help text of a step's command (the subcommand's, for colvlm)."""
     if argv[0] == 'colvlm':
         words = [w for w in argv[1:3] if not w.startswith(('-', 'out/'))]
-        command = [str(COLVLM), *words]
+        command = [*COLVLM, *words]
     else:
         command = [sys.executable, '-m', argv[2]]
     done = subprocess.run([*command, '--help'], capture_output=True, text=True, timeout=120,
@@ -53,6 +53,15 @@ def test_list_prints_each_step_and_runs_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_colvlm_is_the_venv_command_or_else_its_module(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, 'executable', str(tmp_path / 'python'))
+    assert bench_docs.environment()[1] == (str(tmp_path / 'python'), '-m', 'colvlm_bench.cli')
+    (tmp_path / 'colvlm').touch()
+    assert bench_docs.environment()[1] == (str(tmp_path / 'colvlm'),)
+    assert bench_docs.expand(('{colvlm}', 'eval', '{out}/d'), Path('o'), 'py', ('a', 'b')) == \
+        ['a', 'b', 'eval', 'o/d']
+
+
 def test_only_picks_in_the_given_order_and_names_unknown_steps():
     assert [s.name for s in bench_docs.pick('views,accel')] == ['views', 'accel']
     with pytest.raises(ValueError, match=r'unknown step\(s\) nope; the steps are heldout'):
@@ -64,7 +73,7 @@ def test_a_failing_command_stops_its_step_and_is_logged(tmp_path):
         ('{python}', '-c', 'print("first")'),
         ('{python}', '-c', 'import sys; sys.exit(3)'),
         ('{python}', '-c', 'print("never")')))
-    outcome, _ = bench_docs.run_step(step, tmp_path, sys.executable, str(COLVLM))
+    outcome, _ = bench_docs.run_step(step, tmp_path, sys.executable, COLVLM)
     assert outcome.startswith('failed: exit 3 from python -c')
     log = (tmp_path / 'probe.log').read_text()
     assert 'first' in log and 'never' not in log
@@ -74,7 +83,7 @@ def test_a_root_step_without_root_is_skipped_with_the_reason(tmp_path, monkeypat
     monkeypatch.setattr(bench_docs, 'root_missing', lambda: 'needs root (test)')
     step = bench_docs.Step('link', 'nowhere', (('{python}', '-c', 'raise SystemExit(9)'),),
                            needs_root=True)
-    assert bench_docs.run_step(step, tmp_path, sys.executable, str(COLVLM)) == \
+    assert bench_docs.run_step(step, tmp_path, sys.executable, COLVLM) == \
         ('skipped: needs root (test)', 0.0)
     assert not (tmp_path / 'link.log').exists()
 
@@ -85,7 +94,7 @@ def test_main_runs_the_picked_steps_and_sums_them_up(tmp_path, monkeypatch, caps
         bench_docs.Step('broken', 'a page', (('{python}', '-c', 'raise SystemExit(4)'),)),
         bench_docs.Step('link', 'a page', (('{python}', '-c', 'print(2)'),), needs_root=True)))
     monkeypatch.setattr(bench_docs, 'root_missing', lambda: 'needs root (test)')
-    monkeypatch.setattr(bench_docs, 'environment', lambda: (sys.executable, str(COLVLM)))
+    monkeypatch.setattr(bench_docs, 'environment', lambda: (sys.executable, COLVLM))
     assert bench_docs.main(['--out', str(tmp_path / 'b')]) == 1
     out = capsys.readouterr().out
     assert 'bench: 1 ok, 1 failed, 1 skipped' in out
