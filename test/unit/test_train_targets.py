@@ -4,7 +4,7 @@ view's token grid; and the scene pool's style, which picks the renderer's look p
 import numpy as np
 import pytest
 
-from tools.train.data import ScenePool
+from tools.train.data import ScenePool, text_page
 from tools.train.targets import target_cells
 
 
@@ -113,3 +113,19 @@ def test_the_colour_weight_scales_only_the_colour_heads_loss():
                 + heads.text_weight * (stats['text'] + stats['local']))
     assert total.item() == pytest.approx(expected, rel=1e-5)
     assert stats['color'] > 0
+
+
+def test_text_pages_letter_truetype_lines_only_when_asked():
+    from tools.train.data import IGNORE
+
+    plain = text_page(np.random.default_rng(3), 128, 8, 90)
+    zero = text_page(np.random.default_rng(3), 128, 8, 90, 0.0, ('DejaVuSans.ttf',))
+    assert np.array_equal(plain.pixels, zero.pixels) and np.array_equal(plain.local, zero.local)
+    page = text_page(np.random.default_rng(3), 128, 8, 90, 1.0, ('DejaVuSerif.ttf',))
+    assert not np.array_equal(page.pixels, plain.pixels)
+    labelled = np.argwhere(page.local != IGNORE)
+    assert len(labelled) >= 8
+    # Every labelled cell holds ink: its pixels are not all the background's.
+    spread = [np.ptp(page.pixels[r * 16:(r + 1) * 16, c * 16:(c + 1) * 16].astype(int))
+              for r, c in labelled]
+    assert min(spread) >= 40

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from colvlm_bench.glyphvqa.camera import CameraStyle
+from colvlm_bench.glyphvqa.lettering import TYPEFACES, truetype_alpha
 from colvlm_bench.glyphvqa.scene import (
     COLORS,
     FONTS,
@@ -37,6 +38,7 @@ IGNORE = -100
 # Each stage draws from its own seeded stream; the ids stay fixed as stages are added.
 STREAMS = {'tower': 0, 'align': 1, 'joint': 2, 'read': 3, 'bind': 4}
 PAGE_TEXT_PX = (8, 32)  # character heights on the read stage's text pages, view px
+_TRUETYPE_SIZE_PER_PX = 1.4  # a TrueType size per px of capital height (then resized exact)
 STYLES = ('clean', 'camera', 'mix')  # scene looks: the renderer's two, or half each
 
 
@@ -144,9 +146,12 @@ class SceneViews:
                 for b in tile_boxes(self.scene.width, self.scene.height)]
 
 
-def text_page(rng: np.random.Generator, size: int, grid: int, quality: int) -> View:
+def text_page(rng: np.random.Generator, size: int, grid: int, quality: int,
+              truetype: float = 0.0, faces: tuple[str, ...] = ()) -> View:
     """A view full of text lines in one ink on one background, characters drawn one by one so
-    that the character under every cell centre is known; other cells and labels IGNORE."""
+    that the character under every cell centre is known; other cells and labels IGNORE. With
+    `truetype` > 0 that share of the lines is lettered in one of `faces` (TrueType files of
+    lettering.TYPEFACES) instead of a clean Hershey font."""
     background = rng.integers(0, 256, 3)
     dark = background.mean() > 128
     ink = tuple(int(v) for v in (rng.integers(0, 70, 3) if dark else rng.integers(186, 256, 3)))
@@ -161,13 +166,19 @@ def text_page(rng: np.random.Generator, size: int, grid: int, quality: int) -> V
             break
         font = FONTS[int(rng.integers(len(FONTS)))]
         scale, thickness = height / 21.0, max(1, round(height / 10))
+        # Drawn only with TrueType on, so the pages without it are the ones they always were.
+        face = (faces[int(rng.integers(len(faces)))]
+                if truetype > 0 and faces and rng.random() < truetype else None)
         rows = np.nonzero((centres >= y) & (centres < y + height))[0]
         x = int(rng.integers(-height // 2, size // 5))
         while x < size:
             char = int(rng.integers(len(TEXT_ALPHABET)))
-            (width, _), _ = cv2.getTextSize(TEXT_ALPHABET[char], font, scale, thickness)
-            cv2.putText(pixels, TEXT_ALPHABET[char], (x, y + height), font, scale, ink,
-                        thickness, cv2.LINE_AA)
+            if face is None:
+                (width, _), _ = cv2.getTextSize(TEXT_ALPHABET[char], font, scale, thickness)
+                cv2.putText(pixels, TEXT_ALPHABET[char], (x, y + height), font, scale, ink,
+                            thickness, cv2.LINE_AA)
+            else:
+                width = _paste_glyph(pixels, TEXT_ALPHABET[char], face, x, y, height, ink)
             cols = np.nonzero((centres >= x) & (centres < x + width))[0]
             local[rows[:, None], cols[None, :]] = char
             x += width + int(rng.integers(1, max(2, height // 3)))
@@ -190,6 +201,32 @@ def camera_style(args) -> CameraStyle | None:
         return CameraStyle(truetype=args.truetype, typefaces=names)
     except ValueError as error:
         raise ValueError(f'--typefaces: {error}') from None
+
+
+def _paste_glyph(pixels: np.ndarray, char: str, face: str, x: int, y: int, height: int,
+                 ink: tuple[int, ...]) -> int:
+    """Blend `char` in TrueType `face`, its ink `height` px tall, with its ink's bottom at
+    y + height and its left at x (clipped to the page); its width in px."""
+    alpha = truetype_alpha(char, face, max(6, round(height * _TRUETYPE_SIZE_PER_PX)))
+    if alpha.shape[0] != height:
+        alpha = cv2.resize(alpha, (max(1, round(alpha.shape[1] * height / alpha.shape[0])),
+                                   height), interpolation=cv2.INTER_AREA)
+    h, w = alpha.shape
+    size_y, size_x = pixels.shape[:2]
+    x0, x1, y0, y1 = max(x, 0), min(x + w, size_x), max(y, 0), min(y + h, size_y)
+    if x0 < x1 and y0 < y1:
+        cover = alpha[y0 - y:y1 - y, x0 - x:x1 - x, None].astype(np.float32) / 255.0
+        region = pixels[y0:y1, x0:x1].astype(np.float32)
+        pixels[y0:y1, x0:x1] = np.rint(region * (1 - cover)
+                                       + np.float32(ink) * cover).astype(np.uint8)
+    return w
+
+
+def page_faces(style: CameraStyle | None) -> tuple[str, ...]:
+    """The TrueType files a text page may use under `style` (none without one)."""
+    if style is None:
+        return ()
+    return tuple(face for family in style.typefaces for face in TYPEFACES[family])
 
 
 class ScenePool:
