@@ -57,7 +57,7 @@ def make_sign(text_rng: np.random.Generator, rng: np.random.Generator,
     render = text_alpha
     # Drawn only when TrueType is on, so a style without it draws what it always drew.
     if style and style.truetype > 0 and rng.random() < style.truetype:
-        faces = [face for family in style.typefaces for face in TYPEFACES[family]]
+        faces = typeface_files(style.typefaces)
         render = _truetype(faces[int(rng.integers(len(faces)))])
     low, high = TEXT_HEIGHT_RANGE
     for _ in range(100):
@@ -76,6 +76,21 @@ def make_sign(text_rng: np.random.Generator, rng: np.random.Generator,
     margin_x = int(round(height * rng.uniform(0.3, 0.8))) + 2
     margin_y = int(round(height * rng.uniform(0.25, 0.6))) + 2
     return SignDraft(text, alpha, margin_x, margin_y)
+
+
+def typeface_files(families) -> tuple[str, ...]:
+    """Every file of the TYPEFACES families named, in order."""
+    return tuple(face for family in families for face in TYPEFACES[family])
+
+
+def truetype_ink(text: str, face: str, height: int) -> np.ndarray:
+    """`text` in the TrueType face `face`, its ink exactly `height` px tall (rendered at about
+    that size, then resized): `(height, w) uint8` coverage, as text_alpha."""
+    alpha = truetype_alpha(text, face, max(6, round(height * _PX_PER_SCALE / 21.0)))
+    if alpha.shape[0] == height:
+        return alpha
+    width = max(1, round(alpha.shape[1] * height / alpha.shape[0]))
+    return cv2.resize(alpha, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def typeface_file(name: str) -> Path:

@@ -116,12 +116,14 @@ def test_the_colour_weight_scales_only_the_colour_heads_loss():
 
 
 def test_text_pages_letter_truetype_lines_only_when_asked():
+    from colvlm_bench.glyphvqa.camera import CameraStyle
     from tools.train.data import IGNORE
 
     plain = text_page(np.random.default_rng(3), 128, 8, 90)
-    zero = text_page(np.random.default_rng(3), 128, 8, 90, 0.0, ('DejaVuSans.ttf',))
+    zero = text_page(np.random.default_rng(3), 128, 8, 90, CameraStyle(typefaces=('stix',)))
     assert np.array_equal(plain.pixels, zero.pixels) and np.array_equal(plain.local, zero.local)
-    page = text_page(np.random.default_rng(3), 128, 8, 90, 1.0, ('DejaVuSerif.ttf',))
+    page = text_page(np.random.default_rng(3), 128, 8, 90,
+                     CameraStyle(truetype=1.0, typefaces=('dejavu',)))
     assert not np.array_equal(page.pixels, plain.pixels)
     labelled = np.argwhere(page.local != IGNORE)
     assert len(labelled) >= 8

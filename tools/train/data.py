@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 from colvlm_bench.glyphvqa.camera import CameraStyle
-from colvlm_bench.glyphvqa.lettering import TYPEFACES, truetype_alpha
+from colvlm_bench.glyphvqa.cli import dataset_style
+from colvlm_bench.glyphvqa.lettering import truetype_ink, typeface_files
 from colvlm_bench.glyphvqa.scene import (
     COLORS,
     FONTS,
@@ -38,7 +39,6 @@ IGNORE = -100
 # Each stage draws from its own seeded stream; the ids stay fixed as stages are added.
 STREAMS = {'tower': 0, 'align': 1, 'joint': 2, 'read': 3, 'bind': 4}
 PAGE_TEXT_PX = (8, 32)  # character heights on the read stage's text pages, view px
-_TRUETYPE_SIZE_PER_PX = 1.4  # a TrueType size per px of capital height (then resized exact)
 STYLES = ('clean', 'camera', 'mix')  # scene looks: the renderer's two, or half each
 
 
@@ -147,11 +147,13 @@ class SceneViews:
 
 
 def text_page(rng: np.random.Generator, size: int, grid: int, quality: int,
-              truetype: float = 0.0, faces: tuple[str, ...] = ()) -> View:
+              camera: CameraStyle | None = None) -> View:
     """A view full of text lines in one ink on one background, characters drawn one by one so
-    that the character under every cell centre is known; other cells and labels IGNORE. With
-    `truetype` > 0 that share of the lines is lettered in one of `faces` (TrueType files of
-    lettering.TYPEFACES) instead of a clean Hershey font."""
+    that the character under every cell centre is known; other cells and labels IGNORE. With a
+    `camera` style whose `truetype` share is on, that share of the lines is lettered in one of
+    its typefaces instead of a clean Hershey font."""
+    truetype = camera.truetype if camera else 0.0
+    faces = typeface_files(camera.typefaces) if truetype > 0 else ()
     background = rng.integers(0, 256, 3)
     dark = background.mean() > 128
     ink = tuple(int(v) for v in (rng.integers(0, 70, 3) if dark else rng.integers(186, 256, 3)))
@@ -168,7 +170,7 @@ def text_page(rng: np.random.Generator, size: int, grid: int, quality: int,
         scale, thickness = height / 21.0, max(1, round(height / 10))
         # Drawn only with TrueType on, so the pages without it are the ones they always were.
         face = (faces[int(rng.integers(len(faces)))]
-                if truetype > 0 and faces and rng.random() < truetype else None)
+                if truetype > 0 and rng.random() < truetype else None)
         rows = np.nonzero((centres >= y) & (centres < y + height))[0]
         x = int(rng.integers(-height // 2, size // 5))
         while x < size:
@@ -191,26 +193,18 @@ def text_page(rng: np.random.Generator, size: int, grid: int, quality: int,
 
 def camera_style(args) -> CameraStyle | None:
     """The camera-like scenes' style the flags ask for: None (CameraStyle() as it is) unless
-    --truetype letters some signs in TrueType faces; ValueError naming a bad flag."""
+    --truetype letters some signs in TrueType faces; ValueError naming a bad flag (the
+    dataset command's checks)."""
     if not args.truetype:
         return None
-    if not 0.0 < args.truetype <= 1.0:
-        raise ValueError(f'--truetype must be a share in [0, 1], got {args.truetype:g}')
-    names = tuple(n.strip() for n in args.typefaces.split(',') if n.strip())
-    try:
-        return CameraStyle(truetype=args.truetype, typefaces=names)
-    except ValueError as error:
-        raise ValueError(f'--typefaces: {error}') from None
+    return dataset_style('camera', None, None, args.truetype, args.typefaces)
 
 
 def _paste_glyph(pixels: np.ndarray, char: str, face: str, x: int, y: int, height: int,
                  ink: tuple[int, ...]) -> int:
     """Blend `char` in TrueType `face`, its ink `height` px tall, with its ink's bottom at
     y + height and its left at x (clipped to the page); its width in px."""
-    alpha = truetype_alpha(char, face, max(6, round(height * _TRUETYPE_SIZE_PER_PX)))
-    if alpha.shape[0] != height:
-        alpha = cv2.resize(alpha, (max(1, round(alpha.shape[1] * height / alpha.shape[0])),
-                                   height), interpolation=cv2.INTER_AREA)
+    alpha = truetype_ink(char, face, height)
     h, w = alpha.shape
     size_y, size_x = pixels.shape[:2]
     x0, x1, y0, y1 = max(x, 0), min(x + w, size_x), max(y, 0), min(y + h, size_y)
@@ -220,13 +214,6 @@ def _paste_glyph(pixels: np.ndarray, char: str, face: str, x: int, y: int, heigh
         pixels[y0:y1, x0:x1] = np.rint(region * (1 - cover)
                                        + np.float32(ink) * cover).astype(np.uint8)
     return w
-
-
-def page_faces(style: CameraStyle | None) -> tuple[str, ...]:
-    """The TrueType files a text page may use under `style` (none without one)."""
-    if style is None:
-        return ()
-    return tuple(face for family in style.typefaces for face in TYPEFACES[family])
 
 
 class ScenePool:

@@ -23,7 +23,7 @@ from colvlm_models import tiny_vlm
 from colvlm_models.glyph_tower import GlyphTowerConfig
 from colvlm_server.vicrop import choose_layer
 
-from .data import STREAMS, ScenePool, View, camera_style, page_faces, text_page
+from .data import STREAMS, ScenePool, View, camera_style, text_page
 from .export import export_model
 from .prompts import FORMATS, PromptEncoder, build_sample, pixel_batch
 from .targets import CellHeads, attention_loss
@@ -260,9 +260,7 @@ class Trainer:
     def _read_step(self, rng: np.random.Generator, pool: ScenePool):
         """Text pages, and scene crops around signs so the heads keep to real scenes."""
         size = self.tower_config.image_size
-        style = camera_style(self.args)
-        pages = [text_page(rng, size, self.grid, int(rng.integers(50, 96)),
-                           self.args.truetype, page_faces(style))
+        pages = [text_page(rng, size, self.grid, int(rng.integers(50, 96)), pool.camera)
                  for _ in range(int(round(self.args.tower_batch * self.args.page_share)))]
         views: list[View] = []
         while len(pages) + len(views) < self.args.tower_batch:
