@@ -2,7 +2,10 @@
 
 For every camera factor (colvlm_bench.glyphvqa.camera.FACTORS: color, clutter, fonts, warp,
 blur, noise, jpeg) and severity 1..3 this writes a Glyph-VQA set with that factor alone on,
-as `colvlm dataset glyphvqa OUT --style camera --factors F --severity S` does, plus two
+as `colvlm dataset glyphvqa OUT --style camera --factors F --severity S` does, and one more
+row, 'typeface': the fonts factor at severity 1 with 1/3, 2/3 or all of the signs lettered in
+TrueType faces (DejaVu, STIX, Computer Modern) instead of Hershey fonts, as `--factors fonts
+--severity 1 --truetype S/3 --typefaces dejavu,stix,computer-modern` does; plus two
 references: 'clean' (severity 0: every factor off, the same scenes as the one-factor sets of
 the seed drawn as the clean style draws them, so each drop is the factor's alone) and
 'camera' (every factor over its whole range). `colvlm eval`'s Evaluator then answers every
@@ -40,10 +43,11 @@ POLICIES = ('global', 'entropy', 'oracle')
 KINDS = ('text', 'color', 'presence')
 QUICK_IMAGES = 1
 CLEAN, FULL = 'clean', 'camera'  # the reference rows' factor names
+TYPEFACE = 'typeface'  # a row of its own: the share of signs in TrueType faces
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from colvlm_bench.glyphvqa.camera import FACTORS
+    factors = (*_camera_factors(), TYPEFACE)
     parser = argparse.ArgumentParser(prog='python -m tools.bench_robustness',
                                      description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', required=True, metavar='DIR', help='output folder')
@@ -53,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f'{QUICK_IMAGES} images per cell, whatever --n-images says')
     parser.add_argument('--seed', type=int, default=20261205, metavar='S',
                         help='data set seed, the same for every cell (default: %(default)s)')
-    parser.add_argument('--factors', default=','.join(FACTORS), metavar='LIST',
+    parser.add_argument('--factors', default=','.join(factors), metavar='LIST',
                         help='camera factors to tabulate (default: %(default)s)')
     parser.add_argument('--severities', default='1,2,3', metavar='LIST',
                         help='severities to tabulate, among 1,2,3 (default: %(default)s)')
@@ -69,11 +73,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.factors = _split(args.factors)
     args.severities = [int(s) for s in _split(args.severities)]
     args.policies = _split(args.policies)
-    bad = ([f for f in args.factors if f not in FACTORS]
+    bad = ([f for f in args.factors if f not in factors]
            + [s for s in args.severities if s not in (1, 2, 3)]
            + [p for p in args.policies if p not in POLICIES])
     if bad or not (args.factors and args.severities and args.policies) or args.n_images < 1:
-        parser.error(f'--factors among {FACTORS}, --severities among 1,2,3, --policies among '
+        parser.error(f'--factors among {factors}, --severities among 1,2,3, --policies among '
                      f'{POLICIES}, --n-images >= 1; got {bad or "an empty list"}')
     if args.quick:
         args.n_images = QUICK_IMAGES
@@ -84,12 +88,30 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(',') if part.strip()]
 
 
+def _camera_factors() -> tuple[str, ...]:
+    from colvlm_bench.glyphvqa.camera import FACTORS
+    return FACTORS
+
+
+def factor_style(factor: str, severity: int):
+    """The camera style of one cell: a camera factor alone at `severity`, or for 'typeface'
+    the mildest fonts factor with severity/3 of the signs in TrueType faces of every family."""
+    from dataclasses import replace
+
+    from colvlm_bench.glyphvqa.camera import CameraStyle
+    from colvlm_bench.glyphvqa.lettering import TYPEFACES
+    if factor == TYPEFACE:
+        return replace(CameraStyle.only(['fonts'], 1), truetype=round(severity / 3, 4),
+                       typefaces=tuple(TYPEFACES))
+    return CameraStyle.only([factor], severity)
+
+
 def cells(factors: list[str], severities: list[int]) -> list[tuple[str, int, object]]:
     """(factor, severity, style) of every set: clean first, each factor's severities, then
     the full camera style (severity 0 for both references)."""
     from colvlm_bench.glyphvqa.camera import CameraStyle
     rows: list[tuple[str, int, object]] = [(CLEAN, 0, CameraStyle.only([]))]
-    rows += [(factor, severity, CameraStyle.only([factor], severity))
+    rows += [(factor, severity, factor_style(factor, severity))
              for factor in factors for severity in severities]
     rows.append((FULL, 0, CameraStyle()))
     return rows

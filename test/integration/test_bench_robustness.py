@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tools.bench_robustness import CLEAN, FULL, POLICIES, cells, costliest, main
+from tools.bench_robustness import CLEAN, FULL, POLICIES, TYPEFACE, cells, costliest, main
 
 
 def test_a_quick_run_writes_the_table_and_the_plot(tmp_path, capsys):
@@ -39,6 +39,16 @@ def test_cells_start_clean_and_end_with_the_full_style():
     assert [(factor, severity) for factor, severity, _ in rows] == [
         (CLEAN, 0), ('noise', 2), ('color', 2), (FULL, 0)]
     assert rows[0][2].factors == () and rows[1][2].factors == ('noise',)
+
+
+def test_the_typeface_row_letters_a_growing_share_of_signs_in_truetype_faces():
+    rows = cells([TYPEFACE], [1, 2, 3])
+    styles = [style for factor, _, style in rows if factor == TYPEFACE]
+    assert [s.truetype for s in styles] == [0.3333, 0.6667, 1.0]
+    for style in styles:  # the mildest Hershey fonts for the rest, every TrueType family
+        assert style.factors == ('fonts',)
+        assert set(style.typefaces) == {'dejavu', 'stix', 'computer-modern'}
+        assert style.fonts == cells(['fonts'], [1])[1][2].fonts
 
 
 def test_the_costliest_factor_has_the_largest_mean_drop():
