@@ -5,7 +5,7 @@ from random weights to the draft model (the model card tells what each stage tau
     python -m tools.recipes.tiny_llava --out out/model-camera --style camera   # retrain
     python -m tools.recipes.tiny_llava --dry-run                               # the stages
 
-Four clean-scene generations of `tools.train` and five camera rounds (each starting from the
+Four clean-scene generations of `tools.train` and eleven camera rounds (each starting from the
 previous one's export; the second generation
 ran as four commands in one work folder, stopped and restarted with new flags), then the
 token codec, the gate threshold τ (`colvlm eval --calibrate` on the calibration split), the
@@ -47,11 +47,15 @@ GEN4 = dict(seed=SEED, read_steps=0, tower_steps=0, align_steps=0, bind_steps=0,
 # and the fresh cell heads warmed up on a frozen tower first. cam11 repeats it at half the
 # tower's learning rate; cam12 then trains the decoder alone (tower frozen) with reading
 # weighted up. cam14 and cam15 repeat that pair from cam12 (colour weighted x3 in the tower
-# round); cam13 was a decoder-only trial that did not ship. cam15 makes the shipped weights.
+# round); cam13 was a decoder-only trial that did not ship. cam19 and cam20 repeat the pair
+# from cam15 with a share of the signs in TrueType faces (STIX kept out to measure on); rounds
+# 16-18 were TrueType trials that did not ship. cam20 makes the shipped weights.
 CAMERA_COMMON = dict(style='mix', read_steps=0, align_steps=0, bind_steps=0,
                      joint_tower_scale=0.3, joint_formats='1=0.4,2=0.55,5=0.05')
 COLOUR_KINDS = 'text=0.3,color=0.3,presence=0.25,grounding=0.15'
 READ_KINDS = 'text=0.45,color=0.25,presence=0.15,grounding=0.15'
+# 60% of the camera-like scenes' signs (so about 30% of all) lettered in these TrueType faces.
+TRUETYPE = dict(truetype=0.6, typefaces='dejavu,computer-modern')
 
 
 def whole_scenes(color_weight: int, seed: int) -> dict:
@@ -82,6 +86,10 @@ CAMERA_ROUNDS = (  # name, init, threads, tower steps and lr, joint steps and lr
      COLOUR_KINDS, whole_scenes(3, 14014)),
     ('cam15', 'cam14', 2, 0, None, 1500, 1e-4, 0.8,  # cam12 again from cam14
      READ_KINDS, decoder_alone(15015)),
+    ('cam19', 'cam15', 2, 1500, 3e-4, 1200, 1e-4, 0.8,  # cam14 again from cam15, TrueType
+     COLOUR_KINDS, {**whole_scenes(3, 19019), **TRUETYPE}),
+    ('cam20', 'cam19', 2, 0, None, 1500, 1e-4, 0.8,  # cam15 again from cam19, TrueType
+     READ_KINDS, {**decoder_alone(20020), **TRUETYPE}),
 )
 
 
