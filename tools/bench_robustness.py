@@ -47,7 +47,8 @@ TYPEFACE = 'typeface'  # a row of its own: the share of signs in TrueType faces
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    factors = (*_camera_factors(), TYPEFACE)
+    from colvlm_bench.glyphvqa.camera import FACTORS
+    factors = (*FACTORS, TYPEFACE)
     parser = argparse.ArgumentParser(prog='python -m tools.bench_robustness',
                                      description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', required=True, metavar='DIR', help='output folder')
@@ -86,11 +87,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(',') if part.strip()]
-
-
-def _camera_factors() -> tuple[str, ...]:
-    from colvlm_bench.glyphvqa.camera import FACTORS
-    return FACTORS
 
 
 def factor_style(factor: str, severity: int):
