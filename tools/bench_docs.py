@@ -42,9 +42,11 @@ def _tool(name: str, *args: str) -> tuple[str, ...]:
 
 
 def _split(name: str, seed: str, *style: str) -> tuple[tuple[str, ...], ...]:
-    """A held-out split and its two runs, as docs/results.md makes them."""
+    """A held-out split and its two runs, as docs/results.md makes them (the split is drawn
+    again from its seed on a rerun, so an earlier run's copy is replaced)."""
     data = f'{{out}}/data/{name}'
-    return (_colvlm('dataset', 'glyphvqa', data, '--n-images', '120', '--seed', seed, *style),
+    return (_colvlm('dataset', 'glyphvqa', data, '--n-images', '120', '--seed', seed, *style,
+                    '--overwrite'),
             _colvlm('eval', data, '--policy', 'global,entropy,random', '--no-progress',
                     '--out', f'{{out}}/eval-{name}-a'),
             _colvlm('eval', data, '--policy', 'always,oracle', '--no-progress',

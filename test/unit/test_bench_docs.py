@@ -43,6 +43,22 @@ def test_every_command_names_a_tool_and_flags_that_exist():
             assert not missing, f'{step.name}: {argv[:3]} has no {missing}'
 
 
+def test_a_second_run_draws_its_splits_again_over_the_first(tmp_path):
+    # The held-out splits' dataset commands, shrunk to 2 images, run twice into one folder:
+    # a rerun of the bench must not stop at the split an earlier run left there.
+    step = next(s for s in bench_docs.STEPS if s.name == 'heldout')
+    datasets = [c for c in step.commands if 'dataset' in c]
+    assert len(datasets) == 2
+    for command in datasets:
+        argv = list(bench_docs.expand(command, tmp_path))
+        argv[argv.index('--n-images') + 1] = '2'
+        for _ in range(2):
+            done = subprocess.run([*COLVLM, *argv[1:]], capture_output=True, text=True,
+                                  timeout=300, cwd=Path(bench_docs.__file__).parents[1])
+            assert done.returncode == 0, done.stderr
+        assert any(Path(argv[3]).iterdir())
+
+
 def test_list_prints_each_step_and_runs_nothing(tmp_path, capsys):
     out = tmp_path / 'bench'
     assert bench_docs.main(['--list', '--out', str(out)]) == 0
