@@ -102,7 +102,7 @@ class InProcessEdge:
 @dataclass(frozen=True)
 class LayerSettings:
     """How evaluation plays the token-layer path: the edge's layers.split and .proactive,
-    the server's layers.step and .crop."""
+    the server's layers.step and .crop (its layers.first is the proactive count)."""
 
     split: str = 'tower'
     proactive: int = TokenLayersConfig.proactive  # the edge's default
@@ -380,7 +380,8 @@ class Evaluator:
         self.layer_edge = load_layer_edge(self.backend, model, settings, codec)
         self.layer_options = LayerOptions({self.layer_edge.encoder.codec.codec_id:
                                            self.layer_edge.encoder.codec},
-                                          settings.step, settings.crop)
+                                          settings.step, settings.crop,
+                                          first=settings.proactive)
         self._layered.clear()
 
     def _layered_frame(self, question: Question) -> LayeredFrame:

@@ -68,7 +68,7 @@ def _build(node, config):
     pipeline = TwoStagePipeline(backend, config.gate, attention_layer=config.attention_layer,
                                 vicrop_method=config.vicrop_method)
     options = LayerOptions(load_codecs(codec_paths(config)), config.layers_step,
-                           config.layers_crop)
+                           config.layers_crop, config.layers_first)
     return ServerNode(node, config, pipeline, layer_options=options)
 
 

@@ -45,7 +45,8 @@ class ServerNode:
         self.model_id = model_id or getattr(pipeline.backend, 'model_id', '')
         self.several = config.views.several
         self.layer_options = layer_options or LayerOptions({}, config.layers_step,
-                                                           config.layers_crop)
+                                                           config.layers_crop,
+                                                           config.layers_first)
         self.links = [CameraLink(node, prefix, config, scores=self.several,
                                  layers_per_frame=self.layer_options.layer_count)
                       for prefix in config.views.cameras or (config.default_camera,)]

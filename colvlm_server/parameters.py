@@ -82,6 +82,10 @@ class ServerConfig:
         'the token_codec_*.npz next to a local model')
     layers_step: int = parameter('layers.step', 1, 'token layers asked of the edge per '
                                  'refinement', unit='layers', min=1, max=255)
+    layers_first: int = parameter(
+        'layers.first', 2, 'token layers to have before the first pass: fewer that came with a '
+        "frame (one lost on the link) are asked of the edge; the edge's layers.proactive",
+        unit='layers', min=1, max=255)
     layers_timeout_s: float = parameter(
         'layers.timeout_s', 2.0, 'wait for one layer reply from the edge at most this long',
         unit='s', min=0.01, max=600.0)

@@ -298,7 +298,7 @@ class TwoStagePipeline:
                              f'server decodes ({known})')
             return
         have, problem = usable_prefix(codec, frame.layers)
-        wanted = max(len(have), 1)
+        wanted = max(len(have), min(options.first, codec.layer_count))
         passes: list[PassResult] = []
         try:
             while True:

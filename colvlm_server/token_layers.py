@@ -57,10 +57,15 @@ class LayerOptions:
     codecs: Mapping[str, TokenCodec] = field(default_factory=dict)  # codec_id -> codec
     step: int = 1  # layers asked for per refinement
     crop: bool = False  # after all layers, ask the edge for an RoI crop when still unsure
+    # Layers to have before the first pass (the edge's layers.proactive): fewer that came
+    # with a frame, one lost on the link, are asked for before the gate is trusted.
+    first: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.step, int) or self.step < 1:
-            raise ValueError(f'layers step must be an int >= 1, got {self.step!r}')
+        for name in ('step', 'first'):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f'layers {name} must be an int >= 1, got {value!r}')
 
     @property
     def layer_count(self) -> int:

@@ -88,9 +88,9 @@ def _frame(layers=LAYERS[:1], **fields) -> LayeredFrame:
     return LayeredFrame(7, tuple(layers), 'cam', 80 * len(layers), **fields)
 
 
-def _answer(backend, frame, edge, *, step=1, crop=False, crops=None, threshold=0.5):
+def _answer(backend, frame, edge, *, step=1, crop=False, crops=None, threshold=0.5, first=1):
     pipeline = TwoStagePipeline(backend, GateConfig(threshold=threshold))
-    options = LayerOptions({CODEC.codec_id: CODEC}, step=step, crop=crop)
+    options = LayerOptions({CODEC.codec_id: CODEC}, step=step, crop=crop, first=first)
     return pipeline.answer_layers('q?', frame, edge, make_policy('layers', pipeline.gate),
                                   options, crops=crops)
 
@@ -178,6 +178,24 @@ def test_missing_arrived_layers_are_fetched_and_reported(arrived, why, fetched):
     assert why in result.reason
 
 
+def test_a_proactive_layer_lost_on_the_link_is_asked_for_before_the_first_pass():
+    # The edge sent layers 0 and 1 with the frame (layers.first 2); layer 1 never came. One
+    # layer is enough for this backend to be sure, so without layers.first it would answer
+    # from layer 0 alone, as a real model does with confidently wrong answers.
+    backend, edge = TokenBackend(1), ScriptedEdge()
+    result = _answer(backend, _frame(LAYERS[:1]), edge, first=2)
+    assert edge.asked == [(1, 1, CODEC.codec_id)] and len(backend.calls) == 1
+    assert (result.answer, result.decision, result.status) == ('sure', Decision.GLOBAL, Status.OK)
+    assert result.layers_used == 2 and 'layers 0..1 of 4' in result.reason
+    assert (result.layer_bytes, result.downlink_bytes) == (80 + 100, 20)
+    both = ScriptedEdge()  # both came: nothing to ask
+    assert _answer(TokenBackend(1), _frame(LAYERS[:2]), both, first=2).layers_used == 2
+    assert both.asked == []
+    beyond = ScriptedEdge()  # more than the codec has: all of them, no more
+    assert _answer(TokenBackend(1), _frame(), beyond, first=9).layers_used == 4
+    assert beyond.asked == [(1, 3, CODEC.codec_id)]
+
+
 def test_an_unknown_codec_gives_no_answer():
     other = TokenCodec.fit(_tokens(np.random.default_rng(3), 500), [2, 4, 6, 12], [8, 6, 5, 4])
     edge, backend = ScriptedEdge(), TokenBackend(1)
@@ -201,3 +219,5 @@ def test_no_layers_at_all_fetches_layer_0_first():
 def test_layer_options_are_validated():
     with pytest.raises(ValueError, match='step'):
         LayerOptions(step=0)
+    with pytest.raises(ValueError, match='layers first must be an int >= 1, got 0'):
+        LayerOptions(first=0)

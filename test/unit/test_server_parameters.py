@@ -40,6 +40,7 @@ def test_defaults_describe_the_bundled_model_behind_the_entropy_gate():
     assert default.queue_max_size == 4 and default.frame_max_age_s == 5.0
     assert 'oracle' not in SERVER_POLICIES and 'layers' in SERVER_POLICIES
     assert (default.layers_codec, default.layers_step, default.layers_crop) == ('', 1, False)
+    assert default.layers_first == 2  # the edge's layers.proactive default
     with pytest.raises(dataclasses.FrozenInstanceError):
         default.policy = 'always'
 
