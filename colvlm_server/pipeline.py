@@ -300,11 +300,21 @@ class TwoStagePipeline:
         have, problem = usable_prefix(codec, frame.layers)
         wanted = max(len(have), min(options.first, codec.layer_count))
         passes: list[PassResult] = []
+        short = False  # layers before the first pass were missing and could not be had
         try:
             while True:
                 if len(have) < wanted:
-                    have += self._fetch_layers(source, frame, codec, have, wanted - 1,
-                                               progress, result)
+                    try:
+                        have += self._fetch_layers(source, frame, codec, have, wanted - 1,
+                                                   progress, result)
+                    except LayersUnavailable as error:
+                        if passes or not have:
+                            raise
+                        # Answer from the layers that came, as a lost edge leaves it later.
+                        problem = f'{problem}; {error}' if problem else str(error)
+                        short, wanted = True, len(have)
+                        progress(Stage('layers_unavailable', frame, result, layers=len(have),
+                                       message=str(error)))
                     have = extend_from(codec, have, frame.layers)
                 tokens = VisualTokens(codec.decode(have), codec.split)
                 generation = self.backend.generate([tokens], question,
@@ -318,7 +328,9 @@ class TwoStagePipeline:
                                 f'{codec.layer_count}'
                 progress(Stage('first_pass' if len(passes) == 1 else 'second_pass', frame,
                                result, passes[-1], decision, layers=len(have)))
-                if not decision.refine:
+                if short:  # the edge did not give the first layers: ask it no more
+                    result.decision = Answered.FALLBACK
+                if not decision.refine or short:
                     break
                 result.refinement = 'layers'
                 if len(have) < codec.layer_count:

@@ -196,6 +196,23 @@ def test_a_proactive_layer_lost_on_the_link_is_asked_for_before_the_first_pass()
     assert beyond.asked == [(1, 3, CODEC.codec_id)]
 
 
+@pytest.mark.parametrize('needed', [1, 3])
+def test_a_lost_proactive_layer_the_edge_cannot_give_leaves_the_answer_from_layer_0(needed):
+    # Sure from layer 0 or not, the answer comes from it once the edge fails to send layer 1,
+    # and the edge is not asked again for the same query.
+    edge, backend = ScriptedEdge(fail='edge gone'), TokenBackend(needed)
+    result = _answer(backend, _frame(LAYERS[:1]), edge, first=2)
+    assert (result.status, result.decision) == (Status.LAYERS_UNAVAILABLE, Decision.FALLBACK)
+    assert result.answer == ('sure' if needed == 1 else 'unsure') and len(backend.calls) == 1
+    assert edge.asked == [(1, 1, CODEC.codec_id)] and result.layers_used == 1
+    assert result.reason.count('edge gone') == 1 and 'layers 0..0 of 4' in result.reason
+    nothing = ScriptedEdge(fail='edge gone')  # no usable layer at all: nothing to answer from
+    empty = LayeredFrame(7, (replace(LAYERS[0], payload=b''),), 'cam', 80)
+    none = _answer(TokenBackend(1), empty, nothing, first=2)
+    assert (none.status, none.decision, none.answer) == (
+        Status.LAYERS_UNAVAILABLE, Decision.NONE, '')
+
+
 def test_an_unknown_codec_gives_no_answer():
     other = TokenCodec.fit(_tokens(np.random.default_rng(3), 500), [2, 4, 6, 12], [8, 6, 5, 4])
     edge, backend = ScriptedEdge(), TokenBackend(1)
