@@ -5,7 +5,9 @@ blur, noise, jpeg) and severity 1..3 this writes a Glyph-VQA set with that facto
 as `colvlm dataset glyphvqa OUT --style camera --factors F --severity S` does, and one more
 row, 'typeface': the fonts factor at severity 1 with 1/3, 2/3 or all of the signs lettered in
 TrueType faces (DejaVu, STIX, Computer Modern) instead of Hershey fonts, as `--factors fonts
---severity 1 --truetype S/3 --typefaces dejavu,stix,computer-modern` does; plus two
+--severity 1 --truetype S/3 --typefaces dejavu,stix,computer-modern` does, and 'text-size':
+the same mildest fonts factor with the signs' ink smaller than the style's 14-32 px
+(TEXT_SIZES: 10-13, 8-11, 6-9 px in the original; the style's text_height); plus two
 references: 'clean' (severity 0: every factor off, the same scenes as the one-factor sets of
 the seed drawn as the clean style draws them, so each drop is the factor's alone) and
 'camera' (every factor over its whole range). `colvlm eval`'s Evaluator then answers every
@@ -44,11 +46,13 @@ KINDS = ('text', 'color', 'presence')
 QUICK_IMAGES = 1
 CLEAN, FULL = 'clean', 'camera'  # the reference rows' factor names
 TYPEFACE = 'typeface'  # a row of its own: the share of signs in TrueType faces
+TEXT_SIZE = 'text-size'  # and one of sign text smaller than the camera style draws it
+TEXT_SIZES = ((10, 13), (8, 11), (6, 9))  # ink height range in px, per severity 1..3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from colvlm_bench.glyphvqa.camera import FACTORS
-    factors = (*FACTORS, TYPEFACE)
+    factors = (*FACTORS, TYPEFACE, TEXT_SIZE)
     parser = argparse.ArgumentParser(prog='python -m tools.bench_robustness',
                                      description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', required=True, metavar='DIR', help='output folder')
@@ -90,8 +94,9 @@ def _split(text: str) -> list[str]:
 
 
 def factor_style(factor: str, severity: int):
-    """The camera style of one cell: a camera factor alone at `severity`, or for 'typeface'
-    the mildest fonts factor with severity/3 of the signs in TrueType faces of every family."""
+    """The camera style of one cell: a camera factor alone at `severity`; for 'typeface'
+    the mildest fonts factor with severity/3 of the signs in TrueType faces of every family,
+    for 'text-size' the same with the signs' ink in TEXT_SIZES[severity - 1]."""
     from dataclasses import replace
 
     from colvlm_bench.glyphvqa.camera import CameraStyle
@@ -99,6 +104,8 @@ def factor_style(factor: str, severity: int):
     if factor == TYPEFACE:
         return replace(CameraStyle.only(['fonts'], 1), truetype=round(severity / 3, 4),
                        typefaces=tuple(TYPEFACES))
+    if factor == TEXT_SIZE:
+        return replace(CameraStyle.only(['fonts'], 1), text_height=TEXT_SIZES[severity - 1])
     return CameraStyle.only([factor], severity)
 
 
@@ -219,7 +226,8 @@ def merge(folders: list[str]) -> list[dict]:
                 raise SystemExit(f'--merge: {path} differs from an earlier run on cell {key} '
                                  f'(another seed, --n-images or model?)')
             rows.setdefault(key, row)
-    return list(rows.values())
+    # The full camera style stays the table's last row, as in a single run.
+    return sorted(rows.values(), key=lambda row: row['factor'] == FULL)
 
 
 def report(out: Path, rows: list[dict], policies: list[str]) -> None:

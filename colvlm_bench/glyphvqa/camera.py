@@ -11,8 +11,9 @@ Every factor is a field of the frozen `CameraStyle`, with the range a scene draw
 | clutter | backgrounds, clutter_items               | photo, colour texture or flat ground, |
 |         |                                          | strokes, lines and blobs of any colour |
 | fonts   | fonts, italic, stroke, text_rotation,    | any Hershey font, italic, stroke      |
-|         | truetype, typefaces                      | width, a small rotation of the text;  |
-|         |                                          | a share of signs in TrueType faces    |
+|         | text_height, truetype, typefaces         | width, a small rotation of the text,  |
+|         |                                          | its ink height; a share of signs in   |
+|         |                                          | TrueType faces                        |
 | warp    | warp_degrees                             | perspective tilt of the camera        |
 | blur    | defocus, motion                          | Gaussian defocus, linear motion smear |
 | noise   | noise_sigma                              | read + shot noise                     |
@@ -27,8 +28,9 @@ also moves the layout, as signs change size). `severity` 1..3
 narrows each range of the factors on to its first, middle or last third (JPEG: the lowest
 qualities are the most severe) and picks harder fonts and backgrounds. Originals are drawn
 at 4:3, 16:9, 3:2, 5:4 or 1:1, within 640x480..1024x768. The evidence stays readable: text
-ink is 14-32 px tall and blur is capped at 1/14 (defocus sigma) and 1/4 (motion) of the
-smallest ink height; objects keep their boxes through the warp.
+ink is 14-32 px tall (text_height, which severity leaves alone) and blur is capped at 1/14
+(defocus sigma) and 1/4 (motion) of the smallest ink height; objects keep their boxes through
+the warp.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from colvlm_bench.glyphvqa.drawing import (
     SHAPES,
     SHAPES_PER_IMAGE,
     SIGNS_PER_IMAGE,
+    TEXT_HEIGHT_RANGE,
     Scene,
     SceneObject,
     draw_sign,
@@ -91,6 +94,7 @@ class CameraStyle:
     italic: float = 0.3  # chance of cv2.FONT_ITALIC
     stroke: Range = (0.06, 0.15)  # stroke width / ink height
     text_rotation: Range = (0.0, 6.0)  # degrees, either way
+    text_height: Range = TEXT_HEIGHT_RANGE  # the signs' ink height, original px
     # Share of signs lettered in a TrueType face of `typefaces` (lettering.TYPEFACES) instead
     # of a Hershey font. Off by default, so the style's seeds draw what they drew before it.
     truetype: float = 0.0
@@ -111,6 +115,10 @@ class CameraStyle:
             if field.type == 'Range' and not (len(value) == 2 and 0 <= value[0] <= value[1]):
                 raise ValueError(f'camera {field.name} must be a (low, high) range with '
                                  f'0 <= low <= high, got {value!r}')
+        low, high = self.text_height
+        if not (low >= 6 and high - low >= 2):
+            raise ValueError(f'camera text_height must be a (low, high) range of ink heights '
+                             f'with low >= 6 px and high - low >= 2, got {self.text_height!r}')
         for name in ('color_jitter', 'italic', 'png', 'truetype'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f'camera {name} must be in [0, 1], got {getattr(self, name)}')

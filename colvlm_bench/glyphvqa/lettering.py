@@ -1,9 +1,11 @@
 """Sign lettering for the camera style: a sign's text in any Hershey font, italic or not, or in
-a TrueType face, at a stroke width and a small rotation, sized so that its ink is 14-32 px tall.
+a TrueType face, at a stroke width and a small rotation, sized so that its ink is 14-32 px tall
+(the style's text_height).
 
 It knows text and fonts, not scenes; the style's fonts, italic, stroke, text_rotation,
-truetype and typefaces fields (camera.CameraStyle) say what to draw from. The TrueType faces
-are the ones matplotlib (a dependency) ships, so every install draws the same glyphs.
+text_height, truetype and typefaces fields (camera.CameraStyle) say what to draw from. The
+TrueType faces are the ones matplotlib (a dependency) ships, so every install draws the same
+glyphs.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ _PX_PER_SCALE = 30.0  # a TrueType size (px) per Hershey scale unit: about the s
 def make_sign(text_rng: np.random.Generator, rng: np.random.Generator,
               style) -> SignDraft:
     """A sign's text (drawn from `text_rng`) in a random font of `style` (None: the clean
-    fonts, unrotated), sized so that its (rotated) ink height lands in TEXT_HEIGHT_RANGE."""
+    fonts, unrotated), sized so that its (rotated) ink height lands in the style's
+    text_height (the clean style's TEXT_HEIGHT_RANGE)."""
     length = int(text_rng.integers(TEXT_LENGTH[0], TEXT_LENGTH[1] + 1))
     text = ''.join(TEXT_ALPHABET[i]
                    for i in text_rng.integers(len(TEXT_ALPHABET), size=length))
@@ -59,7 +62,7 @@ def make_sign(text_rng: np.random.Generator, rng: np.random.Generator,
     if style and style.truetype > 0 and rng.random() < style.truetype:
         faces = typeface_files(style.typefaces)
         render = _truetype(faces[int(rng.integers(len(faces)))])
-    low, high = TEXT_HEIGHT_RANGE
+    low, high = style.text_height if style else TEXT_HEIGHT_RANGE
     for _ in range(100):
         target = int(rng.integers(low + 1, high))
         thickness = max(1, round(target * stroke))
@@ -71,7 +74,7 @@ def make_sign(text_rng: np.random.Generator, rng: np.random.Generator,
         if low <= ink_height(alpha) <= high:
             break
     else:
-        raise RuntimeError(f'could not size {text!r} to an ink height in {TEXT_HEIGHT_RANGE}')
+        raise RuntimeError(f'could not size {text!r} to an ink height in {(low, high)}')
     height = ink_height(alpha)
     margin_x = int(round(height * rng.uniform(0.3, 0.8))) + 2
     margin_y = int(round(height * rng.uniform(0.25, 0.6))) + 2

@@ -6,9 +6,19 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 
-from tools.bench_robustness import CLEAN, FULL, POLICIES, TYPEFACE, cells, costliest, main
+from tools.bench_robustness import (
+    CLEAN,
+    FULL,
+    POLICIES,
+    TEXT_SIZE,
+    TYPEFACE,
+    cells,
+    costliest,
+    main,
+)
 
 
 def test_a_quick_run_writes_the_table_and_the_plot(tmp_path, capsys):
@@ -49,6 +59,24 @@ def test_the_typeface_row_letters_a_growing_share_of_signs_in_truetype_faces():
         assert style.factors == ('fonts',)
         assert set(style.typefaces) == {'dejavu', 'stix', 'computer-modern'}
         assert style.fonts == cells(['fonts'], [1])[1][2].fonts
+
+
+def test_the_text_size_row_draws_smaller_sign_text_at_each_severity():
+    from colvlm_bench.glyphvqa.camera import CameraStyle
+    from colvlm_bench.glyphvqa.drawing import ink_height
+    from colvlm_bench.glyphvqa.lettering import make_sign
+    rows = [(severity, style) for factor, severity, style in cells([TEXT_SIZE], [1, 2, 3])
+            if factor == TEXT_SIZE]
+    assert [severity for severity, _ in rows] == [1, 2, 3]
+    tallest = []
+    for severity, style in rows:
+        assert style.factors == ('fonts',) and style.truetype == 0.0
+        rng = np.random.default_rng(severity)
+        heights = [ink_height(make_sign(rng, rng, style).alpha) for _ in range(20)]
+        low, high = style.text_height
+        assert low <= min(heights) and max(heights) <= high < CameraStyle().text_height[0]
+        tallest.append(high)
+    assert tallest == sorted(tallest, reverse=True)
 
 
 def test_the_costliest_factor_has_the_largest_mean_drop():

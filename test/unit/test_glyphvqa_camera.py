@@ -187,6 +187,12 @@ def test_truetype_signs_keep_the_ink_height_range_and_other_glyphs():
     assert truetype.alpha.tobytes() != hershey.alpha.tobytes()
 
 
+@pytest.mark.parametrize('height', [(4, 9), (12, 13), (14, 10)])
+def test_a_text_height_too_small_or_too_narrow_is_refused(height):
+    with pytest.raises(ValueError, match='camera text_height'):
+        CameraStyle(text_height=height)
+
+
 def test_truetype_off_draws_what_the_style_always_drew():
     # With a zero share no random number is drawn for it, so every seed keeps its scene.
     off = CameraStyle(truetype=0.0, typefaces=('stix',))
