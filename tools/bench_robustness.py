@@ -7,7 +7,8 @@ row, 'typeface': the fonts factor at severity 1 with 1/3, 2/3 or all of the sign
 TrueType faces (DejaVu, STIX, Computer Modern) instead of Hershey fonts, as `--factors fonts
 --severity 1 --truetype S/3 --typefaces dejavu,stix,computer-modern` does, and 'text-size':
 the same mildest fonts factor with the signs' ink smaller than the style's 14-32 px
-(TEXT_SIZES: 10-13, 8-11, 6-9 px in the original; the style's text_height); plus two
+(TEXT_SIZES: 10-13, 8-11, 6-9 px in the original), as `--factors fonts --severity 1
+--text-height 10,13` does; plus two
 references: 'clean' (severity 0: every factor off, the same scenes as the one-factor sets of
 the seed drawn as the clean style draws them, so each drop is the factor's alone) and
 'camera' (every factor over its whole range). `colvlm eval`'s Evaluator then answers every

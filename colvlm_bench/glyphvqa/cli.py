@@ -8,7 +8,8 @@ per view, the evidence of each question in one view (colvlm_bench/glyphvqa/views
 `--factors blur,noise` only those camera factors are on (the rest draw as clean), and with
 `--severity 1|2|3` each of them is narrowed to its mild, middle or severe third: one factor at
 one severity is a cell of the robustness table (tools/bench_robustness.py). `--truetype 0.5
---typefaces stix` letters half of the signs in TrueType faces instead of Hershey fonts.
+--typefaces stix` letters half of the signs in TrueType faces instead of Hershey fonts;
+`--text-height 8,11` draws their ink 8-11 px tall instead of 14-32.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--typefaces', default=None, metavar='LIST',
                         help='with --truetype: the TrueType families, comma-separated among '
                              'dejavu, stix, computer-modern (default: dejavu)')
+    parser.add_argument('--text-height', default=None, metavar='LOW,HIGH',
+                        help="with --style camera: the signs' ink height range in px of the "
+                             'original (default: 14,32)')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace images/, questions.jsonl and style.json in a non-empty OUT')
 
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         style = dataset_style(args.style, args.factors, args.severity, args.truetype,
-                              args.typefaces)
+                              args.typefaces, args.text_height)
     except ValueError as error:
         print(f'colvlm dataset: {error}', file=sys.stderr)
         return 2
@@ -125,13 +129,14 @@ def _write(out: Path, args: argparse.Namespace, views, style) -> tuple:
 
 
 def dataset_style(name: str, factors: str | None, severity: int | None,
-                  truetype: float | None = None, typefaces: str | None = None):
-    """'clean', or the camera.CameraStyle that --style, --factors, --severity, --truetype and
-    --typefaces ask for; ValueError naming the bad flag."""
+                  truetype: float | None = None, typefaces: str | None = None,
+                  text_height: str | None = None):
+    """'clean', or the camera.CameraStyle that --style, --factors, --severity, --truetype,
+    --typefaces and --text-height ask for; ValueError naming the bad flag."""
     if name == 'clean':
-        if (factors, severity, truetype, typefaces) != (None,) * 4:
-            raise ValueError('--factors, --severity, --truetype and --typefaces need '
-                             '--style camera')
+        if (factors, severity, truetype, typefaces, text_height) != (None,) * 5:
+            raise ValueError('--factors, --severity, --truetype, --typefaces and --text-height '
+                             'need --style camera')
         return 'clean'
     from dataclasses import replace
 
@@ -155,9 +160,25 @@ def dataset_style(name: str, factors: str | None, severity: int | None,
             raise ValueError(f'--typefaces must be a comma list among {",".join(TYPEFACES)}, '
                              f'got {typefaces!r}')
         changes['typefaces'] = names
+    if text_height is not None:
+        changes['text_height'] = _text_height(text_height)
     if changes and 'fonts' not in style.factors:
-        raise ValueError('--truetype and --typefaces need the fonts factor on (--factors)')
+        raise ValueError('--truetype, --typefaces and --text-height need the fonts factor on '
+                         '(--factors)')
     return replace(style, **changes)
+
+
+def _text_height(text: str) -> tuple[int, int]:
+    """'LOW,HIGH' as a valid CameraStyle.text_height; ValueError naming --text-height."""
+    from colvlm_bench.glyphvqa.camera import CameraStyle
+    try:
+        low, high = (int(part) for part in text.split(','))
+        CameraStyle(text_height=(low, high))
+    except ValueError as error:
+        detail = str(error) if 'text_height' in str(error) else 'two integers'
+        raise ValueError(f'--text-height must be LOW,HIGH ink heights in px, got {text!r} '
+                         f'({detail})') from None
+    return low, high
 
 
 def describe_style(style, severity: int | None) -> str:
@@ -167,5 +188,8 @@ def describe_style(style, severity: int | None) -> str:
         return ''
     truetype = (f', {100 * style.truetype:g}% of signs in TrueType '
                 f'({", ".join(style.typefaces)})' if style.truetype else '')
-    return (f' in the camera style ({", ".join(style.factors)}{truetype})'
+    from colvlm_bench.glyphvqa.drawing import TEXT_HEIGHT_RANGE
+    low, high = style.text_height
+    size = '' if style.text_height == TEXT_HEIGHT_RANGE else f', sign text {low}-{high} px'
+    return (f' in the camera style ({", ".join(style.factors)}{truetype}{size})'
             + (f' at severity {severity}' if severity else ''))

@@ -306,6 +306,10 @@ def test_cli_writes_a_loadable_set_in_each_style_the_same_for_the_same_seed(tmp_
     (['--style', 'camera', '--truetype', '1.5'], '--truetype'),
     (['--style', 'camera', '--typefaces', 'arial'], '--typefaces'),
     (['--style', 'camera', '--factors', 'blur', '--truetype', '0.5'], '--truetype'),
+    (['--text-height', '8,11'], '--text-height'),
+    (['--style', 'camera', '--text-height', '4,9'], '--text-height'),
+    (['--style', 'camera', '--text-height', 'small'], '--text-height'),
+    (['--style', 'camera', '--text-height', '8,11,14'], '--text-height'),
 ])
 def test_cli_rejects_bad_style_flags_in_one_line(tmp_path, capsys, flags, culprit):
     out = tmp_path / 'x'
@@ -313,6 +317,14 @@ def test_cli_rejects_bad_style_flags_in_one_line(tmp_path, capsys, flags, culpri
     error = capsys.readouterr().err.strip()
     assert error.startswith('colvlm dataset:') and culprit in error and '\n' not in error
     assert not (out / 'questions.jsonl').exists()
+
+
+def test_cli_text_height_draws_the_signs_that_size_and_says_so(tmp_path, capsys):
+    out = tmp_path / 'small'
+    assert main(['dataset', 'glyphvqa', str(out), '--n-images', '2', '--seed', '4',
+                 '--style', 'camera', '--factors', 'fonts', '--text-height', '8,11']) == 0
+    assert 'sign text 8-11 px' in capsys.readouterr().out
+    assert json.loads((out / 'style.json').read_text())['camera']['text_height'] == [8, 11]
 
 
 def test_cli_truetype_sets_are_reproducible_and_say_their_faces(tmp_path, capsys):

@@ -64,8 +64,11 @@ def test_truetype_flags_give_the_camera_scenes_their_style(capsys):
     pool.advance_to(1)
     rng = np.random.default_rng(np.random.SeedSequence([1234, 7919, 0, 0]))
     assert np.array_equal(pool.slots[0].scene.image, render_scene(rng, style=style).image)
+    sized = camera_style(parse_args(['--style', 'mix', '--text-height', '8,20']))
+    assert sized.text_height == (8, 20) and sized.truetype == 0.0
     for bad, culprit in ((['--truetype', '2'], '--truetype'),
-                         (['--truetype', '0.5', '--typefaces', 'arial'], '--typefaces')):
+                         (['--truetype', '0.5', '--typefaces', 'arial'], '--typefaces'),
+                         (['--text-height', '3,5'], '--text-height')):
         with pytest.raises(SystemExit):
             parse_args(bad)
         assert culprit in capsys.readouterr().err

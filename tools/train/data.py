@@ -193,11 +193,13 @@ def text_page(rng: np.random.Generator, size: int, grid: int, quality: int,
 
 def camera_style(args) -> CameraStyle | None:
     """The camera-like scenes' style the flags ask for: None (CameraStyle() as it is) unless
-    --truetype letters some signs in TrueType faces; ValueError naming a bad flag (the
-    dataset command's checks)."""
-    if not args.truetype:
+    --truetype letters some signs in TrueType faces or --text-height sizes them otherwise;
+    ValueError naming a bad flag (the dataset command's checks)."""
+    text_height = getattr(args, 'text_height', None)
+    if not args.truetype and text_height is None:
         return None
-    return dataset_style('camera', None, None, args.truetype, args.typefaces)
+    return dataset_style('camera', None, None, args.truetype or None, args.typefaces,
+                         text_height)
 
 
 def _paste_glyph(pixels: np.ndarray, char: str, face: str, x: int, y: int, height: int,
