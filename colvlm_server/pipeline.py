@@ -298,23 +298,16 @@ class TwoStagePipeline:
                              f'server decodes ({known})')
             return
         have, problem = usable_prefix(codec, frame.layers)
-        wanted = max(len(have), min(options.first, codec.layer_count))
+        have, short = self._first_layers(source, frame, codec, have, options.first, progress,
+                                         result)
+        problem = '; '.join(p for p in (problem, short) if p)
+        wanted = len(have) if short else max(len(have), min(options.first, codec.layer_count))
         passes: list[PassResult] = []
-        short = False  # layers before the first pass were missing and could not be had
         try:
             while True:
                 if len(have) < wanted:
-                    try:
-                        have += self._fetch_layers(source, frame, codec, have, wanted - 1,
-                                                   progress, result)
-                    except LayersUnavailable as error:
-                        if passes or not have:
-                            raise
-                        # Answer from the layers that came, as a lost edge leaves it later.
-                        problem = f'{problem}; {error}' if problem else str(error)
-                        short, wanted = True, len(have)
-                        progress(Stage('layers_unavailable', frame, result, layers=len(have),
-                                       message=str(error)))
+                    have += self._fetch_layers(source, frame, codec, have, wanted - 1,
+                                               progress, result)
                     have = extend_from(codec, have, frame.layers)
                 tokens = VisualTokens(codec.decode(have), codec.split)
                 generation = self.backend.generate([tokens], question,
@@ -337,12 +330,8 @@ class TwoStagePipeline:
                     wanted = min(codec.layer_count, len(have) + options.step)
                     continue
                 if options.crop and crops is not None and frame.geometry is not None:
-                    result.refinement = 'crop'
-                    held = Frame(tokens, frame.geometry, frame.stamp_ns, frame.camera)
-                    crop_decision = Decision(True, 'crop', decision.reason)
-                    cropped = self._refine_with_crops(question, crop_decision, generation,
-                                                      held, crops, limit, progress, result)
-                    passes += [cropped] if cropped else []
+                    passes += self._crop_after_layers(question, decision, generation, tokens,
+                                                      frame, crops, limit, progress, result)
                 break
         except LayersUnavailable as error:
             problem = f'{problem}; {error}' if problem else str(error)
@@ -358,6 +347,36 @@ class TwoStagePipeline:
             result.status = Status.LAYERS_UNAVAILABLE
             prefix = f'{result.reason}; ' if passes else ''
             result.reason = f'{prefix}layers unavailable: {problem}'
+
+    def _first_layers(self, source: LayerSource, frame: LayeredFrame, codec, have: list,
+                      first: int, progress: Progress, result: PipelineResult) -> tuple[list, str]:
+        """`have` topped up to the first `first` layers (layers.first) before the first pass:
+        those that did not come with the frame (lost on the link) are asked of the edge. When
+        it cannot give them, the layers that came and why (else ''); with no usable layer at
+        all the loop asks for them, and an edge that cannot give them leaves no answer."""
+        wanted = min(first, codec.layer_count)
+        if not have or len(have) >= wanted:
+            return have, ''
+        try:
+            fetched = self._fetch_layers(source, frame, codec, have, wanted - 1, progress,
+                                         result)
+        except LayersUnavailable as error:  # answer from the layers that came
+            progress(Stage('layers_unavailable', frame, result, layers=len(have),
+                           message=str(error)))
+            return have, str(error)
+        return extend_from(codec, have + fetched, frame.layers), ''
+
+    def _crop_after_layers(self, question: str, decision: Decision, generation: Generation,
+                           tokens: VisualTokens, frame: LayeredFrame, crops: CropSource,
+                           limit: dict, progress: Progress,
+                           result: PipelineResult) -> list[PassResult]:
+        """layers.crop: still unsure with every layer, the pass from the tokens and an RoI
+        crop located from `generation`'s attention ([] when no crop came)."""
+        result.refinement = 'crop'
+        held = Frame(tokens, frame.geometry, frame.stamp_ns, frame.camera)
+        cropped = self._refine_with_crops(question, Decision(True, 'crop', decision.reason),
+                                          generation, held, crops, limit, progress, result)
+        return [cropped] if cropped else []
 
     def _fetch_layers(self, source: LayerSource, frame: LayeredFrame, codec, have: list,
                       last: int, progress: Progress, result: PipelineResult) -> list:
