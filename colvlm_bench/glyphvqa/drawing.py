@@ -210,8 +210,9 @@ def text_alpha(text: str, font: int, scale: float, thickness: int) -> np.ndarray
 
 
 def ink_height(alpha: np.ndarray) -> int:
+    """Rows from the first to the last with ink in them; 0 when none has any."""
     rows = np.nonzero((alpha >= _INK_THRESHOLD).any(axis=1))[0]
-    return int(rows.max() - rows.min() + 1)
+    return int(rows.max() - rows.min() + 1) if rows.size else 0
 
 
 def layout(rng: np.random.Generator, width: int, height: int,

@@ -68,8 +68,10 @@ def make_sign(text_rng: np.random.Generator, rng: np.random.Generator,
         thickness = max(1, round(target * stroke))
         scale = target / 21.0
         for _ in range(2):  # fonts differ in size: measure and rescale
-            alpha = _rotated(render(text, font, scale, thickness), angle)
-            scale *= target / ink_height(alpha)
+            measured = ink_height(_rotated(render(text, font, scale, thickness), angle))
+            if not measured:  # too small to leave ink (text of a few px): try again
+                break
+            scale *= target / measured
         alpha = _rotated(render(text, font, scale, thickness), angle)
         if low <= ink_height(alpha) <= high:
             break

@@ -187,6 +187,15 @@ def test_truetype_signs_keep_the_ink_height_range_and_other_glyphs():
     assert truetype.alpha.tobytes() != hershey.alpha.tobytes()
 
 
+def test_a_sign_too_small_to_leave_ink_is_sized_again():
+    # These draws once rendered a first try without any ink at 6-32 px and crashed while
+    # measuring it (a training run stopped on it); the sign is now drawn at another size.
+    style = CameraStyle(text_height=(6, 32), truetype=0.7,
+                        typefaces=('dejavu', 'computer-modern'))
+    sign = make_sign(np.random.default_rng(4037), np.random.default_rng(4037 + 10**6), style)
+    assert 6 <= ink_height(sign.alpha) <= 32
+
+
 @pytest.mark.parametrize('height', [(4, 9), (12, 13), (14, 10)])
 def test_a_text_height_too_small_or_too_narrow_is_refused(height):
     with pytest.raises(ValueError, match='camera text_height'):
