@@ -61,7 +61,7 @@ from colvlm_bench.glyphvqa.drawing import (
     ink_height,
     layout,
 )
-from colvlm_bench.glyphvqa.lettering import HERSHEY_FONTS, TYPEFACES, make_sign
+from colvlm_bench.glyphvqa.lettering import HERSHEY_FONTS, TYPEFACES, make_sign, typeface_files
 
 FACTORS = ('color', 'clutter', 'fonts', 'warp', 'blur', 'noise', 'jpeg')
 SEVERITIES = (1, 2, 3)
@@ -95,8 +95,9 @@ class CameraStyle:
     stroke: Range = (0.06, 0.15)  # stroke width / ink height
     text_rotation: Range = (0.0, 6.0)  # degrees, either way
     text_height: Range = TEXT_HEIGHT_RANGE  # the signs' ink height, original px
-    # Share of signs lettered in a TrueType face of `typefaces` (lettering.TYPEFACES) instead
-    # of a Hershey font. Off by default, so the style's seeds draw what they drew before it.
+    # Share of signs lettered in a TrueType face of `typefaces` (families of lettering.TYPEFACES,
+    # font files or folders: lettering.typeface_files) instead of a Hershey font. Off by
+    # default, so the style's seeds draw what they drew before it.
     truetype: float = 0.0
     typefaces: tuple[str, ...] = ('dejavu',)
     warp_degrees: Range = (0.0, 4.0)  # camera tilt, degrees
@@ -126,9 +127,13 @@ class CameraStyle:
                 BACKGROUNDS):
             raise ValueError(f'camera fonts must be non-empty and backgrounds among '
                              f'{BACKGROUNDS}, got {self.fonts!r}, {self.backgrounds!r}')
-        if not self.typefaces or not set(self.typefaces) <= set(TYPEFACES):
-            raise ValueError(f'camera typefaces must be a non-empty list among '
-                             f'{tuple(TYPEFACES)}, got {self.typefaces!r}')
+        if not self.typefaces:
+            raise ValueError(f'camera typefaces must be a non-empty list of families among '
+                             f'{tuple(TYPEFACES)}, font files or folders, got {self.typefaces!r}')
+        try:
+            typeface_files(self.typefaces)
+        except ValueError as error:
+            raise ValueError(f'camera typefaces: {error}') from None
         if not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
             raise ValueError(f'camera jpeg_quality must be within 1..100, '
                              f'got {self.jpeg_quality!r}')

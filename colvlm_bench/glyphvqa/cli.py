@@ -8,8 +8,9 @@ per view, the evidence of each question in one view (colvlm_bench/glyphvqa/views
 `--factors blur,noise` only those camera factors are on (the rest draw as clean), and with
 `--severity 1|2|3` each of them is narrowed to its mild, middle or severe third: one factor at
 one severity is a cell of the robustness table (tools/bench_robustness.py). `--truetype 0.5
---typefaces stix` letters half of the signs in TrueType faces instead of Hershey fonts;
-`--text-height 8,11` draws their ink 8-11 px tall instead of 14-32.
+--typefaces stix` letters half of the signs in TrueType faces instead of Hershey fonts (a
+family matplotlib ships, or a font file or folder of your own); `--text-height 8,11` draws
+their ink 8-11 px tall instead of 14-32.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='with --style camera: the share of signs lettered in a TrueType '
                              'face instead of a Hershey font (default: 0)')
     parser.add_argument('--typefaces', default=None, metavar='LIST',
-                        help='with --truetype: the TrueType families, comma-separated among '
-                             'dejavu, stix, computer-modern (default: dejavu)')
+                        help='with --truetype: the TrueType faces, comma-separated: families '
+                             'among dejavu, stix, computer-modern, or .ttf/.otf files or '
+                             'folders of them (default: dejavu)')
     parser.add_argument('--text-height', default=None, metavar='LOW,HIGH',
                         help="with --style camera: the signs' ink height range in px of the "
                              'original (default: 14,32)')
@@ -141,7 +143,7 @@ def dataset_style(name: str, factors: str | None, severity: int | None,
     from dataclasses import replace
 
     from colvlm_bench.glyphvqa.camera import FACTORS, CameraStyle
-    from colvlm_bench.glyphvqa.lettering import TYPEFACES
+    from colvlm_bench.glyphvqa.lettering import TYPEFACES, typeface_files
     chosen = FACTORS if factors is None else [f.strip() for f in factors.split(',')
                                               if f.strip()]
     unknown = [f for f in chosen if f not in FACTORS]
@@ -156,9 +158,13 @@ def dataset_style(name: str, factors: str | None, severity: int | None,
         changes['truetype'] = truetype
     if typefaces is not None:
         names = tuple(n.strip() for n in typefaces.split(',') if n.strip())
-        if not names or not set(names) <= set(TYPEFACES):
-            raise ValueError(f'--typefaces must be a comma list among {",".join(TYPEFACES)}, '
-                             f'got {typefaces!r}')
+        try:
+            if not names:
+                raise ValueError('none given')
+            typeface_files(names)
+        except ValueError as error:
+            raise ValueError(f'--typefaces must be a comma list of families among '
+                             f'{",".join(TYPEFACES)}, font files or folders: {error}') from None
         changes['typefaces'] = names
     if text_height is not None:
         changes['text_height'] = _text_height(text_height)

@@ -4,8 +4,8 @@ a TrueType face, at a stroke width and a small rotation, sized so that its ink i
 
 It knows text and fonts, not scenes; the style's fonts, italic, stroke, text_rotation,
 text_height, truetype and typefaces fields (camera.CameraStyle) say what to draw from. The
-TrueType faces are the ones matplotlib (a dependency) ships, so every install draws the same
-glyphs.
+named TrueType families are faces matplotlib (a dependency) ships, so every install draws the
+same glyphs; a font file or folder of your own can stand beside them.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ TYPEFACES = {
              'STIXGeneralBolIta.ttf'),
     'computer-modern': ('cmr10.ttf', 'cmss10.ttf', 'cmtt10.ttf', 'cmb10.ttf'),
 }
+_MATPLOTLIB_FACES = frozenset(face for faces in TYPEFACES.values() for face in faces)
+FONT_SUFFIXES = ('.ttf', '.otf')
 _PX_PER_SCALE = 30.0  # a TrueType size (px) per Hershey scale unit: about the same cap height
 
 
@@ -84,8 +86,44 @@ def make_sign(text_rng: np.random.Generator, rng: np.random.Generator,
 
 
 def typeface_files(families) -> tuple[str, ...]:
-    """Every file of the TYPEFACES families named, in order."""
-    return tuple(face for family in families for face in TYPEFACES[family])
+    """Every face of `families`, in order. Each entry is a TYPEFACES family (its files), a
+    font file (.ttf, .otf) or a folder, whose font files (found recursively, in sorted path
+    order) are taken where they have a glyph for every character of TEXT_ALPHABET; a folder's
+    draws depend on what it holds. ValueError naming an entry that is none of these."""
+    return tuple(face for family in families
+                 for face in (TYPEFACES[family] if family in TYPEFACES
+                              else _font_files(str(family))))
+
+
+@lru_cache(maxsize=64)
+def _font_files(entry: str) -> tuple[str, ...]:
+    """The usable font files of a file or folder entry of typeface_files."""
+    path = Path(entry)
+    if path.is_file():
+        if path.suffix.lower() not in FONT_SUFFIXES or not _letters_all(path):
+            raise ValueError(f'typeface {entry} is not a .ttf/.otf font with a glyph for '
+                             f'each of {TEXT_ALPHABET}')
+        return (str(path),)
+    if path.is_dir():
+        found = tuple(str(f) for f in sorted(path.rglob('*'))
+                      if f.suffix.lower() in FONT_SUFFIXES and f.is_file() and _letters_all(f))
+        if not found:
+            raise ValueError(f'typeface folder {entry} holds no .ttf/.otf font with a glyph '
+                             f'for each of {TEXT_ALPHABET}')
+        return found
+    raise ValueError(f'typeface {entry!r} is neither a family among {", ".join(TYPEFACES)} '
+                     f'nor a font file or folder')
+
+
+def _letters_all(path: Path) -> bool:
+    """Whether the font at `path` maps every character of TEXT_ALPHABET to a glyph."""
+    from fontTools.ttLib import TTFont, TTLibError
+
+    try:
+        cmap = TTFont(str(path), lazy=True).getBestCmap() or {}
+    except (TTLibError, OSError, ValueError, KeyError, AssertionError):
+        return False
+    return all(ord(char) in cmap for char in TEXT_ALPHABET)
 
 
 def truetype_ink(text: str, face: str, height: int) -> np.ndarray:
@@ -99,9 +137,12 @@ def truetype_ink(text: str, face: str, height: int) -> np.ndarray:
 
 
 def typeface_file(name: str) -> Path:
-    """The path of one of TYPEFACES' files, in the installed matplotlib."""
+    """The path of a face typeface_files gave: one of TYPEFACES' files, in the installed
+    matplotlib, or a font file's own path."""
     import matplotlib
 
+    if name not in _MATPLOTLIB_FACES:
+        return Path(name)
     path = Path(matplotlib.get_data_path()) / 'fonts' / 'ttf' / name
     if not path.is_file():
         raise FileNotFoundError(f'TrueType face {name} is not in this matplotlib ({path})')

@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from pathlib import Path
 
 import cv2
+import matplotlib
 import numpy as np
 import pytest
 
@@ -22,7 +24,13 @@ from colvlm_bench.glyphvqa.colors import (
     nearest_color_name,
     sample_color,
 )
-from colvlm_bench.glyphvqa.lettering import HERSHEY_FONTS, TYPEFACES, make_sign, truetype_alpha
+from colvlm_bench.glyphvqa.lettering import (
+    HERSHEY_FONTS,
+    TYPEFACES,
+    make_sign,
+    truetype_alpha,
+    typeface_files,
+)
 from colvlm_bench.glyphvqa.scene import (
     SHAPE_SIZE_RANGE,
     TEXT_ALPHABET,
@@ -210,6 +218,60 @@ def test_truetype_off_draws_what_the_style_always_drew():
             _sha(render_scene(np.random.default_rng(seed), style='camera').image)
 
 
+MATPLOTLIB_TTF = Path(matplotlib.get_data_path()) / 'fonts' / 'ttf'
+
+
+def _font_folder(tmp_path):
+    """A folder of fonts as a user might bring: two faces with every character, one symbol
+    face without them (matplotlib's own, all three) and a file that is no font."""
+    folder = tmp_path / 'fonts'
+    (folder / 'serif').mkdir(parents=True)
+    for name, where in (('DejaVuSans.ttf', folder), ('cmr10.ttf', folder / 'serif'),
+                        ('STIXSizOneSymReg.ttf', folder)):
+        (where / name).write_bytes((MATPLOTLIB_TTF / name).read_bytes())
+    (folder / 'README.txt').write_text('not a font')
+    return folder
+
+
+def test_font_files_and_folders_stand_beside_the_families(tmp_path):
+    folder = _font_folder(tmp_path)
+    usable = [str(folder / 'DejaVuSans.ttf'), str(folder / 'serif' / 'cmr10.ttf')]
+    assert typeface_files((str(folder),)) == tuple(usable)  # the symbol face left out
+    assert typeface_files(('stix', usable[1])) == (*TYPEFACES['stix'], usable[1])
+    style = CameraStyle(truetype=1.0, typefaces=(str(folder),))
+    rng = np.random.default_rng(8)
+    signs = [make_sign(rng, rng, style) for _ in range(12)]
+    assert all(14 <= ink_height(sign.alpha) <= 32 for sign in signs)
+    # The folder's DejaVu Sans draws what the named family's file does.
+    assert truetype_alpha('K7', usable[0], 28).tobytes() == \
+        truetype_alpha('K7', 'DejaVuSans.ttf', 28).tobytes()
+
+
+@pytest.mark.parametrize('entry, culprit', [
+    ('missing/fonts', 'neither a family'),
+    ('STIXSizOneSymReg.ttf', 'STIXSizOneSymReg.ttf'),
+    ('README.txt', 'README.txt'),
+    ('empty', 'holds no'),
+])
+def test_a_typeface_entry_that_cannot_letter_signs_is_named(tmp_path, entry, culprit):
+    folder = _font_folder(tmp_path)
+    (folder / 'empty').mkdir()
+    with pytest.raises(ValueError, match='camera typefaces') as error:
+        CameraStyle(truetype=1.0, typefaces=('dejavu', str(folder / entry)))
+    assert culprit in str(error.value) and '\n' not in str(error.value)
+
+
+def test_cli_letters_signs_in_a_font_folder_and_records_it(tmp_path, capsys):
+    folder = _font_folder(tmp_path)
+    out = tmp_path / 'own'
+    assert main(['dataset', 'glyphvqa', str(out), '--n-images', '2', '--seed', '4',
+                 '--style', 'camera', '--truetype', '1', '--typefaces', str(folder)]) == 0
+    assert f'100% of signs in TrueType ({folder})' in capsys.readouterr().out
+    camera = json.loads((out / 'style.json').read_text())['camera']
+    assert camera['typefaces'] == [str(folder)]
+    assert len(load_dataset(out)) > 0
+
+
 def test_sizes_come_at_several_aspect_ratios(camera_scenes):
     ratios = {(scene.width / scene.height) for scene in camera_scenes}
     named = {across / down for across, down in ASPECT_RATIOS}
@@ -314,6 +376,7 @@ def test_cli_writes_a_loadable_set_in_each_style_the_same_for_the_same_seed(tmp_
     (['--truetype', '0.5'], '--truetype'),
     (['--style', 'camera', '--truetype', '1.5'], '--truetype'),
     (['--style', 'camera', '--typefaces', 'arial'], '--typefaces'),
+    (['--style', 'camera', '--typefaces', 'dejavu,/no/such/fonts'], '--typefaces'),
     (['--style', 'camera', '--factors', 'blur', '--truetype', '0.5'], '--truetype'),
     (['--text-height', '8,11'], '--text-height'),
     (['--style', 'camera', '--text-height', '4,9'], '--text-height'),

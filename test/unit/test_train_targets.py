@@ -1,6 +1,8 @@
 """The attention loss's target in tools.train: where the evidence box lies on the global
 view's token grid; and the scene pool's style, which picks the renderer's look per scene."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,20 @@ def test_text_pages_letter_truetype_lines_only_when_asked():
     spread = [np.ptp(page.pixels[r * 16:(r + 1) * 16, c * 16:(c + 1) * 16].astype(int))
               for r, c in labelled]
     assert min(spread) >= 40
+
+
+def test_text_pages_letter_in_a_font_file_given_by_path(tmp_path):
+    import matplotlib
+
+    from colvlm_bench.glyphvqa.camera import CameraStyle
+
+    face = tmp_path / 'Own.ttf'
+    face.write_bytes((Path(matplotlib.get_data_path()) / 'fonts' / 'ttf' / 'cmtt10.ttf')
+                     .read_bytes())
+    named = text_page(np.random.default_rng(3), 128, 8, 90,
+                      CameraStyle(truetype=1.0, typefaces=('computer-modern',)))
+    own = text_page(np.random.default_rng(3), 128, 8, 90,
+                    CameraStyle(truetype=1.0, typefaces=(str(face),)))
+    plain = text_page(np.random.default_rng(3), 128, 8, 90)
+    assert not np.array_equal(own.pixels, plain.pixels)
+    assert not np.array_equal(own.pixels, named.pixels)  # one face, not the family's four

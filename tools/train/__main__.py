@@ -141,8 +141,9 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help='camera-like scenes: the share of signs lettered in a TrueType '
                              'face instead of a Hershey font (default: 0)')
     parser.add_argument('--typefaces', default='dejavu', metavar='LIST',
-                        help='the TrueType families for --truetype, comma-separated '
-                             '(colvlm_bench.glyphvqa.lettering.TYPEFACES; default: dejavu)')
+                        help='the TrueType faces for --truetype, comma-separated: families '
+                             'of colvlm_bench.glyphvqa.lettering.TYPEFACES, .ttf/.otf files or '
+                             'folders of them (default: dejavu)')
     parser.add_argument('--text-height', default=None, metavar='LOW,HIGH',
                         help="camera-like scenes: the signs' ink height range in px of the "
                              'original (default: 14,32)')
