@@ -19,7 +19,8 @@ def test_package_xml_parses_and_declares_the_dependencies():
                      'rosidl_default_runtime', 'rclpy', 'sensor_msgs', 'std_msgs',
                      'builtin_interfaces', 'cv_bridge', 'launch_ros', 'python3-opencv',
                      'python3-numpy', 'launch_testing', 'launch_testing_ros', 'launch_pytest',
-                     'ament_cmake_pytest', 'visualization_msgs'):
+                     'ament_cmake_pytest', 'visualization_msgs', 'python3-matplotlib',
+                     'python3-fonttools'):
         assert required in names, required
     assert 'rosidl_interface_packages' in {g.name for g in package.member_of_groups}
     assert package.get_build_type() == 'ament_cmake'
