@@ -114,9 +114,23 @@ def read_yaml(path: Path, node_name: str) -> dict[str, object]:
     return values
 
 
+class _RosYamlLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads a `!!python/tuple` sequence, as a list: launch_ros
+    (Jazzy) writes a launch file's tuple parameter values with that tag into the parameter
+    file (and `-p` values) it hands a node, and rcl reads them as plain sequences."""
+
+
+_RosYamlLoader.add_constructor('tag:yaml.org,2002:python/tuple',
+                               lambda loader, node: loader.construct_sequence(node))
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_RosYamlLoader)  # a SafeLoader: no arbitrary objects
+
+
 def _load_parameter_file(path: Path) -> dict:
     try:
-        document = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
+        document = _yaml(path.read_text(encoding='utf-8')) or {}
     except FileNotFoundError:
         raise ParameterError(f'{path}: parameter file not found') from None
     except yaml.YAMLError as error:
@@ -200,7 +214,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
         name, separator, value = pair.partition('=')
         if not separator or not name:
             raise ValueError(f'--param expects NAME=VALUE, got {pair!r}')
-        overrides[name.strip()] = yaml.safe_load(value)
+        overrides[name.strip()] = _yaml(value)
     return overrides
 
 
@@ -240,7 +254,7 @@ def parse_ros_arguments(argv: list[str]) -> RosArguments:
                 name, separator, text = value.partition(':=')
                 if not separator or not name:
                     raise ParameterError(f'--ros-args: -p expects NAME:=VALUE, got {value!r}')
-                overrides.append((name, yaml.safe_load(text) if text else ''))
+                overrides.append((name, _yaml(text) if text else ''))
             elif value.startswith('__ns:='):
                 namespace = value[len('__ns:='):]
             elif value.startswith('__node:='):

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from conftest import REPO_ROOT
 import pytest
+import yaml
 
 from colvlm_bench import cli
 from colvlm_models.vlm import ModelLoadError, resolve_model
-from colvlm_msgs.params import ParameterError, read_yaml
+from colvlm_msgs.params import ParameterError, parse_overrides, read_yaml
 
 
 def _one_line_error(capsys, argv: list[str]) -> str:
@@ -68,6 +69,23 @@ def test_a_bad_parameter_file_is_refused_naming_the_file(tmp_path, text, message
     with pytest.raises(ParameterError, match=message) as error:
         read_yaml(tmp_path / 'bad.yaml', '/cam0/server')
     assert '\n' not in str(error.value)
+
+
+def test_tuple_values_as_launch_ros_writes_them_read_as_lists(tmp_path):
+    # Jazzy's launch_ros yaml.dump()s a launch file's parameters (cameras.launch.py gives the
+    # server views.cameras as a list it turns into a tuple), tagging tuples !!python/tuple;
+    # a server that refused the tag died at start-up on a real Jazzy.
+    path = tmp_path / 'launch_params.yaml'
+    with path.open('w') as handle:
+        yaml.dump({'/**': {'ros__parameters': {'views.cameras': ('/robot/front', '/robot/rear')}}},
+                  handle, default_flow_style=False)
+    assert '!!python/tuple' in path.read_text()
+    assert read_yaml(path, '/robot/server') == {'views.cameras': ['/robot/front', '/robot/rear']}
+    assert parse_overrides([f"views.cameras={yaml.dump(('/a', '/b'))}"]) == \
+        {'views.cameras': ['/a', '/b']}
+    path.write_text("/**:\n  ros__parameters:\n    x: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ParameterError, match='not valid YAML'):  # still no arbitrary objects
+        read_yaml(path, '/robot/server')
 
 
 def test_wildcard_and_named_sections_apply_as_in_rcl(tmp_path):
