@@ -159,9 +159,7 @@ def dataset_style(name: str, factors: str | None, severity: int | None,
     if typefaces is not None:
         names = tuple(n.strip() for n in typefaces.split(',') if n.strip())
         try:
-            if not names:
-                raise ValueError('none given')
-            typeface_files(names)
+            typeface_files(names or ('',))  # no name at all is refused as an empty one
         except ValueError as error:
             raise ValueError(f'--typefaces must be a comma list of families among '
                              f'{",".join(TYPEFACES)}, font files or folders: {error}') from None

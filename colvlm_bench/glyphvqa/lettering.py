@@ -98,6 +98,8 @@ def typeface_files(families) -> tuple[str, ...]:
 @lru_cache(maxsize=64)
 def _font_files(entry: str) -> tuple[str, ...]:
     """The usable font files of a file or folder entry of typeface_files."""
+    if not entry.strip():  # Path('') is the working folder: never searched unasked
+        raise ValueError('typeface entry is empty')
     path = Path(entry)
     if path.is_file():
         if path.suffix.lower() not in FONT_SUFFIXES or not _letters_all(path):

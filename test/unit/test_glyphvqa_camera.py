@@ -252,12 +252,13 @@ def test_font_files_and_folders_stand_beside_the_families(tmp_path):
     ('STIXSizOneSymReg.ttf', 'STIXSizOneSymReg.ttf'),
     ('README.txt', 'README.txt'),
     ('empty', 'holds no'),
+    ('', 'empty'),  # not the working folder
 ])
 def test_a_typeface_entry_that_cannot_letter_signs_is_named(tmp_path, entry, culprit):
     folder = _font_folder(tmp_path)
     (folder / 'empty').mkdir()
     with pytest.raises(ValueError, match='camera typefaces') as error:
-        CameraStyle(truetype=1.0, typefaces=('dejavu', str(folder / entry)))
+        CameraStyle(truetype=1.0, typefaces=('dejavu', str(folder / entry) if entry else ''))
     assert culprit in str(error.value) and '\n' not in str(error.value)
 
 
@@ -377,6 +378,7 @@ def test_cli_writes_a_loadable_set_in_each_style_the_same_for_the_same_seed(tmp_
     (['--style', 'camera', '--truetype', '1.5'], '--truetype'),
     (['--style', 'camera', '--typefaces', 'arial'], '--typefaces'),
     (['--style', 'camera', '--typefaces', 'dejavu,/no/such/fonts'], '--typefaces'),
+    (['--style', 'camera', '--typefaces', ','], '--typefaces'),
     (['--style', 'camera', '--factors', 'blur', '--truetype', '0.5'], '--truetype'),
     (['--text-height', '8,11'], '--text-height'),
     (['--style', 'camera', '--text-height', '4,9'], '--text-height'),
