@@ -1,7 +1,7 @@
 """Robustness of a model to the camera style, one factor at a time, as ImageNet-C tabulates it.
 
 For every camera factor (colvlm_bench.glyphvqa.camera.FACTORS: color, clutter, fonts, warp,
-blur, noise, jpeg) and severity 1..3 this writes a Glyph-VQA set with that factor alone on,
+blur, noise, jpeg, pose) and severity 1..3 this writes a Glyph-VQA set with that factor alone on,
 as `colvlm dataset glyphvqa OUT --style camera --factors F --severity S` does, and one more
 row, 'typeface': the fonts factor at severity 1 with 1/3, 2/3 or all of the signs lettered in
 TrueType faces (DejaVu, STIX, Computer Modern) instead of Hershey fonts, as `--factors fonts
@@ -11,7 +11,8 @@ the same mildest fonts factor with the signs' ink smaller than the style's 14-32
 --text-height 10,13` does; plus two
 references: 'clean' (severity 0: every factor off, the same scenes as the one-factor sets of
 the seed drawn as the clean style draws them, so each drop is the factor's alone) and
-'camera' (every factor over its whole range). `colvlm eval`'s Evaluator then answers every
+'camera' (the default camera style: every factor but pose over its whole range, as the
+held-out splits are drawn). `colvlm eval`'s Evaluator then answers every
 set under the policies global, entropy (at the model's τ from its colvlm.yaml, as the server
 takes it) and oracle, with one loaded model.
 

@@ -15,23 +15,26 @@ Every factor is a field of the frozen `CameraStyle`, with the range a scene draw
 |         |                                          | its ink height; a share of signs in   |
 |         |                                          | TrueType faces                        |
 | warp    | warp_degrees                             | perspective tilt of the camera        |
+| pose    | shape_rotation                           | squares and triangles turned in their |
+|         |                                          | boxes, either way (off by default)    |
 | blur    | defocus, motion                          | Gaussian defocus, linear motion smear |
 | noise   | noise_sigma                              | read + shot noise                     |
 | jpeg    | jpeg_quality, png                        | a JPEG round trip, or lossless        |
 
 A factor left out of `factors` draws as the clean style does (exact colours, muted procedural
-backgrounds, two fonts, no optics). Each factor draws from its own generator (split off the
-scene's), so the sets `CameraStyle.only(['blur'], 2)` and `CameraStyle.only([])` (every
-factor off: clean drawing, though not the clean style's bytes) of one seed hold the same
-scenes and differ by the blur alone: the paired sets of a robustness table (the fonts factor
-also moves the layout, as signs change size). `severity` 1..3
-narrows each range of the factors on to its first, middle or last third (JPEG: the lowest
-qualities are the most severe) and picks harder fonts and backgrounds. Originals are drawn
-at 4:3, 16:9, 3:2, 5:4 or 1:1, within 640x480..1024x768. The evidence stays readable: text
-ink is 14-32 px tall (text_height, which severity leaves alone) and blur is capped at 1/14
-(defocus sigma) and 1/4 (motion) of the smallest ink height; objects keep their boxes through
-the warp.
-"""
+backgrounds, two fonts, upright shapes, no optics). `pose` is the one factor the default style
+leaves out (DEFAULT_FACTORS), so that a seed draws the scenes it drew before pose existed and
+the published splits stay as they are; `factors=FACTORS` (`--factors all`) turns it on. Each
+factor draws from its own generator (split off the scene's), so the sets
+`CameraStyle.only(['blur'], 2)` and `CameraStyle.only([])` (every factor off: clean drawing,
+though not the clean style's bytes) of one seed hold the same scenes and differ by the blur
+alone: the paired sets of a robustness table (the fonts factor also moves the layout, as signs
+change size). `severity` 1..3 narrows each range of the factors on to its first, middle or last
+third (JPEG: the lowest qualities are the most severe) and picks harder fonts and backgrounds.
+Originals are drawn at 4:3, 16:9, 3:2, 5:4 or 1:1, within 640x480..1024x768. The evidence stays
+readable: text ink is 14-32 px tall (text_height, which severity leaves alone) and blur is
+capped at 1/14 (defocus sigma) and 1/4 (motion) of the smallest ink height; objects keep their
+boxes through the warp."""
 
 from __future__ import annotations
 
@@ -63,7 +66,11 @@ from colvlm_bench.glyphvqa.drawing import (
 )
 from colvlm_bench.glyphvqa.lettering import HERSHEY_FONTS, TYPEFACES, make_sign, typeface_files
 
-FACTORS = ('color', 'clutter', 'fonts', 'warp', 'blur', 'noise', 'jpeg')
+FACTORS = ('color', 'clutter', 'fonts', 'warp', 'blur', 'noise', 'jpeg', 'pose')
+DEFAULT_FACTORS = FACTORS[:-1]  # every factor but pose, which came later
+# The factors whose generators come from the scene's seed draw, in this order; pose's generator
+# is spawned from the scene stream's seed instead, so adding it moved no other draw.
+_SEEDED = DEFAULT_FACTORS
 SEVERITIES = (1, 2, 3)
 BACKGROUNDS = ('photo', 'texture', 'flat', 'procedural')
 ASPECT_RATIOS = ((4, 3), (16, 9), (3, 2), (5, 4), (1, 1))
@@ -73,7 +80,8 @@ _ITALIC_LEVELS = (0.0, 0.3, 0.6)
 _BACKGROUND_LEVELS = (('texture', 'flat'), ('texture', 'photo'), ('photo',))
 _RANGED = {'color': ('white_balance', 'illumination'), 'clutter': ('clutter_items',),
            'fonts': ('stroke', 'text_rotation'), 'warp': ('warp_degrees',),
-           'blur': ('defocus', 'motion'), 'noise': ('noise_sigma',), 'jpeg': ('jpeg_quality',)}
+           'blur': ('defocus', 'motion'), 'noise': ('noise_sigma',), 'jpeg': ('jpeg_quality',),
+           'pose': ('shape_rotation',)}
 _MAX_BACKGROUND_TRIES = 20
 _SAME_COLOR_SHARE = 0.2  # most of an object's box the background may share its colour name
 
@@ -84,7 +92,7 @@ Range = tuple[float, float]
 class CameraStyle:
     """The camera style's factors (FACTORS) and the range each scene draws them from."""
 
-    factors: tuple[str, ...] = FACTORS  # the rest draw as the clean style
+    factors: tuple[str, ...] = DEFAULT_FACTORS  # the rest draw as the clean style
     color_jitter: float = 1.0  # share of a colour band's half-width a draw may stray, 0..1
     white_balance: Range = (0.0, 0.06)  # per-channel gain deviation (hue moves <= 7 deg)
     illumination: Range = (0.0, 0.3)  # darkening depth of the gradient or shadow, 0..1
@@ -101,6 +109,7 @@ class CameraStyle:
     truetype: float = 0.0
     typefaces: tuple[str, ...] = ('dejavu',)
     warp_degrees: Range = (0.0, 4.0)  # camera tilt, degrees
+    shape_rotation: Range = (0.0, 60.0)  # a square's or triangle's turn, degrees, either way
     defocus: Range = (0.0, 1.5)  # Gaussian sigma, px (capped by the text height)
     motion: Range = (0.0, 5.0)  # smear length, px (capped by the text height)
     noise_sigma: Range = (0.0, 8.0)  # grey levels at mid grey
@@ -183,9 +192,10 @@ def render_camera_scene(rng: np.random.Generator, width: int | None, height: int
     installed (clutter.available_photos)."""
     # One stream for the scene's content and one per factor, so that turning a factor on
     # changes what it draws and nothing else.
-    seeds = rng.integers(0, 2**62, size=1 + len(FACTORS))
+    seeds = rng.integers(0, 2**62, size=1 + len(_SEEDED))
     draws = {name: np.random.default_rng(int(seed))
-             for name, seed in zip(('scene', *FACTORS), seeds, strict=True)}
+             for name, seed in zip(('scene', *_SEEDED), seeds, strict=True)}
+    draws['pose'] = np.random.default_rng([int(seeds[0]), len(_SEEDED) + 1])
     scene_rng = draws['scene']
     width, height = _size(scene_rng, width, height)
     on = set(style.factors)
@@ -204,6 +214,8 @@ def render_camera_scene(rng: np.random.Generator, width: int | None, height: int
     image, background = _background(draws['clutter'], style, height, width, boxes,
                                     color_names)
 
+    angles = [_turn(draws['pose'], style) if 'pose' in on and shape != 'circle' else 0.0
+              for shape in shape_types]
     labels = np.full((height, width), -1, np.int16)  # (H, W) int16 object index
     objects = []
     for index, (box, name, fill) in enumerate(zip(boxes, color_names, fills, strict=True)):
@@ -212,13 +224,19 @@ def render_camera_scene(rng: np.random.Generator, width: int | None, height: int
             objects.append(SceneObject('sign', None, name, signs[index].text, box, text_box))
             fill_shape(labels, 'square', box, index, cv2.LINE_8)
         else:
-            shape = shape_types[index - n_signs]
-            fill_shape(image, shape, box, fill, cv2.LINE_AA)
-            fill_shape(labels, shape, box, index, cv2.LINE_8)
-            objects.append(SceneObject('shape', shape, name, None, box))
+            shape, angle = shape_types[index - n_signs], angles[index - n_signs]
+            fill_shape(image, shape, box, fill, cv2.LINE_AA, angle)
+            fill_shape(labels, shape, box, index, cv2.LINE_8, angle)
+            objects.append(SceneObject('shape', shape, name, None, box, angle=angle))
     smallest_ink = min(ink_height(s.alpha) for s in signs)
     image, objects, labels = _camera(draws, style, image, objects, labels, smallest_ink)
     return Scene(image=image, objects=tuple(objects), background=background, labels=labels)
+
+
+def _turn(rng: np.random.Generator, style: CameraStyle) -> float:
+    """A shape's rotation: a magnitude in shape_rotation, either way."""
+    magnitude = float(rng.uniform(*style.shape_rotation))
+    return magnitude if rng.random() < 0.5 else -magnitude
 
 
 def _size(rng: np.random.Generator, width: int | None, height: int | None) -> tuple[int, int]:

@@ -5,7 +5,8 @@ evaluation questions into the folder OUT (images/ and questions.jsonl). With
 `--views front,left,right,rear` it writes the multi-view variant instead: N scenes, one image
 per view, the evidence of each question in one view (colvlm_bench/glyphvqa/views.py).
 `--style camera` draws the camera-like style (colvlm_bench/glyphvqa/camera.py); with
-`--factors blur,noise` only those camera factors are on (the rest draw as clean), and with
+`--factors blur,noise` only those camera factors are on (the rest draw as clean; the default
+is every factor but pose, which turns shapes, and `--factors all` adds it), and with
 `--severity 1|2|3` each of them is narrowed to its mild, middle or severe third: one factor at
 one severity is a cell of the robustness table (tools/bench_robustness.py). `--truetype 0.5
 --typefaces stix` letters half of the signs in TrueType faces instead of Hershey fonts (a
@@ -43,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--factors', default=None, metavar='LIST',
                         help='with --style camera: the camera factors to turn on, '
                              'comma-separated among color, clutter, fonts, warp, blur, noise, '
-                             'jpeg (default: all); the others draw as clean')
+                             'jpeg, pose, or all (default: all but pose, which turns squares '
+                             'and triangles); the others draw as clean')
     parser.add_argument('--severity', type=int, choices=[1, 2, 3], default=None,
                         help='with --style camera: narrow each factor on to its mild (1), '
                              'middle (2) or severe (3) third (default: its whole range), e.g. '
@@ -142,13 +144,16 @@ def dataset_style(name: str, factors: str | None, severity: int | None,
         return 'clean'
     from dataclasses import replace
 
-    from colvlm_bench.glyphvqa.camera import FACTORS, CameraStyle
+    from colvlm_bench.glyphvqa.camera import DEFAULT_FACTORS, FACTORS, CameraStyle
     from colvlm_bench.glyphvqa.lettering import TYPEFACES, typeface_files
-    chosen = FACTORS if factors is None else [f.strip() for f in factors.split(',')
-                                              if f.strip()]
+    chosen = [f.strip() for f in (factors or '').split(',') if f.strip()]
+    if factors is None:
+        chosen = list(DEFAULT_FACTORS)
+    elif chosen == ['all']:
+        chosen = list(FACTORS)
     unknown = [f for f in chosen if f not in FACTORS]
     if unknown or not chosen:
-        raise ValueError(f'--factors must be a comma list among {",".join(FACTORS)}, '
+        raise ValueError(f'--factors must be all or a comma list among {",".join(FACTORS)}, '
                          f'got {factors!r}')
     style = CameraStyle.only(chosen, severity)
     changes: dict = {}

@@ -56,8 +56,9 @@ class SceneObject:
     shape: str | None  # 'circle' | 'square' | 'triangle' for shapes, None for signs
     color: str  # a key of COLORS
     text: str | None  # 1-3 characters of TEXT_ALPHABET for signs, None for shapes
-    box: tuple[int, int, int, int]  # sign rectangle or shape bounding box
+    box: tuple[int, int, int, int]  # sign rectangle, or the square a shape is inscribed in
     text_box: tuple[int, int, int, int] | None = None  # ink bounds of a sign's text
+    angle: float = 0.0  # a shape's rotation in its box, degrees anticlockwise (camera pose)
 
     @property
     def name(self) -> str:
@@ -68,8 +69,8 @@ class SceneObject:
     def centroid(self) -> tuple[float, float]:
         """(x, y) of the area centre: the box centre, or the triangle's centroid."""
         if self.shape == 'triangle':
-            xs, ys = zip(*_triangle_vertices(self.box), strict=True)
-            return sum(xs) / 3.0, sum(ys) / 3.0
+            xs, ys = shape_polygon('triangle', self.box, self.angle).T
+            return float(xs.mean()), float(ys.mean())
         x0, y0, x1, y1 = self.box
         return (x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0
 
@@ -142,7 +143,7 @@ def label_map(scene: Scene, height: int | None = None, width: int | None = None)
     else:
         labels = np.full((scene.height, scene.width), -1, np.int16)  # (H, W) int16
         for index, obj in enumerate(scene.objects):
-            fill_shape(labels, obj.shape or 'square', obj.box, index, cv2.LINE_8)
+            fill_shape(labels, obj.shape or 'square', obj.box, index, cv2.LINE_8, obj.angle)
     height = scene.height if height is None else height
     width = scene.width if width is None else width
     if (height, width) != labels.shape:
@@ -270,24 +271,53 @@ def draw_sign(image: np.ndarray, box: tuple[int, int, int, int], sign: SignDraft
     return text_box
 
 
-def _triangle_vertices(box: tuple[int, int, int, int]) -> list[tuple[int, int]]:
+def shape_polygon(shape: str, box: tuple[int, int, int, int], angle: float = 0.0) -> np.ndarray:
+    """The (n, 2) float x, y corners of a square or triangle in `box`, turned `angle` degrees
+    anticlockwise, scaled down until it fits the box again and centred in it (a square at 45
+    degrees is a diamond touching the box's four sides, a turned triangle touches two opposite
+    sides). At 0 degrees: the box itself,
+    or the triangle with its base on the box's bottom edge and its apex at the top centre."""
     x0, y0, x1, y1 = box
-    return [(x0, y1 - 1), (x1 - 1, y1 - 1), ((x0 + x1 - 1) // 2, y0)]
+    right, bottom = x1 - 1, y1 - 1  # the last pixel row and column inside the box
+    if shape == 'square':
+        corners = [(x0, y0), (right, y0), (right, bottom), (x0, bottom)]
+    elif shape == 'triangle':
+        corners = [(x0, bottom), (right, bottom), ((x0 + right) // 2, y0)]
+    else:
+        raise ValueError(f'only squares and triangles have corners, got {shape!r}')
+    points = np.array(corners, np.float64)  # (n, 2) x, y
+    if angle % 360.0 == 0.0:
+        return points
+    centre = np.array([(x0 + right) / 2.0, (y0 + bottom) / 2.0])
+    theta = np.deg2rad(angle)
+    # Anticlockwise on screen, where y points down.
+    turn = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+    points = (points - centre) @ turn.T
+    low, high = points.min(axis=0), points.max(axis=0)  # the turned shape's bounds
+    scale = min(1.0, float(np.min((centre - (x0, y0)) * 2 / np.maximum(high - low, 1e-9))))
+    return (points - (low + high) / 2.0) * scale + centre
 
 
 def fill_shape(canvas: np.ndarray, shape: str, box: tuple[int, int, int, int],
-                value, line_type: int) -> None:
-    """Fill `shape` inside `box` on `canvas` with `value` (a BGR tuple or a label)."""
+               value, line_type: int, angle: float = 0.0) -> None:
+    """Fill `shape` inside `box` on `canvas` with `value` (a BGR tuple or a label), squares
+    and triangles turned `angle` degrees (shape_polygon)."""
     x0, y0, x1, y1 = box
-    if shape == 'square':
+    if shape == 'square' and angle % 360.0 == 0.0:
         canvas[y0:y1, x0:x1] = value
     elif shape == 'circle':
         # Odd diameters keep the disc inside the box, even with anti-aliasing.
         radius = (min(x1 - x0, y1 - y0) - 1) // 2
         center = (x0 + (x1 - x0 - 1) // 2, y0 + (y1 - y0 - 1) // 2)
         cv2.circle(canvas, center, radius, value, -1, line_type)
-    elif shape == 'triangle':
-        vertices = np.array(_triangle_vertices(box), np.int32)  # (3, 2) x, y
-        cv2.fillPoly(canvas, [vertices], value, line_type)
+    elif shape in ('square', 'triangle'):
+        # Integer corners as before for unturned triangles; sub-pixel ones for turned shapes.
+        points = shape_polygon(shape, box, angle)
+        if angle % 360.0 == 0.0:
+            cv2.fillPoly(canvas, [points.astype(np.int32)], value, line_type)
+        else:
+            shift = 4  # fractional bits: 1/16 px corners
+            cv2.fillPoly(canvas, [np.rint(points * (1 << shift)).astype(np.int32)], value,
+                         line_type, shift=shift)
     else:
         raise ValueError(f'shape must be one of {SHAPES}, got {shape!r}')

@@ -15,7 +15,7 @@ import pytest
 
 from colvlm_bench.cli import main
 from colvlm_bench.glyphvqa import COLORS, label_map, load_dataset, questions_for_scene
-from colvlm_bench.glyphvqa.camera import ASPECT_RATIOS, FACTORS, CameraStyle
+from colvlm_bench.glyphvqa.camera import ASPECT_RATIOS, DEFAULT_FACTORS, FACTORS, CameraStyle
 from colvlm_bench.glyphvqa.clutter import CLUTTER_MAX_BLOB, CLUTTER_MAX_STROKE, available_photos
 from colvlm_bench.glyphvqa.colors import (
     COLOR_BANDS,
@@ -75,7 +75,8 @@ def test_a_factor_changes_what_it_draws_and_nothing_else(seed):
         one = render_scene(np.random.default_rng(seed), style=CameraStyle.only([factor], 3))
         assert [o.text for o in one.objects] == [o.text for o in none.objects]
         assert [o.color for o in one.objects] == [o.color for o in none.objects]
-        assert (factor in ('warp', 'fonts')) != (one.objects == none.objects), factor
+        # Warp moves boxes, fonts resize signs, pose turns shapes: their objects differ.
+        assert (factor in ('warp', 'fonts', 'pose')) != (one.objects == none.objects), factor
         assert not np.array_equal(one.image, none.image), factor
     blurred = render_scene(np.random.default_rng(7), style=CameraStyle.only(['blur'], 3))
     assert not np.array_equal(blurred.image, none.image)
@@ -366,13 +367,14 @@ def test_cli_writes_a_loadable_set_in_each_style_the_same_for_the_same_seed(tmp_
     if flags:
         document = json.loads(style_file.read_text())
         assert document['seed'] == 4 and document['photos'] == list(available_photos())
-        assert set(document['camera']['factors']) == (set(FACTORS) if len(flags) == 2
+        assert set(document['camera']['factors']) == (set(DEFAULT_FACTORS) if len(flags) == 2
                                                       else {'noise', 'jpeg'})
 
 
 @pytest.mark.parametrize('flags, culprit', [
     (['--factors', 'blur'], '--factors'),
     (['--style', 'camera', '--factors', 'blur,zoom'], '--factors'),
+    (['--style', 'camera', '--factors', 'all,blur'], '--factors'),
     (['--style', 'camera', '--views', 'front,left'], '--views'),
     (['--truetype', '0.5'], '--truetype'),
     (['--style', 'camera', '--truetype', '1.5'], '--truetype'),
@@ -410,3 +412,74 @@ def test_cli_truetype_sets_are_reproducible_and_say_their_faces(tmp_path, capsys
     assert _folder_digest(runs[0]) == _folder_digest(runs[1])
     camera = json.loads((runs[0] / 'style.json').read_text())['camera']
     assert camera['truetype'] == 1.0 and camera['typefaces'] == ['stix']
+
+
+def test_pose_is_off_by_default_so_published_seeds_draw_what_they_drew():
+    assert 'pose' in FACTORS and 'pose' not in CameraStyle().factors
+    assert CameraStyle().factors == DEFAULT_FACTORS == tuple(f for f in FACTORS if f != 'pose')
+    default = render_scene(np.random.default_rng(5), style='camera')
+    assert all(obj.angle == 0.0 for obj in default.objects)
+    turned = render_scene(np.random.default_rng(5), style=CameraStyle(factors=FACTORS))
+    # Pose draws from its own stream: the same objects in the same boxes, only shapes turned.
+    assert [(o.kind, o.color, o.text, o.box) for o in turned.objects] == \
+        [(o.kind, o.color, o.text, o.box) for o in default.objects]
+    # Away from the shapes (blur and JPEG blocks reach past their edges) the bytes agree.
+    shapes = (label_map(default) >= len(default.signs)) | (label_map(turned) >= len(turned.signs))
+    near = cv2.dilate(shapes.astype(np.uint8), np.ones((25, 25), np.uint8)).astype(bool)
+    assert np.array_equal(default.image[~near], turned.image[~near])
+    assert not np.array_equal(default.image, turned.image)
+
+
+@pytest.mark.parametrize('severity, low, high', [(1, 0, 20), (2, 20, 40), (3, 40, 60)])
+def test_pose_turns_squares_and_triangles_inside_their_boxes(severity, low, high):
+    style = CameraStyle.only(['pose'], severity)
+    assert style.shape_rotation == (low, high)
+    turned = 0
+    for seed in range(6):
+        scene = render_scene(np.random.default_rng(seed), style=style)
+        labels = label_map(scene)
+        for index, obj in enumerate(scene.objects):
+            if obj.kind != 'shape':
+                continue
+            if obj.shape == 'circle':
+                assert obj.angle == 0.0
+                continue
+            assert low <= abs(obj.angle) <= high
+            turned += 1
+            x0, y0, x1, y1 = obj.box
+            mask = labels == index
+            ys, xs = np.nonzero(mask)
+            # Inside its box, touching it on at least two opposite sides.
+            assert xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1
+            assert (xs.min() - x0 <= 1 and x1 - 1 - xs.max() <= 1) or \
+                (ys.min() - y0 <= 1 and y1 - 1 - ys.max() <= 1), obj
+            area = float(mask.sum()) / ((x1 - x0) * (y1 - y0))
+            if obj.shape == 'square':
+                # A square turned by a fills 1 / (cos a + sin a)^2 of its box.
+                a = np.deg2rad(abs(obj.angle) % 90)
+                assert area == pytest.approx(1 / (np.cos(a) + np.sin(a)) ** 2, abs=0.03), obj
+            cx, cy = obj.centroid
+            assert mask[int(round(cy)), int(round(cx))], obj  # a triangle's centroid is inside
+    assert turned >= 3
+
+
+def test_shape_polygon_at_zero_degrees_is_the_clean_drawing():
+    from colvlm_bench.glyphvqa.drawing import fill_shape, shape_polygon
+    box = (10, 20, 91, 101)
+    assert shape_polygon('triangle', box).tolist() == [[10, 100], [90, 100], [50, 20]]
+    assert shape_polygon('square', box, 90.0) == pytest.approx(
+        np.array([[10, 100], [10, 20], [90, 20], [90, 100]], np.float64))
+    canvas = np.zeros((120, 120), np.uint8)
+    fill_shape(canvas, 'square', box, 1, cv2.LINE_8, 360.0)
+    assert canvas.sum() == 81 * 81
+    with pytest.raises(ValueError, match='circle'):
+        shape_polygon('circle', box)
+
+
+def test_cli_factors_all_turns_shapes_and_records_pose(tmp_path, capsys):
+    out = tmp_path / 'posed'
+    assert main(['dataset', 'glyphvqa', str(out), '--n-images', '2', '--seed', '4',
+                 '--style', 'camera', '--factors', 'all']) == 0
+    document = json.loads((out / 'style.json').read_text())
+    assert document['camera']['factors'] == list(FACTORS)
+    assert document['camera']['shape_rotation'] == [0.0, 60.0]

@@ -68,7 +68,11 @@ def test_truetype_flags_give_the_camera_scenes_their_style(capsys):
     assert np.array_equal(pool.slots[0].scene.image, render_scene(rng, style=style).image)
     sized = camera_style(parse_args(['--style', 'mix', '--text-height', '8,20']))
     assert sized.text_height == (8, 20) and sized.truetype == 0.0
+    assert 'pose' not in sized.factors
+    posed = camera_style(parse_args(['--style', 'mix', '--factors', 'all']))
+    assert 'pose' in posed.factors and posed.text_height == (14, 32)
     for bad, culprit in ((['--truetype', '2'], '--truetype'),
+                         (['--factors', 'zoom'], '--factors'),
                          (['--truetype', '0.5', '--typefaces', 'arial'], '--typefaces'),
                          (['--text-height', '3,5'], '--text-height')):
         with pytest.raises(SystemExit):

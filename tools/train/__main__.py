@@ -147,6 +147,10 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--text-height', default=None, metavar='LOW,HIGH',
                         help="camera-like scenes: the signs' ink height range in px of the "
                              'original (default: 14,32)')
+    parser.add_argument('--factors', default=None, metavar='LIST',
+                        help='camera-like scenes: the camera factors on, as the dataset '
+                             "command's --factors (default: all but pose; 'all' adds pose, "
+                             'which turns squares and triangles)')
     parser.add_argument('--pool', type=int, default=256, help='scenes kept for reuse')
     parser.add_argument('--pool-fill', type=int, default=64, help='scenes before step 1')
     parser.add_argument('--refresh', type=int, default=4, help='new scenes per step')
@@ -181,7 +185,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     from .data import camera_style
     try:
-        camera_style(args)  # a bad --truetype, --typefaces or --text-height fails here
+        camera_style(args)  # a bad --truetype, --typefaces, --text-height or --factors fails here
     except ValueError as error:
         parser.error(str(error))
     if args.smoke:

@@ -193,12 +193,13 @@ def text_page(rng: np.random.Generator, size: int, grid: int, quality: int,
 
 def camera_style(args) -> CameraStyle | None:
     """The camera-like scenes' style the flags ask for: None (CameraStyle() as it is) unless
-    --truetype letters some signs in TrueType faces or --text-height sizes them otherwise;
-    ValueError naming a bad flag (the dataset command's checks)."""
+    --truetype letters some signs in TrueType faces, --text-height sizes them otherwise or
+    --factors picks the factors; ValueError naming a bad flag (the dataset command's checks)."""
     text_height = getattr(args, 'text_height', None)
-    if not args.truetype and text_height is None:
+    factors = getattr(args, 'factors', None)
+    if not args.truetype and text_height is None and factors is None:
         return None
-    return dataset_style('camera', None, None, args.truetype or None, args.typefaces,
+    return dataset_style('camera', factors, None, args.truetype or None, args.typefaces,
                          text_height)
 
 
