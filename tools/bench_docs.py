@@ -60,7 +60,10 @@ def _layers(*args: str) -> tuple[str, ...]:
 
 STEPS = (
     Step('heldout', 'docs/results.md (tables), README',
-         _split('camera', '20261206', '--style', 'camera') + _split('heldout', '20261123')),
+         _split('camera', '20261206', '--style', 'camera')
+         # The same scenes with the pose factor on: squares and triangles turned.
+         + _split('camera-pose', '20261206', '--style', 'camera', '--factors', 'all')
+         + _split('heldout', '20261123')),
     Step('robustness', 'docs/results.md (camera factors), docs/robustness.png',
          (_tool('bench_robustness', '--out', '{out}/robustness', '--n-images', '8'),)),
     Step('server', 'docs/results.md (server overhead)',

@@ -48,7 +48,7 @@ def test_a_second_run_draws_its_splits_again_over_the_first(tmp_path):
     # a rerun of the bench must not stop at the split an earlier run left there.
     step = next(s for s in bench_docs.STEPS if s.name == 'heldout')
     datasets = [c for c in step.commands if 'dataset' in c]
-    assert len(datasets) == 2
+    assert len(datasets) == 3  # camera, camera with pose, clean
     for command in datasets:
         argv = list(bench_docs.expand(command, tmp_path))
         argv[argv.index('--n-images') + 1] = '2'
