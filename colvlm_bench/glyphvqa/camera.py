@@ -67,10 +67,9 @@ from colvlm_bench.glyphvqa.drawing import (
 from colvlm_bench.glyphvqa.lettering import HERSHEY_FONTS, TYPEFACES, make_sign, typeface_files
 
 FACTORS = ('color', 'clutter', 'fonts', 'warp', 'blur', 'noise', 'jpeg', 'pose')
-DEFAULT_FACTORS = FACTORS[:-1]  # every factor but pose, which came later
-# The factors whose generators come from the scene's seed draw, in this order; pose's generator
-# is spawned from the scene stream's seed instead, so adding it moved no other draw.
-_SEEDED = DEFAULT_FACTORS
+# Every factor but pose, which came later. Their generators come from the scene's seed draw,
+# in this order; pose's is spawned from the scene stream's seed, so adding it moved no draw.
+DEFAULT_FACTORS = FACTORS[:-1]
 SEVERITIES = (1, 2, 3)
 BACKGROUNDS = ('photo', 'texture', 'flat', 'procedural')
 ASPECT_RATIOS = ((4, 3), (16, 9), (3, 2), (5, 4), (1, 1))
@@ -192,10 +191,10 @@ def render_camera_scene(rng: np.random.Generator, width: int | None, height: int
     installed (clutter.available_photos)."""
     # One stream for the scene's content and one per factor, so that turning a factor on
     # changes what it draws and nothing else.
-    seeds = rng.integers(0, 2**62, size=1 + len(_SEEDED))
+    seeds = rng.integers(0, 2**62, size=1 + len(DEFAULT_FACTORS))
     draws = {name: np.random.default_rng(int(seed))
-             for name, seed in zip(('scene', *_SEEDED), seeds, strict=True)}
-    draws['pose'] = np.random.default_rng([int(seeds[0]), len(_SEEDED) + 1])
+             for name, seed in zip(('scene', *DEFAULT_FACTORS), seeds, strict=True)}
+    draws['pose'] = np.random.default_rng([int(seeds[0]), len(FACTORS)])
     scene_rng = draws['scene']
     width, height = _size(scene_rng, width, height)
     on = set(style.factors)

@@ -146,11 +146,12 @@ def dataset_style(name: str, factors: str | None, severity: int | None,
 
     from colvlm_bench.glyphvqa.camera import DEFAULT_FACTORS, FACTORS, CameraStyle
     from colvlm_bench.glyphvqa.lettering import TYPEFACES, typeface_files
-    chosen = [f.strip() for f in (factors or '').split(',') if f.strip()]
     if factors is None:
         chosen = list(DEFAULT_FACTORS)
-    elif chosen == ['all']:
-        chosen = list(FACTORS)
+    else:
+        chosen = [f.strip() for f in factors.split(',') if f.strip()]
+        if chosen == ['all']:
+            chosen = list(FACTORS)
     unknown = [f for f in chosen if f not in FACTORS]
     if unknown or not chosen:
         raise ValueError(f'--factors must be all or a comma list among {",".join(FACTORS)}, '

@@ -275,8 +275,8 @@ def shape_polygon(shape: str, box: tuple[int, int, int, int], angle: float = 0.0
     """The (n, 2) float x, y corners of a square or triangle in `box`, turned `angle` degrees
     anticlockwise, scaled down until it fits the box again and centred in it (a square at 45
     degrees is a diamond touching the box's four sides, a turned triangle touches two opposite
-    sides). At 0 degrees: the box itself,
-    or the triangle with its base on the box's bottom edge and its apex at the top centre."""
+    sides). At 0 degrees: the box itself, or the triangle with its base on the box's bottom
+    edge and its apex at the top centre."""
     x0, y0, x1, y1 = box
     right, bottom = x1 - 1, y1 - 1  # the last pixel row and column inside the box
     if shape == 'square':
