@@ -15,8 +15,9 @@ Every factor is a field of the frozen `CameraStyle`, with the range a scene draw
 |         |                                          | its ink height; a share of signs in   |
 |         |                                          | TrueType faces                        |
 | warp    | warp_degrees                             | perspective tilt of the camera        |
-| pose    | shape_rotation                           | squares and triangles turned in their |
-|         |                                          | boxes, either way (off by default)    |
+| pose    | shape_rotation, pose_share               | squares and triangles turned in their |
+|         |                                          | boxes, either way, in a share of the  |
+|         |                                          | scenes (off by default)               |
 | blur    | defocus, motion                          | Gaussian defocus, linear motion smear |
 | noise   | noise_sigma                              | read + shot noise                     |
 | jpeg    | jpeg_quality, png                        | a JPEG round trip, or lossless        |
@@ -109,6 +110,10 @@ class CameraStyle:
     typefaces: tuple[str, ...] = ('dejavu',)
     warp_degrees: Range = (0.0, 4.0)  # camera tilt, degrees
     shape_rotation: Range = (0.0, 60.0)  # a square's or triangle's turn, degrees, either way
+    # Share of scenes whose squares and triangles are turned (the rest upright). Below 1 each
+    # scene draws it first from the pose stream; at 1 nothing is drawn, so posed sets made
+    # before the share existed draw what they drew.
+    pose_share: float = 1.0
     defocus: Range = (0.0, 1.5)  # Gaussian sigma, px (capped by the text height)
     motion: Range = (0.0, 5.0)  # smear length, px (capped by the text height)
     noise_sigma: Range = (0.0, 8.0)  # grey levels at mid grey
@@ -128,7 +133,7 @@ class CameraStyle:
         if not (low >= 6 and high - low >= 2):
             raise ValueError(f'camera text_height must be a (low, high) range of ink heights '
                              f'with low >= 6 px and high - low >= 2, got {self.text_height!r}')
-        for name in ('color_jitter', 'italic', 'png', 'truetype'):
+        for name in ('color_jitter', 'italic', 'png', 'truetype', 'pose_share'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f'camera {name} must be in [0, 1], got {getattr(self, name)}')
         if not self.fonts or not self.backgrounds or not set(self.backgrounds) <= set(
@@ -213,7 +218,9 @@ def render_camera_scene(rng: np.random.Generator, width: int | None, height: int
     image, background = _background(draws['clutter'], style, height, width, boxes,
                                     color_names)
 
-    angles = [_turn(draws['pose'], style) if 'pose' in on and shape != 'circle' else 0.0
+    posed = 'pose' in on and (style.pose_share >= 1.0
+                              or draws['pose'].random() < style.pose_share)
+    angles = [_turn(draws['pose'], style) if posed and shape != 'circle' else 0.0
               for shape in shape_types]
     labels = np.full((height, width), -1, np.int16)  # (H, W) int16 object index
     objects = []

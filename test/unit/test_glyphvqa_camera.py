@@ -3,6 +3,7 @@ evidence that stays where the questions say and readable, one-factor styles, and
 
 from __future__ import annotations
 
+from dataclasses import replace
 import hashlib
 import itertools
 import json
@@ -428,6 +429,28 @@ def test_pose_is_off_by_default_so_published_seeds_draw_what_they_drew():
     near = cv2.dilate(shapes.astype(np.uint8), np.ones((25, 25), np.uint8)).astype(bool)
     assert np.array_equal(default.image[~near], turned.image[~near])
     assert not np.array_equal(default.image, turned.image)
+
+
+def test_pose_share_turns_a_share_of_the_scenes_and_leaves_the_full_share_as_it_was():
+    posed = CameraStyle(factors=FACTORS)
+    half = replace(posed, pose_share=0.5)
+    upright = replace(posed, pose_share=0.0)
+    def angles(seed, style):
+        scene = render_scene(np.random.default_rng(seed), style=style)
+        return [o.angle for o in scene.objects if o.shape in ('square', 'triangle')]
+
+    turned_scenes = 0
+    for seed in range(24):
+        full, shared, none = (angles(seed, s) for s in (posed, half, upright))
+        assert all(a == 0.0 for a in none)
+        # A scene of the shared style is turned as a whole, or not at all.
+        assert all(a == 0.0 for a in shared) or all(a != 0.0 for a in shared)
+        turned_scenes += any(a != 0.0 for a in shared)
+        if full:
+            assert all(a != 0.0 for a in full)
+    assert 4 <= turned_scenes <= 20  # about half of 24; the draw is seeded, so this is fixed
+    with pytest.raises(ValueError, match='pose_share'):
+        CameraStyle(pose_share=1.5)
 
 
 @pytest.mark.parametrize('severity, low, high', [(1, 0, 20), (2, 20, 40), (3, 40, 60)])

@@ -71,10 +71,16 @@ def test_truetype_flags_give_the_camera_scenes_their_style(capsys):
     assert 'pose' not in sized.factors
     posed = camera_style(parse_args(['--style', 'mix', '--factors', 'all']))
     assert 'pose' in posed.factors and posed.text_height == (14, 32)
+    assert posed.pose_share == 1.0
+    shared = camera_style(parse_args(['--style', 'mix', '--factors', 'all', '--pose-share',
+                                      '0.4']))
+    assert 'pose' in shared.factors and shared.pose_share == 0.4
     for bad, culprit in ((['--truetype', '2'], '--truetype'),
                          (['--factors', 'zoom'], '--factors'),
                          (['--truetype', '0.5', '--typefaces', 'arial'], '--typefaces'),
-                         (['--text-height', '3,5'], '--text-height')):
+                         (['--text-height', '3,5'], '--text-height'),
+                         (['--pose-share', '0.4'], '--pose-share'),  # pose is not on
+                         (['--factors', 'all', '--pose-share', '2'], '--pose-share')):
         with pytest.raises(SystemExit):
             parse_args(bad)
         assert culprit in capsys.readouterr().err

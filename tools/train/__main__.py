@@ -151,6 +151,9 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help='camera-like scenes: the camera factors on, as the dataset '
                              "command's --factors (default: all but pose; 'all' adds pose, "
                              'which turns squares and triangles)')
+    parser.add_argument('--pose-share', type=float, default=None, metavar='SHARE',
+                        help='with pose among --factors: the share of camera-like scenes whose '
+                             'squares and triangles are turned, the rest upright (default: 1)')
     parser.add_argument('--pool', type=int, default=256, help='scenes kept for reuse')
     parser.add_argument('--pool-fill', type=int, default=64, help='scenes before step 1')
     parser.add_argument('--refresh', type=int, default=4, help='new scenes per step')
@@ -185,7 +188,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     from .data import camera_style
     try:
-        camera_style(args)  # a bad --truetype, --typefaces, --text-height or --factors fails here
+        camera_style(args)  # a bad camera flag (--truetype .. --pose-share) fails here
     except ValueError as error:
         parser.error(str(error))
     if args.smoke:
