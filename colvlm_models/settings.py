@@ -1,11 +1,11 @@
 """Per-model settings: what a model's `colvlm.yaml` says its gate threshold and ViCrop method
 and layer are, beside its weights.
 
-An entropy threshold in nats is a property of one model (0.1359 for the bundled tiny tower
+An entropy threshold in nats is a property of one model (0.2281 for the bundled tiny tower
 means nothing for LLaVA-1.5), and so are the attention layer and the RoI map that work best
 for it. A model folder may hold `colvlm.yaml`, a flat or nested mapping of these keys:
 
-    gate: {threshold: 0.1359}     # nats, from `colvlm eval --calibrate` on that model
+    gate: {threshold: 0.2281}     # nats, from `colvlm eval --calibrate` on that model
     vicrop: {method: att, layer: 1}
 
 A model without the file (a hub id, a folder without it) gets GENERIC: ViCrop's relative
@@ -22,7 +22,7 @@ import yaml
 SETTINGS_FILE = 'colvlm.yaml'
 BUNDLED_MODEL = 'models/colvlm-tiny-llava'  # as colvlm_models.tiny_vlm names it
 # The keys a model may set, with the generic value (also the node table's default).
-GENERIC = {'gate.threshold': 0.1359, 'vicrop.method': 'rel_att', 'vicrop.layer': -1}
+GENERIC = {'gate.threshold': 0.2281, 'vicrop.method': 'rel_att', 'vicrop.layer': -1}
 METHODS = ('rel_att', 'att', 'grad_att')
 
 

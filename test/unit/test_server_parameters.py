@@ -35,7 +35,7 @@ def test_defaults_describe_the_bundled_model_behind_the_entropy_gate():
     default = config()
     assert (default.model, default.device, default.dtype) == ('bundled', 'cpu', 'float32')
     # The threshold calibrated on the bundled model (README, Results).
-    assert default.policy == 'entropy' and default.gate.threshold == 0.1359
+    assert default.policy == 'entropy' and default.gate.threshold == 0.2281
     assert default.attention_layer is None and default.default_camera == ''
     assert default.queue_max_size == 4 and default.frame_max_age_s == 5.0
     assert 'oracle' not in SERVER_POLICIES and 'layers' in SERVER_POLICIES

@@ -51,7 +51,11 @@ GEN4 = dict(seed=SEED, read_steps=0, tower_steps=0, align_steps=0, bind_steps=0,
 # from cam15 with a share of the signs in TrueType faces (STIX kept out to measure on); rounds
 # 16-18 were TrueType trials that did not ship. cam22 and cam23 repeat the pair from cam20 with
 # a larger TrueType share and a longer tower round (round 21 was a decoder-only trial that did
-# not ship). cam23 makes the shipped weights.
+# not ship). cam27 and cam28 repeat the pair from cam23 with the shapes turned (the camera
+# style's pose factor) and the signs' ink drawn 14-44 px tall instead of 14-32 (rounds 24-26
+# were trials that did not ship); cam29 and cam30 repeat them from cam28. Those four posed every
+# camera-like scene and lost colour on upright shapes, so cam31 and cam32, a shorter pair from
+# cam30, pose only 40% of them. cam32 makes the shipped weights.
 CAMERA_COMMON = dict(style='mix', read_steps=0, align_steps=0, bind_steps=0,
                      joint_tower_scale=0.3, joint_formats='1=0.4,2=0.55,5=0.05')
 COLOUR_KINDS = 'text=0.3,color=0.3,presence=0.25,grounding=0.15'
@@ -63,6 +67,14 @@ def truetype(share: float) -> dict:
     the mix style, so about half that share of all signs) lettered in DejaVu or Computer
     Modern faces; STIX is kept out, to measure on a family the model never saw."""
     return dict(truetype=share, typefaces='dejavu,computer-modern')
+
+
+def pose_and_large_text(share: float, posed: float = 1.0) -> dict:
+    """cam27 on: truetype(`share`) with every camera factor on, pose too (squares and
+    triangles turned, in `posed` of the camera-like scenes), and sign ink up to 44 px, the
+    larger text a ViCrop window shows."""
+    flags = dict(**truetype(share), factors='all', text_height='14,44')
+    return flags if posed == 1.0 else dict(flags, pose_share=posed)
 
 
 def whole_scenes(color_weight: int, seed: int) -> dict:
@@ -101,6 +113,18 @@ CAMERA_ROUNDS = (  # name, init, threads, tower steps and lr, joint steps and lr
      COLOUR_KINDS, {**whole_scenes(3, 22022), **truetype(0.8)}),
     ('cam23', 'cam22', 2, 0, None, 1500, 1e-4, 0.8,  # cam20 again from cam22
      READ_KINDS, {**decoder_alone(23023), **truetype(0.7)}),
+    ('cam27', 'cam23', 2, 2000, 3e-4, 1200, 1e-4, 0.8,  # cam22 again, shapes turned
+     COLOUR_KINDS, {**whole_scenes(3, 27026), **pose_and_large_text(0.8)}),
+    ('cam28', 'cam27', 2, 0, None, 1500, 1e-4, 0.8,  # cam23 again from cam27
+     READ_KINDS, {**decoder_alone(27027), **pose_and_large_text(0.7)}),
+    ('cam29', 'cam28', 2, 2000, 3e-4, 1200, 1e-4, 0.8,  # cam27 again from cam28
+     COLOUR_KINDS, {**whole_scenes(3, 29026), **pose_and_large_text(0.8)}),
+    ('cam30', 'cam29', 2, 0, None, 1500, 1e-4, 0.8,  # cam28 again from cam29
+     READ_KINDS, {**decoder_alone(29027), **pose_and_large_text(0.7)}),
+    ('cam31', 'cam30', 2, 1200, 3e-4, 800, 1e-4, 0.8,  # shorter, 40% of scenes posed
+     COLOUR_KINDS, {**whole_scenes(3, 31026), **pose_and_large_text(0.8, 0.4)}),
+    ('cam32', 'cam31', 2, 0, None, 900, 1e-4, 0.8,  # cam30 shorter, 40% posed
+     READ_KINDS, {**decoder_alone(31027), **pose_and_large_text(0.7, 0.4)}),
 )
 
 
