@@ -11,7 +11,8 @@ is every factor but pose, which turns shapes, and `--factors all` adds it), and 
 one severity is a cell of the robustness table (tools/bench_robustness.py). `--truetype 0.5
 --typefaces stix` letters half of the signs in TrueType faces instead of Hershey fonts (a
 family matplotlib ships, or a font file or folder of your own); `--text-height 8,11` draws
-their ink 8-11 px tall instead of 14-32.
+their ink 8-11 px tall instead of 14-32; with pose on, `--pose-share 0.4` turns the shapes of
+40% of the scenes only.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--text-height', default=None, metavar='LOW,HIGH',
                         help="with --style camera: the signs' ink height range in px of the "
                              'original (default: 14,32)')
+    parser.add_argument('--pose-share', type=float, default=None, metavar='SHARE',
+                        help='with pose among --factors: the share of scenes whose squares and '
+                             'triangles are turned, the rest upright (default: 1)')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace images/, questions.jsonl and style.json in a non-empty OUT')
 
@@ -80,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         style = dataset_style(args.style, args.factors, args.severity, args.truetype,
-                              args.typefaces, args.text_height)
+                              args.typefaces, args.text_height, args.pose_share)
     except ValueError as error:
         print(f'colvlm dataset: {error}', file=sys.stderr)
         return 2
@@ -134,13 +138,13 @@ def _write(out: Path, args: argparse.Namespace, views, style) -> tuple:
 
 def dataset_style(name: str, factors: str | None, severity: int | None,
                   truetype: float | None = None, typefaces: str | None = None,
-                  text_height: str | None = None):
+                  text_height: str | None = None, pose_share: float | None = None):
     """'clean', or the camera.CameraStyle that --style, --factors, --severity, --truetype,
-    --typefaces and --text-height ask for; ValueError naming the bad flag."""
+    --typefaces, --text-height and --pose-share ask for; ValueError naming the bad flag."""
     if name == 'clean':
-        if (factors, severity, truetype, typefaces, text_height) != (None,) * 5:
-            raise ValueError('--factors, --severity, --truetype, --typefaces and --text-height '
-                             'need --style camera')
+        if (factors, severity, truetype, typefaces, text_height, pose_share) != (None,) * 6:
+            raise ValueError('--factors, --severity, --truetype, --typefaces, --text-height and '
+                             '--pose-share need --style camera')
         return 'clean'
     from dataclasses import replace
 
@@ -175,6 +179,12 @@ def dataset_style(name: str, factors: str | None, severity: int | None,
     if changes and 'fonts' not in style.factors:
         raise ValueError('--truetype, --typefaces and --text-height need the fonts factor on '
                          '(--factors)')
+    if pose_share is not None:
+        if 'pose' not in style.factors or not 0.0 <= pose_share <= 1.0:
+            raise ValueError(f'--pose-share must be a share in [0, 1] with pose among '
+                             f'--factors (e.g. --factors all), got {pose_share:g} with factors '
+                             f'{",".join(style.factors)}')
+        changes['pose_share'] = pose_share
     return replace(style, **changes)
 
 

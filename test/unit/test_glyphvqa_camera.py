@@ -506,3 +506,17 @@ def test_cli_factors_all_turns_shapes_and_records_pose(tmp_path, capsys):
     document = json.loads((out / 'style.json').read_text())
     assert document['camera']['factors'] == list(FACTORS)
     assert document['camera']['shape_rotation'] == [0.0, 60.0]
+
+
+def test_cli_pose_share_is_recorded_and_needs_pose_on(tmp_path, capsys):
+    out = tmp_path / 'upright'
+    assert main(['dataset', 'glyphvqa', str(out), '--n-images', '1', '--seed', '4',
+                 '--style', 'camera', '--factors', 'all', '--pose-share', '0']) == 0
+    assert json.loads((out / 'style.json').read_text())['camera']['pose_share'] == 0.0
+    for bad in (['--style', 'camera', '--pose-share', '0.5'],  # pose is not among the factors
+                ['--style', 'camera', '--factors', 'all', '--pose-share', '1.5'],
+                ['--pose-share', '0.5']):  # the clean style
+        assert main(['dataset', 'glyphvqa', str(tmp_path / 'bad'), '--n-images', '1',
+                     *bad]) == 2
+        assert '--pose-share' in capsys.readouterr().err
+    assert not (tmp_path / 'bad').exists()

@@ -8,7 +8,7 @@ resumes and repeats; nothing here knows about models, prompts or losses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -201,15 +201,8 @@ def camera_style(args) -> CameraStyle | None:
     pose_share = getattr(args, 'pose_share', None)
     if not args.truetype and text_height is None and factors is None and pose_share is None:
         return None
-    style = dataset_style('camera', factors, None, args.truetype or None, args.typefaces,
-                          text_height)
-    if pose_share is None:
-        return style
-    if 'pose' not in style.factors or not 0.0 <= pose_share <= 1.0:
-        raise ValueError(f'--pose-share must be a share in [0, 1] with pose among --factors '
-                         f'(e.g. --factors all), got {pose_share:g} with factors '
-                         f'{",".join(style.factors)}')
-    return replace(style, pose_share=pose_share)
+    return dataset_style('camera', factors, None, args.truetype or None, args.typefaces,
+                         text_height, pose_share)
 
 
 def _paste_glyph(pixels: np.ndarray, char: str, face: str, x: int, y: int, height: int,
